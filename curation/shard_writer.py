@@ -1,0 +1,229 @@
+"""WebDataset shard writer that follows the shard contract (DESIGN.md, "Shard contract").
+
+A writer owns one *part* of an output folder: the shards it writes
+(``{prefix}-{NNNNNN}.tar``, each written under a temporary name and renamed when complete) and two
+part files, ``_parts/{part}.index.parquet`` and ``_parts/{part}.rejects.parquet``, written last.
+A part whose two files exist is complete; :func:`finalize` merges all parts into the folder's
+``_index.parquet`` and ``_rejects.parquet``. This split is what lets many Ray tasks write one folder
+side by side and lets a re-run skip parts that are already complete.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import webdataset as wds
+
+from manifests.io import join, read_table, rows_to_table, url_to_fs, write_table
+from manifests.keys import check_key
+from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, RejectReason
+
+PARTS_DIR = "_parts"
+INDEX_FILE = "_index.parquet"
+REJECTS_FILE = "_rejects.parquet"
+# A fixed member mtime makes shards byte-identical across re-runs of the same input.
+TAR_MTIME = 946684800
+REQUIRED_META = ("source", "source_id", "stage", "frames", "fps", "width", "height")
+
+
+@dataclass
+class Sample:
+    """One sample: ``<key>.mp4`` (H.264), ``<key>.txt`` (default caption), ``<key>.json`` (metadata).
+
+    ``meta`` must carry :data:`REQUIRED_META`; ``captions`` (all captions) is added when absent.
+    """
+
+    key: str
+    mp4: bytes
+    caption: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class DuplicateKeyError(ValueError):
+    """Two samples in one output folder share a key."""
+
+
+def _encode_json(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+class ShardWriter:
+    """Write samples of one part into size-bounded tar shards plus the part's index and rejects."""
+
+    def __init__(
+        self,
+        out_dir: str,
+        prefix: str,
+        part: str | None = None,
+        first_number: int = 0,
+        max_bytes: int = 512 * 1024**2,
+        max_samples: int = 2000,
+    ):
+        check_key(prefix)
+        self.out_dir = out_dir.rstrip("/")
+        self.fs, self._root = url_to_fs(self.out_dir)
+        self.fs.makedirs(self._root, exist_ok=True)
+        self.prefix = prefix
+        self.part = part or prefix
+        check_key(self.part)
+        self.number = first_number
+        self.max_bytes = max_bytes
+        self.max_samples = max_samples
+        self.index_rows: list[dict[str, Any]] = []
+        self.reject_rows: list[dict[str, Any]] = []
+        self.shards: list[str] = []
+        self._keys: set[str] = set()
+        self._tar: wds.TarWriter | None = None
+        self._file = None
+        self._tmp = ""
+        self._final = ""
+        self._bytes = 0
+        self._count = 0
+        self._closed = False
+
+    # -- shards ---------------------------------------------------------------------------------------
+    def _open_shard(self) -> None:
+        name = f"{self.prefix}-{self.number:06d}.tar"
+        self.number += 1
+        self._final = posixpath.join(self._root, name)
+        self._tmp = posixpath.join(self._root, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._file = self.fs.open(self._tmp, "wb")
+        self._tar = wds.TarWriter(self._file, user="vidrd", group="vidrd", encoder=False, mtime=TAR_MTIME)
+        self._bytes = 0
+        self._count = 0
+
+    def _close_shard(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        self._file.close()
+        self.fs.mv(self._tmp, self._final)
+        self.shards.append(posixpath.basename(self._final))
+        self._tar = self._file = None
+
+    def write(self, sample: Sample) -> None:
+        """Append a sample; starts a new shard when the current one would pass its size bound."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        key = check_key(sample.key)
+        if key in self._keys:
+            raise DuplicateKeyError(f"duplicate sample key {key!r} in part {self.part!r}")
+        missing = [k for k in REQUIRED_META if k not in sample.meta]
+        if missing:
+            raise ValueError(f"sample {key!r}: metadata lacks {missing}")
+        if not sample.mp4:
+            raise ValueError(f"sample {key!r}: empty video bytes")
+        meta = dict(sample.meta)
+        meta.setdefault("captions", [sample.caption])
+        txt = sample.caption.encode("utf-8")
+        js = _encode_json(meta)
+        size = len(sample.mp4) + len(txt) + len(js) + 3 * 1024
+        if self._tar is not None and (
+            self._count >= self.max_samples or (self._count and self._bytes + size > self.max_bytes)
+        ):
+            self._close_shard()
+        if self._tar is None:
+            self._open_shard()
+        self._tar.write({"__key__": key, "mp4": sample.mp4, "txt": txt, "json": js})
+        self._bytes += size
+        self._count += 1
+        self._keys.add(key)
+        frames, fps = int(meta["frames"]), float(meta["fps"])
+        self.index_rows.append(
+            {
+                "key": key,
+                "shard": posixpath.basename(self._final),
+                "source": meta["source"],
+                "source_id": str(meta["source_id"]),
+                "stage": meta["stage"],
+                "frames": frames,
+                "fps": fps,
+                "duration": frames / fps if fps > 0 else None,
+                "width": int(meta["width"]),
+                "height": int(meta["height"]),
+                "caption_length": len(sample.caption),
+                "num_captions": len(meta["captions"]),
+                "bytes": len(sample.mp4),
+            }
+        )
+
+    def reject(
+        self, input_id: str, stage: str, reason: RejectReason | str, message: str, source: str = "", uri: str = ""
+    ) -> None:
+        """Record an input that produced no sample."""
+        self.reject_rows.append(
+            {
+                "input_id": str(input_id),
+                "source": source,
+                "uri": uri,
+                "stage": stage,
+                "reason": reason.value if isinstance(reason, RejectReason) else str(reason),
+                "message": message,
+            }
+        )
+
+    def close(self) -> None:
+        """Finish the open shard, then write the part's index and rejects (marks the part complete)."""
+        if self._closed:
+            return
+        self._close_shard()
+        parts = join(self.out_dir, PARTS_DIR)
+        write_table(rows_to_table(self.index_rows, INDEX_SCHEMA), join(parts, f"{self.part}.index.parquet"))
+        write_table(rows_to_table(self.reject_rows, REJECTS_SCHEMA), join(parts, f"{self.part}.rejects.parquet"))
+        self._closed = True
+
+    def abort(self) -> None:
+        """Drop the unfinished shard; the part stays incomplete so a re-run redoes it."""
+        if self._tar is not None:
+            self._tar.close()
+            self._file.close()
+            self.fs.rm(self._tmp)
+            self._tar = self._file = None
+        self._closed = True
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def complete_parts(out_dir: str) -> set[str]:
+    """Names of the parts of ``out_dir`` whose index and rejects files both exist."""
+    fs, root = url_to_fs(out_dir)
+    pdir = posixpath.join(root, PARTS_DIR)
+    if not fs.exists(pdir):
+        return set()
+    names = [posixpath.basename(p) for p in fs.ls(pdir, detail=False)]
+    idx = {n[: -len(".index.parquet")] for n in names if n.endswith(".index.parquet")}
+    rej = {n[: -len(".rejects.parquet")] for n in names if n.endswith(".rejects.parquet")}
+    return idx & rej
+
+
+def finalize(out_dir: str) -> tuple[pa.Table, pa.Table]:
+    """Merge every complete part into ``_index.parquet`` and ``_rejects.parquet``; returns both tables.
+
+    Raises :class:`DuplicateKeyError` when two parts wrote the same key.
+    """
+    parts = sorted(complete_parts(out_dir))
+    pdir = join(out_dir, PARTS_DIR)
+    index = [read_table(join(pdir, f"{p}.index.parquet"), INDEX_SCHEMA) for p in parts]
+    rejects = [read_table(join(pdir, f"{p}.rejects.parquet"), REJECTS_SCHEMA) for p in parts]
+    index_t = pa.concat_tables(index) if index else INDEX_SCHEMA.empty_table()
+    rejects_t = pa.concat_tables(rejects) if rejects else REJECTS_SCHEMA.empty_table()
+    keys = index_t.column("key").to_pylist()
+    if len(keys) != len(set(keys)):
+        seen: set[str] = set()
+        dups = sorted({k for k in keys if k in seen or seen.add(k)})
+        raise DuplicateKeyError(f"{out_dir}: keys written by more than one part: {dups[:10]}")
+    write_table(index_t, join(out_dir, INDEX_FILE))
+    write_table(rejects_t, join(out_dir, REJECTS_FILE))
+    return index_t, rejects_t

@@ -1,0 +1,77 @@
+"""Parquet readers and writers for the contract tables, through fsspec (local paths or URLs)."""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class SchemaError(ValueError):
+    """A table does not match the contract schema it claims to follow."""
+
+
+def url_to_fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Filesystem and in-filesystem path for a local path or an fsspec URL."""
+    fs, p = fsspec.core.url_to_fs(path)
+    return fs, p
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts keeping a URL scheme intact (``s3://b/x`` + ``y`` -> ``s3://b/x/y``)."""
+    return posixpath.join(base.rstrip("/"), *parts)
+
+
+def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table from dict rows; missing optional fields become null, unknown fields are an error."""
+    rows = list(rows)
+    names = set(schema.names)
+    for i, row in enumerate(rows):
+        extra = set(row) - names
+        if extra:
+            raise SchemaError(f"row {i} has fields not in the schema: {sorted(extra)}")
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    """Write a Parquet file atomically: to a temporary name beside it, then renamed."""
+    fs, p = url_to_fs(path)
+    parent = posixpath.dirname(p)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{posixpath.basename(p)}.{uuid.uuid4().hex}.tmp")
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f)
+    fs.mv(tmp, p)
+
+
+def read_table(path: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a Parquet file; with ``schema``, check its columns and cast to the contract types."""
+    fs, p = url_to_fs(path)
+    if not fs.exists(p):
+        raise FileNotFoundError(f"{path}: no such file")
+    with fs.open(p, "rb") as f:
+        try:
+            table = pq.read_table(f)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise SchemaError(f"{path}: not a readable Parquet file ({e})") from e
+    if schema is None:
+        return table
+    missing = [n for n in schema.names if n not in table.column_names]
+    if missing:
+        raise SchemaError(f"{path}: missing columns {missing}")
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise SchemaError(f"{path}: columns do not match the schema ({e})") from e
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A zero-row table of ``schema``."""
+    return schema.empty_table()

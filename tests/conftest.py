@@ -1,0 +1,45 @@
+"""Shared fixtures: every test makes its own data (videos with PyAV, images with Pillow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curation.shard_writer import Sample, ShardWriter, finalize
+from curation.video_io import encode_mp4
+from vidrd.synthetic import make_all, moving_square
+
+
+@pytest.fixture(scope="session")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    """Every synthetic dataset in its published layout (built once per test session)."""
+    return make_all(tmp_path_factory.mktemp("sources"))
+
+
+def make_sample(i: int, frames: int = 12, source: str = "webvid", caption: str | None = None) -> Sample:
+    colour, direction = ["red", "green", "blue", "yellow"][i % 4], ["right", "left", "up", "down"][i % 4]
+    mp4 = encode_mp4(moving_square(colour, direction, frames=frames, width=48, height=32, seed=i), 8.0)
+    cap = caption if caption is not None else f"a {colour} square moving {direction}"
+    meta = {
+        "source": source,
+        "source_id": f"id{i}",
+        "stage": "test",
+        "frames": frames,
+        "fps": 8.0,
+        "width": 48,
+        "height": 32,
+    }
+    return Sample(key=f"{source}-id{i}", mp4=mp4, caption=cap, meta=meta)
+
+
+@pytest.fixture
+def shard_dir(tmp_path) -> Path:
+    """A finalized folder of 3 shards (5 samples, at most 2 per shard) and one reject."""
+    out = tmp_path / "shards"
+    with ShardWriter(str(out), "webvid", max_samples=2) as w:
+        for i in range(5):
+            w.write(make_sample(i))
+        w.reject("id99", "test", "too_short", "7 frames < 29", source="webvid")
+    finalize(str(out))
+    return out

@@ -1,0 +1,148 @@
+"""`vidrd shards` on good shards and on broken ones."""
+
+import json
+import tarfile
+
+import pytest
+
+from curation.shard_writer import ShardWriter, finalize
+from tests.conftest import make_sample
+from vidrd.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_ls_table_and_json(shard_dir, capsys):
+    code, out, _ = run(capsys, "shards", "ls", str(shard_dir))
+    assert code == 0
+    assert "webvid-000000.tar" in out and "3 shards, 5 samples" in out
+    code, out, _ = run(capsys, "shards", "ls", str(shard_dir), "--json")
+    data = json.loads(out)
+    assert [s["samples"] for s in data["shards"]] == [2, 2, 1]
+    assert data["total"]["samples"] == 5 and data["broken"] == 0
+
+
+def test_stats_from_index_and_from_scan_agree(shard_dir, capsys):
+    _, out, _ = run(capsys, "shards", "stats", str(shard_dir), "--json")
+    a = json.loads(out)
+    _, out, _ = run(capsys, "shards", "stats", str(shard_dir), "--json", "--scan")
+    b = json.loads(out)
+    assert a["from"] == "_index.parquet" and b["from"] == "shard scan"
+    for d in (a, b):
+        assert d["samples"] == 5 and d["by_source"] == {"webvid": 5}
+        assert d["frames"]["p50"] == 12 and d["duration_s"]["mean"] == 1.5
+    assert a["rejects_by_reason"] == {"test/too_short": 1}
+    code, out, _ = run(capsys, "shards", "stats", str(shard_dir))
+    assert code == 0 and "duration_s" in out and "test/too_short" in out
+
+
+def test_show_writes_a_contact_sheet(shard_dir, tmp_path, capsys):
+    png = tmp_path / "sheet.png"
+    code, out, _ = run(capsys, "shards", "show", str(shard_dir), "webvid-id2", "--out", str(png), "--frames", "4")
+    assert code == 0
+    assert "a blue square moving up" in out and '"frames": 12' in out
+    from PIL import Image
+
+    img = Image.open(png)
+    assert img.width > 4 * 48 and img.height > 32
+    code, _, err = run(capsys, "shards", "show", str(shard_dir), "nope")
+    assert code == 1 and "no sample with key 'nope'" in err
+
+
+def test_verify_ok(shard_dir, capsys):
+    code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["ok"] and rep["samples"] == rep["decoded"] == 5
+
+
+def test_gallery(shard_dir, tmp_path, capsys):
+    out_dir = tmp_path / "g"
+    code, out, _ = run(capsys, "shards", "gallery", str(shard_dir), "--out", str(out_dir), "--limit", "3")
+    html = (out_dir / "index.html").read_text()
+    assert code == 0 and "3 samples" in out
+    assert html.count('class="s"') == 3 and "a red square moving right" in html
+    assert len(list((out_dir / "thumbs").glob("*.jpg"))) == 3
+
+
+# --- broken shards -------------------------------------------------------------------------------------
+
+
+def test_truncated_tar_is_reported_not_raised(shard_dir, capsys):
+    t = shard_dir / "webvid-000001.tar"
+    data = t.read_bytes()
+    t.write_bytes(data[: len(data) // 2])
+    code, out, _ = run(capsys, "shards", "ls", str(shard_dir), "--json")
+    rows = {r["shard"]: r for r in json.loads(out)["shards"]}
+    assert code == 1 and rows["webvid-000001.tar"]["status"].startswith("broken")
+    code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
+    rep = json.loads(out)
+    problems = {(p["shard"], p["problem"]) for p in rep["problems"]}
+    assert code == 1
+    assert ("webvid-000001.tar", "truncated_or_unreadable") in problems
+    # The sample cut in half is named (incomplete in the tar, or absent though indexed); the others pass.
+    assert {p["key"] for p in rep["problems"] if p["key"]} == {"webvid-id3"}
+    code, out, _ = run(capsys, "shards", "verify", str(shard_dir))
+    assert code == 1 and "FAILED" in out
+
+
+def test_corrupt_video_and_wrong_frame_count(tmp_path, capsys):
+    out = tmp_path / "s"
+    bad = make_sample(0)
+    bad.mp4 = b"\x00" * 500
+    wrong = make_sample(1)
+    wrong.meta["frames"] = 99
+    with ShardWriter(str(out), "webvid") as w:
+        w.write(bad)
+        w.write(wrong)
+        w.write(make_sample(2))
+    finalize(str(out))
+    code, stdout, _ = run(capsys, "shards", "verify", str(out), "--json")
+    rep = json.loads(stdout)
+    kinds = sorted((p["key"], p["problem"]) for p in rep["problems"])
+    assert code == 1
+    assert kinds == [("webvid-id0", "undecodable"), ("webvid-id1", "frame_count"), ("webvid-id1", "frame_count")]
+
+
+def test_duplicate_keys_across_shards_and_missing_members(tmp_path, capsys):
+    d = tmp_path / "d"
+    for part in ("a", "b"):
+        with ShardWriter(str(d), f"s{part}", part=part) as w:
+            w.write(make_sample(0))
+    extra = d / "sc-000000.tar"
+    with tarfile.open(extra, "w") as tar:
+        tar.add(str(d / "sa-000000.tar"), arcname="lonely.mp4")
+    code, out, _ = run(capsys, "shards", "verify", str(d), "--json", "--no-decode")
+    problems = {(p["key"], p["problem"]) for p in json.loads(out)["problems"]}
+    assert code == 1
+    assert ("webvid-id0", "duplicate_key") in problems
+    assert ("lonely", "missing_member") in problems
+
+
+def test_unreadable_file_and_missing_path(tmp_path, capsys):
+    d = tmp_path / "x"
+    d.mkdir()
+    (d / "junk-000000.tar").write_bytes(b"this is not a tar file at all" * 40)
+    code, out, _ = run(capsys, "shards", "verify", str(d), "--json")
+    assert code == 1 and json.loads(out)["problems"][0]["problem"] == "truncated_or_unreadable"
+    code, _, err = run(capsys, "shards", "ls", str(tmp_path / "nothing"))
+    assert code == 2 and "no such file or folder" in err
+    code, _, err = run(capsys, "shards", "stats", str(tmp_path))
+    assert code == 2 and "no .tar shards" in err
+
+
+def test_single_tar_and_url_paths(shard_dir, capsys):
+    code, out, _ = run(capsys, "shards", "ls", f"file://{shard_dir}/webvid-000000.tar", "--json")
+    assert code == 0 and json.loads(out)["total"]["samples"] == 2
+    code, out, _ = run(capsys, "shards", "verify", f"file://{shard_dir}", "--json")
+    assert code == 0 and json.loads(out)["samples"] == 5
+
+
+@pytest.mark.parametrize("cmd", ["ls", "stats", "show", "verify", "gallery"])
+def test_help_explains_each_subcommand(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["shards", cmd, "--help"])
+    assert e.value.code == 0 and "usage: vidrd shards" in capsys.readouterr().out

@@ -1,0 +1,1 @@
+"""Training: the VidRD model (``training.model``), the WebDataset data module and the Lightning modules."""

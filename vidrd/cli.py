@@ -1,0 +1,66 @@
+"""The ``vidrd`` command: one entry point, a subcommand per part of the system."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from vidrd import __version__
+
+# Subcommands whose issue has not landed yet: they say so and exit 2 instead of pretending.
+NOT_BUILT = {
+    "curate": (
+        "run one curation stage on Ray (captioned, short-videos, long-videos, pseudo-videos)",
+        "issue 3 (stage runner) and issue 7 (model stages)",
+    ),
+    "train": ("train VidRD with LightningCLI (fit / validate / test)", "issue 5 (Lightning trainer)"),
+    "generate": ("generate a long video with FNR / PNS / DSG", "issue 6 (inference)"),
+    "eval": ("zero-shot UCF-101 FVD / IS / CLIPSIM", "issue 8 (evaluation)"),
+}
+
+
+def _not_built(name: str, issue: str):
+    def run(_args: argparse.Namespace) -> int:
+        print(f"vidrd {name}: not built yet ({issue}).", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommands register themselves)."""
+    from curation.inspect import cli as shards_cli
+    from manifests import cli as manifest_cli
+    from vidrd import demo
+
+    parser = argparse.ArgumentParser(
+        prog="vidrd",
+        description="Reuse and Diffuse (VidRD): curate video-text data on Ray into WebDataset shards, train the "
+        "video LDM, generate long videos. Run `vidrd demo --out DIR` for the whole system on synthetic data.",
+    )
+    parser.add_argument("--version", action="version", version=f"vidrd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo.add_parser(sub)
+    manifest_cli.add_parser(sub)
+    shards_cli.add_parser(sub)
+    for name, (what, issue) in NOT_BUILT.items():
+        p = sub.add_parser(name, help=f"{what} [not built yet]", description=f"{what}. Not built yet: {issue}.")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=_not_built(name, issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vidrd`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "shards":
+        from curation.inspect.cli import run as shards_run
+
+        return shards_run(args)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Small synthetic datasets laid out exactly as each real dataset ships, for the demo and the tests.
+
+Videos show a coloured square moving in a stated direction, so a caption like "a red square moving
+right" is true of its video. Every layout also contains the kinds of flaw real releases have (an
+annotation row whose file is missing), so the counts of the builders can be checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from curation.video_io import encode_mp4
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
+DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+
+
+def moving_square(
+    colour: str, direction: str, frames: int = 32, width: int = 64, height: int = 48, seed: int = 0
+) -> np.ndarray:
+    """``[F, H, W, 3]`` uint8 frames of a square of ``colour`` moving ``direction`` on a textured background."""
+    rng = np.random.default_rng(seed)
+    bg = (rng.integers(0, 60, size=(height, width, 3)) + 100).astype(np.uint8)
+    out = np.repeat(bg[None], frames, axis=0)
+    side = max(4, min(width, height) // 4)
+    dx, dy = DIRECTIONS[direction]
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    span_x, span_y = (width - side) // 2, (height - side) // 2
+    for t in range(frames):
+        f = t / max(1, frames - 1) - 0.5
+        x = round(x0 + dx * f * 2 * span_x * 0.9)
+        y = round(y0 + dy * f * 2 * span_y * 0.9)
+        out[t, y : y + side, x : x + side] = COLOURS[colour]
+    return out
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 24.0) -> None:
+    """Write frames as H.264 MP4 (or GIF when ``path`` ends in .gif)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gif":
+        imgs = [Image.fromarray(f) for f in frames]
+        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+        return
+    path.write_bytes(encode_mp4(frames, fps))
+
+
+def _combos(n: int) -> list[tuple[str, str]]:
+    cs, ds = list(COLOURS), list(DIRECTIONS)
+    return [(cs[i % len(cs)], ds[(i // len(cs) + i) % len(ds)]) for i in range(n)]
+
+
+def make_kinetics(root: Path, n: int = 4, frames: int = 32) -> None:
+    """``annotations/{train,validate}.csv`` + ``train/<label>/<ytid>_<s>_<e>.mp4``; one row has no file."""
+    ann = root / "annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (c, d) in enumerate(_combos(n)):
+        label = f"moving {d}"
+        yt = f"yt{i:03d}Ab-x"
+        rows.append((label, yt, 10, 20, "train"))
+        write_video(root / "train" / label / f"{yt}_000010_000020.mp4", moving_square(c, d, frames, seed=i))
+    rows.append(("moving up", "missingClip", 0, 10, "train"))
+    with open(ann / "train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        w.writerows(rows)
+
+
+def make_moments(root: Path, n: int = 4, frames: int = 32) -> None:
+    """``trainingSet.csv`` + ``training/<label>/<file>``; one row has no file."""
+    lines = []
+    for i, (c, d) in enumerate(_combos(n)):
+        label = ["sliding", "falling", "rising", "drifting"][i % 4]
+        rel = f"{label}/clip_{i}.mp4"
+        write_video(root / "training" / rel, moving_square(c, d, frames, seed=10 + i))
+        lines.append(f"{rel},{label},3,0")
+    lines.append("falling/not_there.mp4,falling,3,0")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "trainingSet.csv").write_text("\n".join(lines) + "\n")
+
+
+def make_videolt(root: Path, n: int = 2, frames: int = 96) -> None:
+    """``label/label_names.txt``, ``label/train.lst`` and ``videos/*.mp4`` (long-ish videos)."""
+    (root / "label").mkdir(parents=True, exist_ok=True)
+    (root / "label" / "label_names.txt").write_text("square\ncircle\nsliding block\n")
+    lines = []
+    for i, (c, d) in enumerate(_combos(n)):
+        vid = f"lt_{i:04d}"
+        write_video(root / "videos" / f"{vid}.mp4", moving_square(c, d, frames, seed=20 + i))
+        lines.append(f"{vid} {i % 3},2")
+    lines.append("lt_gone 0")
+    (root / "label" / "train.lst").write_text("\n".join(lines) + "\n")
+
+
+def make_laion(root: Path, n: int = 4) -> None:
+    """img2dataset ``00000/<key>.jpg|.txt|.json`` plus ``00000.parquet`` with one failed download."""
+    shard = root / "00000"
+    shard.mkdir(parents=True, exist_ok=True)
+    keys, status = [], []
+    for i, (c, d) in enumerate(_combos(n)):
+        key = f"{i:09d}"
+        frame = moving_square(c, d, frames=1, width=320, height=240, seed=30 + i)[0]
+        Image.fromarray(frame).save(shard / f"{key}.jpg", quality=90)
+        (shard / f"{key}.txt").write_text(f"a {c} square on a grey textured background")
+        (shard / f"{key}.json").write_text(json.dumps({"key": key, "width": 320, "height": 240}))
+        keys.append(key)
+        status.append("success")
+    keys.append(f"{n:09d}")
+    status.append("failed_to_download")
+    pq.write_table(
+        pa.table({"key": keys, "status": status, "url": [f"http://x/{k}" for k in keys]}), root / "00000.parquet"
+    )
+
+
+def make_webvid(root: Path, n: int = 4, frames: int = 32) -> None:
+    """``results_2M_train.csv`` + ``videos/<page_dir>/<videoid>.mp4``; one too long, one missing."""
+    rows = []
+    for i, (c, d) in enumerate(_combos(n)):
+        vid = str(1000 + i)
+        write_video(root / "videos" / "001" / f"{vid}.mp4", moving_square(c, d, frames, seed=40 + i))
+        dur = "PT00H00M25S" if i == n - 1 else "PT00H00M01S"
+        rows.append((vid, f"http://x/{vid}.mp4", dur, "001", f"a {c} square moving {d}"))
+    rows.append(("9999", "http://x/9999.mp4", "PT00H00M05S", "001", "missing video"))
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "results_2M_train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["videoid", "contentUrl", "duration", "page_dir", "name"])
+        w.writerows(rows)
+
+
+def make_tgif(root: Path, n: int = 3, frames: int = 32) -> None:
+    """``tgif-v1.0.tsv`` + ``gifs/*.gif``; the first GIF has two captions."""
+    lines = []
+    for i, (c, d) in enumerate(_combos(n)):
+        name = f"tumblr_{i:04d}.gif"
+        write_video(root / "gifs" / name, moving_square(c, d, frames, seed=50 + i), fps=12)
+        lines.append(f"https://38.media.tumblr.com/{name}\ta {c} square moves {d}")
+    lines.append(f"https://38.media.tumblr.com/tumblr_0000.gif\tthe {_combos(1)[0][0]} block slides")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tgif-v1.0.tsv").write_text("\n".join(lines) + "\n")
+
+
+def make_vatex(root: Path, n: int = 3, frames: int = 32) -> None:
+    """``vatex_training_v1.0.json`` with several English captions per video + ``videos/*.mp4``."""
+    items = []
+    for i, (c, d) in enumerate(_combos(n)):
+        vid = f"vx{i:03d}-AbC_000005_000015"
+        write_video(root / "videos" / f"{vid}.mp4", moving_square(c, d, frames, seed=60 + i))
+        items.append(
+            {
+                "videoID": vid,
+                "enCap": [
+                    f"a {c} square moves {d}",
+                    f"a {c} block going {d}",
+                    f"something {c} travels {d} across the frame",
+                ],
+            }
+        )
+    items.append({"videoID": "vxgone_000000_000010", "enCap": ["lost"]})
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vatex_training_v1.0.json").write_text(json.dumps(items))
+
+
+def make_pexels(root: Path, n: int = 3, frames: int = 32) -> None:
+    """``PexelVideos.parquet`` (id, title, duration, width, height) + ``videos/<id>.mp4``."""
+    ids, titles = [], []
+    for i, (c, d) in enumerate(_combos(n)):
+        vid = str(500 + i)
+        write_video(root / "videos" / f"{vid}.mp4", moving_square(c, d, frames, seed=70 + i))
+        ids.append(vid)
+        titles.append(f"{c.title()} square moving {d}")
+    root.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table({"id": ids, "title": titles, "duration": [frames / 24.0] * n, "width": [64] * n, "height": [48] * n}),
+        root / "PexelVideos.parquet",
+    )
+
+
+MAKERS: dict[str, Callable[[Path], None]] = {
+    "kinetics700": make_kinetics,
+    "moments": make_moments,
+    "videolt": make_videolt,
+    "laion": make_laion,
+    "webvid": make_webvid,
+    "tgif": make_tgif,
+    "vatex": make_vatex,
+    "pexels": make_pexels,
+}
+
+
+def make_all(root: str | os.PathLike) -> dict[str, Path]:
+    """Write every synthetic dataset under ``root/<source>``; returns source -> folder."""
+    base = Path(root)
+    out = {}
+    for source, make in MAKERS.items():
+        make(base / source)
+        out[source] = base / source
+    return out
