@@ -1,0 +1,127 @@
+"""VidRD UNet on a tiny SD-shaped config: equals SD frame by frame at init, mixes frames once trained."""
+
+import pytest
+import torch
+
+from tests.tiny_sd import TEMPORAL, UNET, tiny_unet2d
+from training.model.loading import load_into, unet_from_config
+from training.model.unet import VidRDUNet, is_spatial_transformer, is_temporal
+
+
+@pytest.fixture(scope="module")
+def pair():
+    base = tiny_unet2d().eval()
+    unet = unet_from_config(dict(UNET), **TEMPORAL).eval()
+    load_into(unet, base.state_dict(), "unet")
+    return base, unet
+
+
+def inputs(b=2, f=5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, 4, f, 8, 8, generator=g)
+    ctx = torch.randn(b, 7, 32, generator=g)
+    return x, torch.tensor([10, 700])[:b], ctx
+
+
+def test_fresh_model_is_sd_frame_by_frame(pair):
+    base, unet = pair
+    x, t, ctx = inputs()
+    with torch.no_grad():
+        y = unet(x, t, ctx)
+        ref = torch.stack([base(x[:, :, i], t, ctx).sample for i in range(x.shape[2])], dim=2)
+    assert y.shape == x.shape
+    assert (y - ref).abs().max().item() < 1e-5
+
+
+def test_frames_are_independent_at_init_and_interact_once_temporal_weights_move(pair):
+    _, unet = pair
+    x, t, ctx = inputs()
+    x2 = x.clone()
+    x2[:, :, 3] += 1.0
+    with torch.no_grad():
+        d0 = (unet(x, t, ctx)[:, :, 0] - unet(x2, t, ctx)[:, :, 0]).abs().max().item()
+    assert d0 < 1e-6
+    moved = unet_from_config(dict(UNET), **TEMPORAL).eval()
+    moved.load_state_dict(unet.state_dict())
+    with torch.no_grad():
+        moved.down_blocks[0].temp_attentions[0].attn.to_out.weight.normal_(0, 0.1)
+        moved.down_blocks[0].temp_convs[0].net[-1].weight.normal_(0, 0.1)
+        d1 = (moved(x, t, ctx)[:, :, 0] - moved(x2, t, ctx)[:, :, 0]).abs().max().item()
+    assert d1 > 1e-3
+
+
+def test_any_frame_count_and_scalar_timestep(pair):
+    _, unet = pair
+    for f in (1, 3, 8):
+        x = torch.randn(1, 4, f, 8, 8)
+        with torch.no_grad():
+            assert unet(x, 500, torch.randn(1, 7, 32)).shape == x.shape
+
+
+def test_gradients_reach_only_the_trainable_groups(pair):
+    _, unet = pair
+    unet = unet_from_config(dict(UNET), **TEMPORAL)
+    unet.set_trainable()
+    x, t, ctx = inputs(b=1)
+    unet(x, t[:1], ctx[:1]).square().mean().backward()
+    for n, p in unet.named_parameters():
+        trainable = is_temporal(n) or is_spatial_transformer(n)
+        assert p.requires_grad == trainable, n
+        if not trainable:
+            assert p.grad is None, n
+    # zero-init output layers get gradient first; through them the rest of each temporal module learns
+    assert unet.down_blocks[0].temp_attentions[0].attn.to_out.weight.grad.abs().sum() > 0
+    assert unet.up_blocks[1].temp_convs[0].net[-1].weight.grad.abs().sum() > 0
+    assert unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k.weight.grad.abs().sum() > 0
+
+
+def test_parameter_counts_add_up(pair):
+    _, unet = pair
+    c = unet.parameter_counts()
+    assert c["total"] == sum(p.numel() for p in unet.parameters())
+    assert c["trainable"] == c["temporal"] + c["spatial_transformer"]
+    assert c["temporal"] == sum(p.numel() for p in unet.temporal_parameters())
+    assert c["trainable"] == sum(p.numel() for p in unet.trainable_parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(pair):
+    _, ref = pair
+    grads = []
+    for ckpt in (False, True):
+        unet = unet_from_config(dict(UNET), **TEMPORAL)
+        unet.load_state_dict(ref.state_dict())
+        with torch.no_grad():
+            for p in unet.temporal_parameters():
+                p.add_(0.01)
+        if ckpt:
+            unet.enable_gradient_checkpointing()
+        x, t, ctx = inputs(b=1)
+        unet(x, t[:1], ctx[:1]).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in unet.temporal_parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_bf16_forward_is_finite_and_close(pair):
+    _, unet = pair
+    x, t, ctx = inputs(b=1)
+    with torch.no_grad():
+        ref = unet(x, t[:1], ctx[:1])
+        low = unet.to(torch.bfloat16)(x.bfloat16(), t[:1], ctx[:1].bfloat16()).float()
+    unet.float()
+    assert torch.isfinite(low).all()
+    assert (low - ref).abs().mean() < 0.05 * ref.abs().mean()
+
+
+def test_save_and_load_pretrained_round_trip(pair, tmp_path):
+    _, unet = pair
+    unet.save_pretrained(tmp_path / "unet")
+    assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    back = VidRDUNet.from_pretrained(tmp_path / "unet")
+    assert back.config.temp_head_dim == TEMPORAL["temp_head_dim"]
+    for (n, a), (_, b) in zip(unet.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(a, b), n
+
+
+def test_unsupported_block_type_is_a_clear_error():
+    with pytest.raises(ValueError, match="unsupported block type"):
+        VidRDUNet(down_block_types=("SimpleCrossAttnDownBlock2D",), up_block_types=("UpBlock2D",))

@@ -1,0 +1,109 @@
+"""The two temporal layers VidRD adds to Stable Diffusion (paper 4.1, A.1.3, figure 9).
+
+Both take the 2D layers' activations with frames folded into the batch, ``[B*F, C, H, W]``, look
+across the F frames of each video and return a tensor of the same shape. Each ends in a zero-init
+layer and is added residually, so a freshly built model is Stable Diffusion applied frame by frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention import FeedForward
+from torch import nn
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class TempConv(nn.Module):
+    """Temp-Conv: ``num_layers`` x (GroupNorm, SiLU, Conv3d with a kernel over frames only), residual.
+
+    The kernel is ``(kernel_frames, 1, 1)``: it mixes each pixel's features across neighbouring frames
+    ("tube" processing in figure 9) and leaves spatial mixing to the frozen 2D ResNets.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_layers: int = 2,
+        kernel_frames: int = 3,
+        norm_groups: int = 32,
+        eps: float = 1e-5,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(num_layers):
+            layers += [
+                nn.GroupNorm(norm_groups, channels, eps=eps),
+                nn.SiLU(),
+                nn.Dropout(dropout),
+                nn.Conv3d(channels, channels, (kernel_frames, 1, 1), padding=(kernel_frames // 2, 0, 0)),
+            ]
+        self.net = nn.Sequential(*layers)
+        _zero(self.net[-1])
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        v = x.view(bf // num_frames, num_frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W]
+        out = self.net(v).transpose(1, 2).reshape(bf, c, h, w)
+        return x + out
+
+
+def frame_position_encoding(num_frames: int, dim: int, device, dtype) -> torch.Tensor:
+    """Sinusoidal encoding ``[F, dim]`` of frame index; works for any number of frames."""
+    pos = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(num_frames, dim, device=device, dtype=torch.float32)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe.to(dtype)
+
+
+class TemporalSelfAttention(nn.Module):
+    """Multi-head self-attention over a short sequence (the frames), through SDPA."""
+
+    def __init__(self, dim: int, head_dim: int = 64):
+        super().__init__()
+        self.heads = max(1, dim // head_dim)
+        self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, f, d = x.shape
+        q, k, v = self.to_qkv(x).view(n, f, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(n, f, d))
+
+
+class TempAttn(nn.Module):
+    """Temp-Attn: a pre-norm transformer block along the frame axis of every pixel.
+
+    Tokens are the ``B*H*W`` pixel positions, sequence length F:
+    ``x + Attn(LN(x) + PE)``, then ``+ FF(LN(x))`` (GEGLU). The attention output projection and the
+    feed-forward output layer are zero-initialised, so the block starts as the identity.
+    """
+
+    def __init__(self, channels: int, head_dim: int = 64, ff_mult: int = 4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = TemporalSelfAttention(channels, head_dim)
+        self.norm2 = nn.LayerNorm(channels)
+        self.ff = FeedForward(channels, mult=ff_mult, activation_fn="geglu")
+        _zero(self.attn.to_out)
+        _zero(self.ff.net[-1])
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        b = bf // num_frames
+        t = x.view(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)
+        pe = frame_position_encoding(num_frames, c, t.device, t.dtype)
+        t = t + self.attn(self.norm1(t) + pe)
+        t = t + self.ff(self.norm2(t))
+        return t.view(b, h * w, num_frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)

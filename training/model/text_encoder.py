@@ -1,0 +1,53 @@
+"""SD 2.1's frozen text encoder: the OpenCLIP ViT-H/14 text tower as shipped in the diffusers layout
+(``transformers.CLIPTextModel`` + ``CLIPTokenizer``), with the empty-prompt embedding cached for CFG."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import CLIPTextModel, CLIPTokenizer
+
+
+class FrozenTextEncoder(nn.Module):
+    """Prompts -> ``[B, 77, 1024]`` token embeddings (last hidden state, as SD 2.x uses them)."""
+
+    def __init__(self, tokenizer: CLIPTokenizer, text_model: CLIPTextModel):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.model = text_model.eval().requires_grad_(False)
+        self._empty: torch.Tensor | None = None
+
+    @classmethod
+    def from_pretrained(cls, sd_folder: str, torch_dtype: torch.dtype | None = None) -> FrozenTextEncoder:
+        """Load ``tokenizer/`` and ``text_encoder/`` from a Stable Diffusion folder in diffusers layout."""
+        tok = CLIPTokenizer.from_pretrained(sd_folder, subfolder="tokenizer", local_files_only=True)
+        model = CLIPTextModel.from_pretrained(
+            sd_folder, subfolder="text_encoder", torch_dtype=torch_dtype, local_files_only=True
+        )
+        return cls(tok, model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(
+            prompts,
+            padding="max_length",
+            # The text model's positions are the real limit (77 for SD); some tokenizer configs omit it.
+            max_length=self.model.config.max_position_embeddings,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        return self.model(ids)[0]
+
+    def empty(self, batch: int = 1) -> torch.Tensor:
+        """The unconditional (empty-prompt) embedding, computed once."""
+        if self._empty is None or self._empty.device != self.device:
+            self._empty = self([""])
+        return self._empty.expand(batch, -1, -1)
+
+    def train(self, mode: bool = True) -> FrozenTextEncoder:
+        # Frozen: stays in eval mode whatever the enclosing module does.
+        return super().train(False)

@@ -1,0 +1,210 @@
+"""VidRD UNet: the Stable Diffusion 2.1 UNet inflated with Temp-Conv and Temp-Attn (paper 4.1, A.1.3).
+
+The 2D layers are diffusers' own ``UNet2DConditionModel`` submodules, kept under the same names
+(``down_blocks.0.resnets.0...``), so an SD 2.1 UNet state dict loads as is. Each block gains two
+parallel lists: ``temp_convs`` (one Temp-Conv after every ResNet) and ``temp_attentions`` (one
+Temp-Attn after every spatial transformer). Frames are folded into the batch for the 2D layers
+("3D-ResNet"); the temporal layers unfold them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from training.model.temporal import TempAttn, TempConv
+
+TEMPORAL_MARKERS = (".temp_convs.", ".temp_attentions.")
+SPATIAL_TRANSFORMER_MARKER = ".transformer_blocks."
+CROSS_ATTN_DOWN, DOWN = "CrossAttnDownBlock2D", "DownBlock2D"
+CROSS_ATTN_UP, UP = "CrossAttnUpBlock2D", "UpBlock2D"
+
+
+def is_temporal(name: str) -> bool:
+    """True for parameters of the added temporal layers."""
+    return any(m in f".{name}" for m in TEMPORAL_MARKERS)
+
+
+def is_spatial_transformer(name: str) -> bool:
+    """True for SD's spatial transformer blocks (self-, cross-attention, FF; not the proj_in/proj_out around them)."""
+    return SPATIAL_TRANSFORMER_MARKER in f".{name}" and not is_temporal(name)
+
+
+class VidRDUNet(ModelMixin, ConfigMixin):
+    """Text-conditioned video denoiser: ``[B, C, F, H, W]`` latents -> same-shape prediction.
+
+    Constructor arguments are SD's ``UNet2DConditionModel`` arguments (defaults: SD 2.1) plus the
+    temporal layers' sizes.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 96,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        down_block_types: Sequence[str] = (CROSS_ATTN_DOWN, CROSS_ATTN_DOWN, CROSS_ATTN_DOWN, DOWN),
+        up_block_types: Sequence[str] = (UP, CROSS_ATTN_UP, CROSS_ATTN_UP, CROSS_ATTN_UP),
+        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+        layers_per_block: int = 2,
+        attention_head_dim: int | Sequence[int] = (5, 10, 20, 20),
+        cross_attention_dim: int = 1024,
+        use_linear_projection: bool = True,
+        upcast_attention: bool = False,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        temp_conv_layers: int = 2,
+        temp_kernel_frames: int = 3,
+        temp_head_dim: int = 64,
+        temp_ff_mult: int = 4,
+    ):
+        super().__init__()
+        for t in (*down_block_types, *up_block_types):
+            if t not in (CROSS_ATTN_DOWN, DOWN, CROSS_ATTN_UP, UP):
+                raise ValueError(f"unsupported block type {t!r}: VidRD inflates SD 2.x UNets")
+        base = UNet2DConditionModel(
+            sample_size=sample_size,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            down_block_types=tuple(down_block_types),
+            up_block_types=tuple(up_block_types),
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            attention_head_dim=attention_head_dim,
+            cross_attention_dim=cross_attention_dim,
+            use_linear_projection=use_linear_projection,
+            upcast_attention=upcast_attention,
+            norm_num_groups=norm_num_groups,
+            norm_eps=norm_eps,
+            flip_sin_to_cos=flip_sin_to_cos,
+            freq_shift=freq_shift,
+        )
+        # Same attribute names as UNet2DConditionModel, so SD state dicts load without renaming.
+        self.conv_in = base.conv_in
+        self.time_proj = base.time_proj
+        self.time_embedding = base.time_embedding
+        self.down_blocks = base.down_blocks
+        self.mid_block = base.mid_block
+        self.up_blocks = base.up_blocks
+        self.conv_norm_out = base.conv_norm_out
+        self.conv_act = base.conv_act
+        self.conv_out = base.conv_out
+
+        def tconv(ch: int) -> TempConv:
+            return TempConv(ch, temp_conv_layers, temp_kernel_frames, norm_num_groups, norm_eps)
+
+        def tattn(ch: int) -> TempAttn:
+            return TempAttn(ch, temp_head_dim, temp_ff_mult)
+
+        for block in [*self.down_blocks, self.mid_block, *self.up_blocks]:
+            block.temp_convs = nn.ModuleList(tconv(r.conv2.out_channels) for r in block.resnets)
+            attns = getattr(block, "attentions", None) or []
+            block.temp_attentions = nn.ModuleList(tattn(a.proj_out.out_features) for a in attns)
+        self.gradient_checkpointing = False
+
+    # -- switches -------------------------------------------------------------------------------------
+    def enable_gradient_checkpointing(self, *args: Any, **kwargs: Any) -> None:
+        """Recompute each (2D layer + temporal layer) unit in backward instead of storing activations."""
+        self.gradient_checkpointing = True
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.gradient_checkpointing = False
+
+    # -- parameter groups (paper 4.1: temporal layers + spatial transformer blocks train) --------------
+    def temporal_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for n, p in self.named_parameters() if is_temporal(n))
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """The paper's trainable set: temporal layers and spatial transformer blocks."""
+        return (p for n, p in self.named_parameters() if is_temporal(n) or is_spatial_transformer(n))
+
+    def set_trainable(self, spatial_transformers: bool = True) -> None:
+        """Freeze everything except the temporal layers (and the spatial transformers when asked)."""
+        for n, p in self.named_parameters():
+            p.requires_grad_(is_temporal(n) or (spatial_transformers and is_spatial_transformer(n)))
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Total, trainable (paper's set), temporal and spatial-transformer parameter counts."""
+        counts = {"total": 0, "trainable": 0, "temporal": 0, "spatial_transformer": 0}
+        for n, p in self.named_parameters():
+            k = p.numel()
+            counts["total"] += k
+            t, s = is_temporal(n), is_spatial_transformer(n)
+            counts["temporal"] += k * t
+            counts["spatial_transformer"] += k * s
+            counts["trainable"] += k * (t or s)
+        return counts
+
+    # -- forward --------------------------------------------------------------------------------------
+    def _run(self, fn, *args):
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def _resnet(self, block, i: int, h, temb, f: int):
+        return self._run(lambda x, e: block.temp_convs[i](block.resnets[i](x, e), f), h, temb)
+
+    def _attn(self, block, i: int, h, ctx, f: int):
+        def unit(x, c):
+            x = block.attentions[i](x, encoder_hidden_states=c, return_dict=False)[0]
+            return block.temp_attentions[i](x, f)
+
+        return self._run(unit, h, ctx)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+    ) -> torch.Tensor:
+        """``sample [B, C, F, H, W]``, ``timestep`` scalar or ``[B]``, text ``[B, L, D]`` -> ``[B, C, F, H, W]``."""
+        b, c, f, h, w = sample.shape
+        x = sample.transpose(1, 2).reshape(b * f, c, h, w)
+        t = torch.as_tensor(timestep, device=sample.device)
+        t = t.expand(b) if t.ndim == 0 else t
+        temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
+        temb = temb.repeat_interleave(f, dim=0)
+        ctx = encoder_hidden_states.repeat_interleave(f, dim=0)
+
+        x = self.conv_in(x)
+        skips = [x]
+        for block in self.down_blocks:
+            has_attn = bool(block.temp_attentions)
+            for i in range(len(block.resnets)):
+                x = self._resnet(block, i, x, temb, f)
+                if has_attn:
+                    x = self._attn(block, i, x, ctx, f)
+                skips.append(x)
+            for down in block.downsamplers or []:
+                x = down(x)
+                skips.append(x)
+
+        mid = self.mid_block
+        x = self._resnet(mid, 0, x, temb, f)
+        for i in range(len(mid.attentions)):
+            x = self._attn(mid, i, x, ctx, f)
+            x = self._resnet(mid, i + 1, x, temb, f)
+
+        for block in self.up_blocks:
+            has_attn = bool(block.temp_attentions)
+            for i in range(len(block.resnets)):
+                x = torch.cat([x, skips.pop()], dim=1)
+                x = self._resnet(block, i, x, temb, f)
+                if has_attn:
+                    x = self._attn(block, i, x, ctx, f)
+            for up in block.upsamplers or []:
+                x = up(x, skips[-1].shape[-2:])
+
+        x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        return x.view(b, f, *x.shape[1:]).transpose(1, 2)

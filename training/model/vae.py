@@ -1,0 +1,115 @@
+"""Temporal-aware VAE (paper 4.4, A.1.2, figure 8): SD's AutoencoderKL with a Temp-Conv after every
+ResNet block of the decoder. The encoder is unchanged and frozen; only the new layers train.
+
+The AutoencoderKL is held as ``self.vae`` with its own parameter names, so an SD ``vae/`` state
+dict loads into it unchanged; the Temp-Convs appear as ``vae.decoder.*.temp_convs.*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from diffusers import AutoencoderKL
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from training.model.temporal import TempConv
+
+
+def _is_temporal(name: str) -> bool:
+    return ".temp_convs." in f".{name}"
+
+
+class TemporalVAE(ModelMixin, ConfigMixin):
+    """Encode videos frame by frame; decode them with the temporal decoder.
+
+    Arguments are AutoencoderKL's (defaults: SD 2.1's VAE) plus the Temp-Conv sizes.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        down_block_types: Sequence[str] = ("DownEncoderBlock2D",) * 4,
+        up_block_types: Sequence[str] = ("UpDecoderBlock2D",) * 4,
+        block_out_channels: Sequence[int] = (128, 256, 512, 512),
+        layers_per_block: int = 2,
+        latent_channels: int = 4,
+        norm_num_groups: int = 32,
+        sample_size: int = 768,
+        scaling_factor: float = 0.18215,
+        temp_conv_layers: int = 2,
+        temp_kernel_frames: int = 3,
+    ):
+        super().__init__()
+        self.vae = AutoencoderKL(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            down_block_types=tuple(down_block_types),
+            up_block_types=tuple(up_block_types),
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            latent_channels=latent_channels,
+            norm_num_groups=norm_num_groups,
+            sample_size=sample_size,
+            scaling_factor=scaling_factor,
+        )
+        dec = self.vae.decoder
+        for block in [dec.mid_block, *dec.up_blocks]:
+            block.temp_convs = nn.ModuleList(
+                TempConv(r.conv2.out_channels, temp_conv_layers, temp_kernel_frames, norm_num_groups, 1e-6)
+                for r in block.resnets
+            )
+
+    @property
+    def scaling_factor(self) -> float:
+        return self.config.scaling_factor
+
+    def set_trainable(self) -> None:
+        """Only the decoder's Temp-Convs train (the paper fine-tunes nothing else)."""
+        for n, p in self.named_parameters():
+            p.requires_grad_(_is_temporal(n))
+
+    def temporal_parameters(self):
+        return (p for n, p in self.named_parameters() if _is_temporal(n))
+
+    def encode(self, video: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None):
+        """``[B, 3, F, H, W]`` in [-1, 1] -> scaled latents ``[B, C, F, H/8, W/8]`` (frame by frame)."""
+        b, c, f, h, w = video.shape
+        x = video.transpose(1, 2).reshape(b * f, c, h, w)
+        dist = self.vae.encode(x).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        z = z * self.scaling_factor
+        return z.view(b, f, *z.shape[1:]).transpose(1, 2)
+
+    def encode_posterior(self, video: torch.Tensor):
+        """The frame-wise posterior (for the KL regulariser when fine-tuning)."""
+        b, c, f, h, w = video.shape
+        return self.vae.encode(video.transpose(1, 2).reshape(b * f, c, h, w)).latent_dist
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``[B, C, F, h, w]`` -> video ``[B, 3, F, 8h, 8w]`` through the temporal decoder."""
+        b, c, f, h, w = latents.shape
+        z = latents.transpose(1, 2).reshape(b * f, c, h, w) / self.scaling_factor
+        x = self.decode_frames_folded(z, f)
+        return x.view(b, f, *x.shape[1:]).transpose(1, 2)
+
+    def decode_frames_folded(self, z: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Decode unscaled latents ``[B*F, C, h, w]`` (frames folded into the batch)."""
+        dec = self.vae.decoder
+        x = dec.conv_in(self.vae.post_quant_conv(z))
+        mid = dec.mid_block
+        x = mid.temp_convs[0](mid.resnets[0](x, None), num_frames)
+        for i, (attn, resnet) in enumerate(zip(mid.attentions, mid.resnets[1:], strict=True)):
+            if attn is not None:
+                x = attn(x, temb=None)
+            x = mid.temp_convs[i + 1](resnet(x, None), num_frames)
+        for block in dec.up_blocks:
+            for resnet, tconv in zip(block.resnets, block.temp_convs, strict=True):
+                x = tconv(resnet(x, None), num_frames)
+            for up in block.upsamplers or []:
+                x = up(x)
+        return dec.conv_out(dec.conv_act(dec.conv_norm_out(x)))
