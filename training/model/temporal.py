@@ -8,6 +8,7 @@ layer and is added residually, so a freshly built model is Stable Diffusion appl
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -56,14 +57,21 @@ class TempConv(nn.Module):
         return x + out
 
 
-def frame_position_encoding(num_frames: int, dim: int, device, dtype) -> torch.Tensor:
-    """Sinusoidal encoding ``[F, dim]`` of frame index; works for any number of frames."""
-    pos = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(num_frames, dim, device=device, dtype=torch.float32)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq)
-    return pe.to(dtype)
+@lru_cache(maxsize=64)
+def frame_position_encoding(num_frames: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoidal encoding ``[F, dim]`` of frame index; works for any number of frames.
+
+    Cached: it is the same tensor for every call with the same shape, and rebuilding it costs a handful
+    of tiny kernel launches per Temp-Attn, which shows in launch-bound sampling.
+    """
+    # A normal tensor even when first built under inference_mode, so training can reuse the cached one.
+    with torch.inference_mode(False), torch.no_grad():
+        pos = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(num_frames, dim, device=device, dtype=torch.float32)
+        pe[:, 0::2] = torch.sin(pos * freq)
+        pe[:, 1::2] = torch.cos(pos * freq)
+        return pe.to(dtype)
 
 
 class TemporalSelfAttention(nn.Module):
