@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from curation.shard_writer import Sample, ShardWriter, finalize
 from curation.video_io import encode_mp4
+from training.model.loading import save_vidrd
+from training.model.tiny import tiny_components
 from vidrd.synthetic import make_all, moving_square
 
 
@@ -43,3 +46,17 @@ def shard_dir(tmp_path) -> Path:
         w.reject("id99", "test", "too_short", "7 frames < 29", source="webvid")
     finalize(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> Path:
+    """A tiny random-weight VidRD checkpoint folder whose temporal layers are off zero (as after training)."""
+    d = tmp_path_factory.mktemp("vidrd")
+    comps = tiny_components(d / "work")
+    with torch.no_grad():
+        for p in comps.unet.temporal_parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+        for p in comps.vae.temporal_parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    save_vidrd(str(d / "ckpt"), comps)
+    return d / "ckpt"

@@ -4,7 +4,6 @@ a diffusers folder and an original (LDM) single-file checkpoint. Nothing is down
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 
 import torch
@@ -12,30 +11,10 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-UNET = dict(
-    sample_size=8,
-    block_out_channels=(32, 64),
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    layers_per_block=1,
-    attention_head_dim=(2, 4),
-    cross_attention_dim=32,
-    norm_num_groups=32,  # the LDM layout has no group count: it is always 32
-    use_linear_projection=True,
-)
-VAE = dict(
-    block_out_channels=(32, 64),
-    down_block_types=("DownEncoderBlock2D",) * 2,
-    up_block_types=("UpDecoderBlock2D",) * 2,
-    layers_per_block=1,
-    norm_num_groups=32,
-    sample_size=32,
-)
-TEXT = dict(
-    vocab_size=0, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-    max_position_embeddings=77, projection_dim=32, hidden_act="gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1,
-)  # fmt: skip
-TEMPORAL = dict(temp_head_dim=16)
+from training.model.tiny import TINY_TEMPORAL, TINY_TEXT, TINY_UNET, TINY_VAE, write_char_tokenizer
+
+UNET, VAE, TEMPORAL = TINY_UNET, TINY_VAE, TINY_TEMPORAL
+TEXT = dict(TINY_TEXT, vocab_size=0)
 
 
 def tiny_unet2d(seed: int = 0) -> UNet2DConditionModel:
@@ -54,15 +33,7 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
 
 
 def write_tokenizer(folder: Path) -> CLIPTokenizer:
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = string.ascii_lowercase + string.digits + ".,!?'-"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    return write_char_tokenizer(folder)
 
 
 def tiny_text_model(vocab_size: int, seed: int = 0) -> CLIPTextModel:

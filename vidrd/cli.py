@@ -15,7 +15,6 @@ NOT_BUILT = {
         "issue 3 (stage runner) and issue 7 (model stages)",
     ),
     "train": ("train VidRD with LightningCLI (fit / validate / test)", "issue 5 (Lightning trainer)"),
-    "generate": ("generate a long video with FNR / PNS / DSG", "issue 6 (inference)"),
     "eval": ("zero-shot UCF-101 FVD / IS / CLIPSIM", "issue 8 (evaluation)"),
 }
 
@@ -31,6 +30,7 @@ def _not_built(name: str, issue: str):
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
     from curation.inspect import cli as shards_cli
+    from inference import cli as generate_cli
     from manifests import cli as manifest_cli
     from vidrd import demo
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     manifest_cli.add_parser(sub)
     shards_cli.add_parser(sub)
+    generate_cli.add_parser(sub)
     for name, (what, issue) in NOT_BUILT.items():
         p = sub.add_parser(name, help=f"{what} [not built yet]", description=f"{what}. Not built yet: {issue}.")
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from training.model.sampling_defaults import sd_scheduler_config
 from training.model.text_encoder import FrozenTextEncoder
 from training.model.unet import VidRDUNet, is_temporal
 from training.model.vae import TemporalVAE
@@ -265,18 +266,7 @@ def load_sd_single_file(
         model = CLIPTextModel(text_config or openclip_text_config())
         reports.append(load_into(model, convert_open_clip_checkpoint(model, state), "text_encoder"))
         te = FrozenTextEncoder(CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True), model)
-    scfg = {
-        "_class_name": "DDIMScheduler",
-        "num_train_timesteps": 1000,
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
-        "clip_sample": False,
-        "set_alpha_to_one": False,
-        "steps_offset": 1,
-        "prediction_type": pred,
-    }
-    return SDComponents(unet, vae, te, scfg, pred, reports)
+    return SDComponents(unet, vae, te, sd_scheduler_config(pred), pred, reports)
 
 
 def load_lightning_checkpoint(model: nn.Module, ckpt_path: str, prefix: str = "unet.") -> LoadReport:

@@ -1,0 +1,147 @@
+"""Ablation of the long-video settings (the shape of the paper's figure 6): vary M, alpha and beta one
+at a time around a base setting and measure temporal consistency at clip boundaries.
+
+Metrics, on the generated frames (pixels in [0, 1]) and on nothing else:
+
+* ``boundary``: mean absolute change between consecutive frames where the video passes from one clip
+  into the next (video frames ``v = i (N-1)`` -> ``v + 1``, see ``inference.long_video``);
+* ``within``: the same change between consecutive frames inside clips;
+* ``ratio = boundary / within``: 1 means a seam looks like any other frame step; above 1, a jump.
+
+    python -m inference.ablation --checkpoint DIR --prompt "a corgi running on the beach" \\
+        --vary M=2,4,8 --vary alpha=0,0.5,1,2 --vary beta=0,0.5,1 --out ablation/
+
+writes ``results.json``, ``results.md`` (a table) and ``ablation.png`` (one panel per parameter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from inference.long_video import LongVideoConfig, clips_needed, video_index
+from inference.pipeline import GenerationSettings, VidRDPipeline
+from inference.prompts import VideoRequest
+
+PARAMS = {"M": "prompt_frames", "alpha": "alpha", "beta": "beta"}
+
+
+def seam_steps(frames: int, n: int) -> list[int]:
+    """Video indices v whose step v -> v+1 crosses into a new clip."""
+    k = clips_needed(frames, n)
+    return [video_index(i, 0, n) for i in range(1, k) if video_index(i, 0, n) + 1 < frames]
+
+
+def boundary_metrics(video: np.ndarray, n: int) -> dict[str, float]:
+    """``video [F, H, W, 3]`` uint8 -> boundary / within-clip mean absolute frame change and their ratio."""
+    x = video.astype(np.float32) / 255.0
+    steps = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2, 3))  # steps[v] = change from frame v to v+1
+    seams = seam_steps(len(video), n)
+    inside = [v for v in range(len(steps)) if v not in set(seams)]
+    boundary = float(steps[seams].mean()) if seams else float("nan")
+    within = float(steps[inside].mean()) if inside else float("nan")
+    return {"boundary": boundary, "within": within, "ratio": boundary / within if within > 0 else float("nan")}
+
+
+def run_ablation(
+    pipe: VidRDPipeline,
+    prompts: list[str],
+    base: GenerationSettings,
+    vary: dict[str, list[float]],
+) -> list[dict]:
+    """One row per (parameter, value): the metrics averaged over the prompts."""
+    rows = []
+    for name, values in vary.items():
+        for value in values:
+            v = int(value) if name == "M" else float(value)
+            long = replace(base.long, **{PARAMS[name]: v})
+            s = replace(base, long=long)
+            chunks = [f for _, f in pipe.generate([VideoRequest([p]) for p in prompts], s, progress=False)]
+            videos = np.concatenate(chunks, axis=1)
+            ms = [boundary_metrics(video, long.clip_frames) for video in videos]
+            row = {"param": name, "value": v, **{k: float(np.mean([m[k] for m in ms])) for k in ms[0]}}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| parameter | value | boundary change | within-clip change | ratio |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['param']} | {r['value']:g} | {r['boundary']:.4f} | {r['within']:.4f} | {r['ratio']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["param"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        rs = [r for r in rows if r["param"] == name]
+        ax.plot([r["value"] for r in rs], [r["ratio"] for r in rs], "o-", label="boundary / within")
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel(name)
+        ax.set_ylabel("frame change ratio at seams")
+        ax.set_title(f"vary {name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_vary(items: list[str]) -> dict[str, list[float]]:
+    out = {}
+    for item in items:
+        name, _, vals = item.partition("=")
+        if name not in PARAMS or not vals:
+            raise ValueError(f"--vary {item!r}: expected M=..., alpha=... or beta=... with comma-separated values")
+        out[name] = [float(v) for v in vals.split(",")]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--prompt", action="append", required=True, help="repeat for several prompts")
+    ap.add_argument("--vary", action="append", default=[], help="M=2,4,8 | alpha=0,1,2 | beta=0,0.5,1")
+    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--clip-frames", type=int, default=16)
+    ap.add_argument("--prompt-frames", type=int, default=8)
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--guidance", type=float, default=10.0)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        vary = parse_vary(args.vary or ["M=2,4,8", "alpha=0,0.5,1,2", "beta=0,0.5,1"])
+        long = LongVideoConfig(args.clip_frames, args.prompt_frames, args.alpha, args.beta)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    base = GenerationSettings(args.frames, args.steps, args.guidance, args.seed, args.size, args.size, long)
+    pipe = VidRDPipeline.from_checkpoint(args.checkpoint, args.device)
+    rows = run_ablation(pipe, args.prompt, base, vary)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"base": repr(base), "rows": rows}, indent=2))
+    (out / "results.md").write_text(table(rows) + "\n")
+    plot(rows, out / "ablation.png")
+    print(table(rows))
+    print(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'ablation.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

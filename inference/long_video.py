@@ -1,0 +1,175 @@
+"""Iterative long-video generation: FNR, PNS and DSG (paper 4.3, equations 5-8, algorithm 1).
+
+Notation: clip ``i`` has N frames ``z^{i,j}``, j = 0..N-1; M of them are *prompt frames*.
+
+* Eq. 5: ``z_T^{0,j} ~ N(0, I)``.
+* FNR (eq. 6) and PNS (eq. 7), for i >= 1::
+
+      z_T^{i,j} = z_T^{i-1,N-j-1}                                           if j < M
+      z_T^{i,j} = a/sqrt(1+a^2) z_T^{i-1,N-j-1} + eps,  eps ~ N(0, I/(1+a^2))  otherwise
+
+  so every frame keeps unit variance and correlates ``a/sqrt(1+a^2)`` with its mirror; a = 0 is fresh
+  noise.
+* DSG (eq. 8): after the DDIM step from t, for j < M,
+  ``z_{t-1}^{i,j} = z_{t-1}^{i-1,N-j-1}`` while ``t > (1-b) T + b T j / M`` (T = training timesteps,
+  1000), else the normal DDIM result. Frame 0 is held longest (for b = 1, all the way to z_0), frame
+  M-1 shortest.
+
+Joining the clips. The prompt frames of clip i are guided onto the last M frames of clip i-1 *in
+mirrored order*: clip i's frame j onto clip i-1's frame N-1-j. Give clip i's frame j the video
+index ``v(i, j) = i (N-1) + j``; then clip i-1's frame N-1-j has ``v = i (N-1) - j``: the two are
+mirror images around the seam ``v = i (N-1)``, where clip i's frame 0 *is* clip i-1's frame N-1
+(held by DSG through every step when b = 1). So the video is
+
+    clip 0 frames 0..N-1, then for each i >= 1 clip i frames 1..N-1
+
+(each later clip adds N-1 frames; the seam frame is not repeated), and it is continuous in time:
+consecutive video frames are consecutive frames of one clip. Guidance is strongest at the seam and
+fades over the M prompt frames, the reflection-like boundary that lets new content enter (the paper:
+"staged guidance becomes weaker as j gets closer to M"). ``F`` frames need
+``ceil((F - N) / (N - 1)) + 1`` clips; the last clip is cut to length.
+
+Memory is flat in the number of clips: only clip i-1's initial noise (N frames) and its trajectory
+for the frames DSG can copy (the last M frames, at the steps where the condition can hold) are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from inference.sampler import DDIMSampler
+
+
+@dataclass(frozen=True)
+class LongVideoConfig:
+    """N frames per clip, M prompt frames, PNS alpha, DSG beta."""
+
+    clip_frames: int = 16
+    prompt_frames: int = 8
+    alpha: float = 1.0
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.clip_frames < 2:
+            raise ValueError(f"clip_frames (N) must be >= 2, got {self.clip_frames}")
+        if not 0 <= self.prompt_frames <= self.clip_frames:
+            raise ValueError(f"prompt_frames (M) must be in [0, N={self.clip_frames}], got {self.prompt_frames}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not 0 <= self.beta <= 1:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+
+
+def clips_needed(frames: int, n: int) -> int:
+    """How many clips of N frames a video of ``frames`` frames needs under the join above."""
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    return 1 if frames <= n else math.ceil((frames - n) / (n - 1)) + 1
+
+
+def video_index(i: int, j: int, n: int) -> int:
+    """Index in the joined video of clip i's frame j (clip i >= 1 frame 0 is the seam, shared)."""
+    return i * (n - 1) + j
+
+
+def fnr_pns(prev_zT: torch.Tensor, m: int, alpha: float, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """Eq. 6-7: initial noise of clip i from clip i-1's, ``[B, C, N, h, w]``; one generator per video."""
+    rev = prev_zT.flip(2)
+    n = prev_zT.shape[2]
+    if m >= n:
+        return rev.clone()
+    shape = (prev_zT.shape[1], n - m, *prev_zT.shape[3:])
+    eps = torch.stack([torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in generators])
+    eps = eps.to(device=prev_zT.device, dtype=prev_zT.dtype)
+    scale = 1.0 / math.sqrt(1.0 + alpha**2)
+    out = rev.clone()
+    out[:, :, m:] = alpha * scale * rev[:, :, m:] + scale * eps
+    return out
+
+
+def dsg_holds(t: int, j: int, m: int, beta: float, num_train_timesteps: int) -> bool:
+    """Eq. 8's condition: whether prompt frame j copies the previous clip after the step from t."""
+    big_t = num_train_timesteps
+    return j < m and t > (1 - beta) * big_t + beta * big_t * j / m
+
+
+class DSGGuide:
+    """Step hook that records this clip's trajectory for the next clip and applies the previous one's."""
+
+    def __init__(self, timesteps: Sequence[int], cfg: LongVideoConfig, num_train_timesteps: int):
+        self.cfg = cfg
+        n, m = cfg.clip_frames, cfg.prompt_frames
+        # For each step k: the prompt frames j that copy, and the previous clip's frames they copy.
+        self.copy_plan: list[list[int]] = [
+            [j for j in range(m) if dsg_holds(t, j, m, cfg.beta, num_train_timesteps)] for t in timesteps
+        ]
+        # Steps at which anything may be copied next time; only those need recording.
+        self.record_steps = {k for k, js in enumerate(self.copy_plan) if js}
+        self.src = [n - 1 - j for j in range(m)]
+        self.previous: dict[int, torch.Tensor] = {}
+        self.current: dict[int, torch.Tensor] = {}
+
+    def hook(self, k: int, _t: int, z: torch.Tensor) -> torch.Tensor:
+        if self.previous and self.copy_plan[k]:
+            js = self.copy_plan[k]
+            prev = self.previous[k]  # [B, C, M, h, w]: previous clip's frames N-1-j for j = 0..M-1
+            z = z.clone()
+            z[:, :, js] = prev[:, :, js]
+        if k in self.record_steps:
+            self.current[k] = z[:, :, self.src].clone()
+        return z
+
+    def next_clip(self) -> None:
+        self.previous, self.current = self.current, {}
+
+
+Conditioning = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def generate_latent_clips(
+    sampler: DDIMSampler,
+    conditioning: Conditioning,
+    num_clips: int,
+    latent_shape: tuple[int, int, int, int],
+    cfg: LongVideoConfig,
+    generators: Sequence[torch.Generator],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    on_step: Callable[[], None] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the z_0 latents ``[B, C, N, h, w]`` of clips 0..num_clips-1, one at a time.
+
+    ``conditioning(i)`` gives (cond, uncond) text embeddings for clip i (a story changes prompts per
+    clip). ``latent_shape`` is (C, N, h, w). Each video b draws all its noise from ``generators[b]``.
+    """
+    c, n, h, w = latent_shape
+    if n != cfg.clip_frames:
+        raise ValueError(f"latent_shape has {n} frames but clip_frames is {cfg.clip_frames}")
+    guide = DSGGuide(sampler.timesteps, cfg, sampler.num_train_timesteps)
+    z_T = None
+    for i in range(num_clips):
+        if z_T is None:
+            z_T = torch.stack(
+                [torch.randn((c, n, h, w), generator=g, device=g.device, dtype=torch.float32) for g in generators]
+            ).to(device=device, dtype=dtype)
+        else:
+            z_T = fnr_pns(z_T, cfg.prompt_frames, cfg.alpha, generators)
+        cond, uncond = conditioning(i)
+
+        def hook(k: int, t: int, z: torch.Tensor) -> torch.Tensor:
+            if on_step is not None:
+                on_step()
+            return guide.hook(k, t, z)
+
+        z0 = sampler.sample(z_T, cond, uncond, step_hook=hook)
+        guide.next_clip()
+        yield z0
+
+
+def kept_frames(i: int) -> slice:
+    """Frames of clip i that go into the video (clip i >= 1 starts after the shared seam frame)."""
+    return slice(0, None) if i == 0 else slice(1, None)

@@ -1,0 +1,133 @@
+"""Text -> long video with a VidRD checkpoint: text encoding (cached), DDIM + CFG per clip with
+FNR/PNS/DSG across clips, temporal-VAE decoding in frame chunks, frames handed out clip by clip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inference.long_video import LongVideoConfig, clips_needed, generate_latent_clips, kept_frames
+from inference.prompts import VideoRequest
+from inference.sampler import DDIMSampler, make_scheduler
+from training.model.loading import SDComponents, load_vidrd
+from training.model.vae import TemporalVAE
+
+
+@dataclass
+class GenerationSettings:
+    """Everything besides the prompts that decides a video."""
+
+    frames: int = 16
+    steps: int = 50
+    guidance: float = 10.0
+    seed: int = 0
+    height: int = 256
+    width: int = 256
+    long: LongVideoConfig = field(default_factory=LongVideoConfig)
+
+
+def temporal_radius(vae: TemporalVAE) -> int:
+    """How many frames on each side one output frame of the temporal decoder depends on."""
+    r = 0
+    for name, m in vae.named_modules():
+        if name.endswith("temp_convs"):
+            for tc in m:
+                convs = [x for x in tc.net if isinstance(x, torch.nn.Conv3d)]
+                r += sum(c.kernel_size[0] // 2 for c in convs)
+    return r
+
+
+@torch.no_grad()
+def decode_latents(vae: TemporalVAE, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Latents ``[B, C, F, h, w]`` -> pixels in [-1, 1], decoding ``chunk`` frames at a time.
+
+    Each chunk is decoded with enough neighbouring frames for the temporal layers' receptive field,
+    so the result equals decoding all frames at once; memory grows with chunk + 2 * radius frames.
+    """
+    f = z.shape[2]
+    if chunk is None or chunk >= f:
+        return vae.decode(z)
+    r = temporal_radius(vae)
+    outs = []
+    for s in range(0, f, chunk):
+        lo, hi = max(0, s - r), min(f, s + chunk + r)
+        x = vae.decode(z[:, :, lo:hi])
+        outs.append(x[:, :, s - lo : s - lo + min(chunk, f - s)])
+    return torch.cat(outs, dim=2)
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """``[B, 3, F, H, W]`` in [-1, 1] -> ``[B, F, H, W, 3]`` uint8."""
+    x = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+class VidRDPipeline:
+    """Holds the model on a device and turns prompts into frames."""
+
+    def __init__(
+        self,
+        comps: SDComponents,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        decode_chunk: int | None = None,
+    ):
+        if comps.text_encoder is None:
+            raise ValueError("the checkpoint has no text encoder/tokenizer; generation needs one")
+        self.device, self.dtype = torch.device(device), dtype
+        # nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast, which says nothing here.
+        self.unet = torch.nn.Module.to(comps.unet, self.device, dtype).eval().requires_grad_(False)
+        self.vae = torch.nn.Module.to(comps.vae, self.device, dtype).eval().requires_grad_(False)
+        self.text = comps.text_encoder.to(self.device)
+        self.scheduler_config = {**comps.scheduler_config, "prediction_type": comps.prediction_type}
+        self.decode_chunk = decode_chunk
+        self._emb: dict[str, torch.Tensor] = {}
+        self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "cpu", dtype: torch.dtype = torch.float32, **kw) -> VidRDPipeline:
+        return cls(load_vidrd(path), device, dtype, **kw)
+
+    def embed(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text embeddings ``[B, L, D]``; each distinct prompt is encoded once per pipeline."""
+        new = sorted({p for p in prompts if p not in self._emb})
+        if new:
+            for p, e in zip(new, self.text(list(new)), strict=True):
+                self._emb[p] = e.to(self.dtype)
+        return torch.stack([self._emb[p] for p in prompts])
+
+    def generate(
+        self, requests: Sequence[VideoRequest], settings: GenerationSettings, progress: bool = True
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(clip index, frames [B, F_i, H, W, 3] uint8)``: each clip's new frames, as it finishes."""
+        s, cfg = settings, settings.long
+        if s.height % (8 * self.vae_scale) or s.width % (8 * self.vae_scale):
+            raise ValueError(f"height and width must be multiples of {8 * self.vae_scale}")
+        n_clips = clips_needed(s.frames, cfg.clip_frames)
+        clip_prompts = [r.for_clips(n_clips) for r in requests]
+        uncond = self.text.empty(len(requests)).to(self.dtype)
+        gens = [
+            torch.Generator().manual_seed(r.seed if r.seed is not None else s.seed + b) for b, r in enumerate(requests)
+        ]
+        sampler = DDIMSampler(self.unet, make_scheduler(self.scheduler_config), s.steps, s.guidance)
+        latent = (self.unet.config.in_channels, cfg.clip_frames, s.height // self.vae_scale, s.width // self.vae_scale)
+        bar = tqdm(total=n_clips * s.steps, desc="denoising", unit="step", disable=not progress)
+
+        def conditioning(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.embed([p[i] for p in clip_prompts]), uncond
+
+        clips = generate_latent_clips(
+            sampler, conditioning, n_clips, latent, cfg, gens, self.device, self.dtype, on_step=bar.update
+        )
+        emitted = 0
+        for i, z0 in enumerate(clips):
+            frames = to_uint8(decode_latents(self.vae, z0, self.decode_chunk))[:, kept_frames(i)]
+            frames = frames[:, : s.frames - emitted]
+            emitted += frames.shape[1]
+            bar.set_postfix(clip=f"{i + 1}/{n_clips}", frames=emitted)
+            yield i, frames
+        bar.close()

@@ -1,0 +1,28 @@
+import json
+
+import numpy as np
+
+from inference.ablation import boundary_metrics, main, seam_steps
+
+
+def test_seams_and_metrics_see_a_jump():
+    n, frames = 6, 16  # clips: 0..5, 5..10, 10..15 in video indices
+    assert seam_steps(frames, n) == [5, 10]
+    smooth = np.repeat(np.linspace(0, 200, frames)[:, None, None, None], 4, axis=1).astype(np.uint8)
+    smooth = np.broadcast_to(smooth, (frames, 4, 4, 3)).copy()
+    jumpy = smooth.copy()
+    jumpy[6:] = np.clip(jumpy[6:].astype(int) + 40, 0, 255)
+    assert abs(boundary_metrics(smooth, n)["ratio"] - 1.0) < 0.1
+    assert boundary_metrics(jumpy, n)["ratio"] > 2.0
+
+
+def test_ablation_script_writes_table_json_and_plot(ckpt, tmp_path, capsys):
+    args = ["--checkpoint", str(ckpt), "--prompt", "a red square", "--vary", "M=2,4", "--vary", "beta=0,1"]
+    args += ["--frames", "15", "--clip-frames", "8", "--steps", "2", "--size", "32", "--out", str(tmp_path)]
+    code = main(args)
+    assert code == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["param"], r["value"]) for r in rows] == [("M", 2), ("M", 4), ("beta", 0.0), ("beta", 1.0)]
+    assert all(r["within"] > 0 and r["ratio"] > 0 for r in rows)
+    assert (tmp_path / "ablation.png").stat().st_size > 1000
+    assert "| M | 2 |" in (tmp_path / "results.md").read_text()
