@@ -35,4 +35,8 @@ def test_demo_builds_every_manifest(tmp_path, capsys):
         r = tmp_path / "manifests" / f"{source}.rejects.parquet"
         assert pq.read_table(m).num_rows > 0 and r.exists()
         assert source in out
-    assert "not run yet" in out
+    assert "not run yet" in out and "TINY RANDOM WEIGHTS" in out
+    from curation.video_io import decode_frames
+
+    _, info = decode_frames(str(tmp_path / "long_video.mp4"))
+    assert info.frames == 36
