@@ -97,3 +97,73 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, preset: str = "ver
         for packet in stream.encode():
             container.mux(packet)
     return buf.getvalue()
+
+
+def fit_size(width: int, height: int, short_side: int, max_aspect: float) -> tuple[tuple[int, int, int, int], int, int]:
+    """Centre crop box (x0, y0, x1, y1) limiting the aspect ratio to ``max_aspect``, and the output size
+    with the short side at ``short_side`` (both sides even, as H.264 in yuv420p needs)."""
+    x0, y0, x1, y1 = 0, 0, width, height
+    if width > height * max_aspect:
+        keep = int(height * max_aspect)
+        x0 = (width - keep) // 2
+        x1 = x0 + keep
+    elif height > width * max_aspect:
+        keep = int(width * max_aspect)
+        y0 = (height - keep) // 2
+        y1 = y0 + keep
+    cw, ch = x1 - x0, y1 - y0
+    scale = short_side / min(cw, ch)
+    ow, oh = max(2, round(cw * scale / 2) * 2), max(2, round(ch * scale / 2) * 2)
+    return (x0, y0, x1, y1), ow, oh
+
+
+def decode_resized(
+    src: Source,
+    short_side: int,
+    max_aspect: float = 2.0,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> tuple[np.ndarray, VideoInfo, VideoInfo]:
+    """Decode frames inside [start, end) seconds, centre-cropped to ``max_aspect`` and resized so the
+    short side is ``short_side``; returns (frames, info of the source, info of the output).
+
+    Frames are resized one at a time as they are decoded, so long or large videos never sit in memory
+    at full size. A stream that breaks part way raises :class:`VideoDecodeError` naming the frame.
+    """
+    from PIL import Image
+
+    out: list[np.ndarray] = []
+    count = 0
+    try:
+        with _open(src) as container:
+            if not container.streams.video:
+                raise VideoDecodeError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+            fps = float(rate) if rate else 0.0
+            w, h = stream.codec_context.width, stream.codec_context.height
+            if not w or not h:
+                raise VideoDecodeError("video stream has no frame size")
+            box, ow, oh = fit_size(w, h, short_side, max_aspect)
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else (count / fps if fps else 0.0)
+                count += 1
+                if start is not None and t < start - 1e-6:
+                    continue
+                if end is not None and t >= end - 1e-6:
+                    break
+                img = frame.to_image()
+                out.append(np.asarray(img.resize((ow, oh), Image.BILINEAR, box=box)))
+                if max_frames is not None and len(out) >= max_frames:
+                    break
+    except VideoDecodeError:
+        raise
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        where = f" after {count} frames" if count else ""
+        raise VideoDecodeError(f"cannot decode{where}: {e}") from e
+    if count == 0:
+        raise VideoDecodeError("no frames decoded")
+    frames = np.stack(out) if out else np.zeros((0, oh, ow, 3), np.uint8)
+    return frames, VideoInfo(count, fps, w, h), VideoInfo(len(frames), fps, ow, oh)

@@ -83,3 +83,4 @@ class RejectReason(str, Enum):
     MODEL_FAILED = "model_failed"
     NO_SEGMENT = "no_segment"
     ENCODE_FAILED = "encode_failed"
+    INTERNAL_ERROR = "internal_error"

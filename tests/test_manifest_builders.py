@@ -52,7 +52,7 @@ def test_laion(sources):
     assert sorted(rows) == [f"{i:09d}" for i in range(4)]
     r = rows["000000000"]
     assert r["kind"] == "image" and r["captions"] == ["a red square on a grey textured background"]
-    assert (r["width"], r["height"]) == (320, 240)
+    assert (r["width"], r["height"]) == (384, 288)
     assert [(j["input_id"], j["reason"]) for j in res.rejects] == [("000000004", "missing_file")]
     assert "failed_to_download" in res.rejects[0]["message"]
 

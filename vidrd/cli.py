@@ -10,10 +10,6 @@ from vidrd import __version__
 
 # Subcommands whose issue has not landed yet: they say so and exit 2 instead of pretending.
 NOT_BUILT = {
-    "curate": (
-        "run one curation stage on Ray (captioned, short-videos, long-videos, pseudo-videos)",
-        "issue 3 (stage runner) and issue 7 (model stages)",
-    ),
     "train": ("train VidRD with LightningCLI (fit / validate / test)", "issue 5 (Lightning trainer)"),
     "eval": ("zero-shot UCF-101 FVD / IS / CLIPSIM", "issue 8 (evaluation)"),
 }
@@ -29,6 +25,7 @@ def _not_built(name: str, issue: str):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
+    from curation import cli as curate_cli
     from curation.inspect import cli as shards_cli
     from inference import cli as generate_cli
     from manifests import cli as manifest_cli
@@ -43,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(sub)
     manifest_cli.add_parser(sub)
+    curate_cli.add_parser(sub)
     shards_cli.add_parser(sub)
     generate_cli.add_parser(sub)
     for name, (what, issue) in NOT_BUILT.items():

@@ -108,10 +108,10 @@ def make_laion(root: Path, n: int = 4) -> None:
     keys, status = [], []
     for i, (c, d) in enumerate(_combos(n)):
         key = f"{i:09d}"
-        frame = moving_square(c, d, frames=1, width=320, height=240, seed=30 + i)[0]
+        frame = moving_square(c, d, frames=1, width=384, height=288, seed=30 + i)[0]
         Image.fromarray(frame).save(shard / f"{key}.jpg", quality=90)
         (shard / f"{key}.txt").write_text(f"a {c} square on a grey textured background")
-        (shard / f"{key}.json").write_text(json.dumps({"key": key, "width": 320, "height": 240}))
+        (shard / f"{key}.json").write_text(json.dumps({"key": key, "width": 384, "height": 288}))
         keys.append(key)
         status.append("success")
     keys.append(f"{n:09d}")

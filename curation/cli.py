@@ -1,0 +1,78 @@
+"""``vidrd curate STAGE --manifest M.parquet --out DIR [--config C.yaml]``: one stage on Ray.
+
+Locally ``ray.init()`` starts a Ray of this machine; under ``ray job submit`` (RAY_ADDRESS set) or
+with ``--address`` it joins that cluster. Re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Any
+
+import yaml
+
+from curation.runner import RunMismatchError, RunnerConfig, run_stage
+from curation.stages import STAGES
+
+
+def load_config(path: str | None) -> tuple[dict[str, Any], RunnerConfig]:
+    """``stage:`` and ``runner:`` sections of a YAML config; unknown keys are errors."""
+    if not path:
+        return {}, RunnerConfig()
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with 'stage:' and/or 'runner:'")
+    unknown = set(data) - {"stage", "runner"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)} (allowed: stage, runner)")
+    runner = data.get("runner") or {}
+    names = {f.name for f in fields(RunnerConfig)}
+    bad = set(runner) - names
+    if bad:
+        raise ValueError(f"{path}: unknown runner keys {sorted(bad)} (allowed: {sorted(names)})")
+    return data.get("stage") or {}, RunnerConfig(**runner)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``vidrd curate``."""
+    p = sub.add_parser(
+        "curate",
+        help="run one curation stage on Ray (captioned, pseudo-videos)",
+        description="Turn a source manifest into WebDataset shards + _index.parquet + _rejects.parquet. "
+        "Resumable: re-run the same command after an interruption. On a cluster: "
+        "ray job submit --working-dir . -- vidrd curate STAGE --manifest M --out DIR",
+    )
+    p.add_argument("stage", choices=sorted(STAGES))
+    p.add_argument("--manifest", required=True, help="source manifest (vidrd manifest ...)")
+    p.add_argument("--out", required=True, help="output folder for shards (local path or fsspec URL)")
+    p.add_argument("--config", help="YAML with 'stage:' (stage settings) and 'runner:' (partitions, shard sizes)")
+    p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    try:
+        stage_cfg, runner = load_config(args.config)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    init: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+    if args.address:
+        init["address"] = args.address
+    elif args.num_cpus:
+        init["num_cpus"] = args.num_cpus
+    ray.init(**init)
+    try:
+        summary = run_stage(args.stage, args.manifest, args.out, stage_cfg, runner, progress=not args.no_progress)
+    except (RunMismatchError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 0 if summary.ok else 1

@@ -1,0 +1,255 @@
+"""Run a curation stage over a source manifest on Ray Data, resumably and without losing a row.
+
+* The manifest is sorted by id and cut into fixed partitions of ``rows_per_partition`` rows, so the
+  same manifest always gives the same partitions.
+* Each partition is one Ray task (``Dataset.map`` over partition descriptors, streamed, retried by
+  Ray when a worker dies). It writes its own shards (``{source}-{NNNNNN}.tar``, numbers
+  ``1000 p .. 1000 p + 999``) and, last, its part files (``_parts/<part>.index/rejects.parquet``).
+* A re-run skips partitions whose part files exist and redoes the rest from scratch (stale shards
+  and temporary files of an unfinished partition are removed first), so a killed run resumes with
+  no duplicate and no missing sample. ``_run.json`` pins the manifest and configuration an output
+  folder was made with; a re-run with different ones is refused rather than mixed.
+* Every input row ends as samples or as a reject row; an unexpected error in a stage becomes an
+  ``internal_error`` reject with the exception, never a crashed job. The summary checks
+  ``inputs == inputs with samples + rejects``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.shard_writer import PARTS_DIR, ShardWriter, complete_parts, finalize
+from curation.stage import Rejected
+from manifests.io import join, read_table, url_to_fs
+from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
+
+RUN_FILE = "_run.json"
+SHARDS_PER_PARTITION = 1000
+# Test hook: a folder; a task whose partition has no marker file there writes one and dies mid-task
+# (os._exit), so tests can show that Ray's retry loses and duplicates nothing.
+CRASH_ONCE_ENV = "VIDRD_CRASH_ONCE_DIR"
+
+
+class RunMismatchError(RuntimeError):
+    """The output folder was started with another manifest or configuration."""
+
+
+@dataclass
+class RunnerConfig:
+    """Partitioning, shard sizes and Ray resources of a stage run."""
+
+    rows_per_partition: int = 64
+    max_shard_bytes: int = 512 * 1024**2
+    max_shard_samples: int = 1000
+    seed: int = 0
+    num_cpus_per_task: float = 1.0
+    concurrency: int | None = None
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.rows_per_partition < 1:
+            raise ValueError(f"rows_per_partition must be >= 1, got {self.rows_per_partition}")
+
+
+@dataclass
+class RunSummary:
+    """Counts of one run; ``ok`` when inputs == inputs that produced samples + rejects."""
+
+    stage: str
+    out: str
+    inputs: int
+    produced: int
+    samples: int
+    rejects: int
+    partitions: int
+    skipped: int
+    seconds: float
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.inputs == self.produced + self.rejects
+
+    def line(self) -> str:
+        rate = self.inputs / self.seconds if self.seconds > 0 else 0.0
+        why = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
+        check = "OK" if self.ok else "MISMATCH"
+        return (
+            f"{self.stage}: {self.inputs} inputs = {self.produced} with samples + {self.rejects} rejects [{check}]; "
+            f"{self.samples} samples in {self.out}; rejects: {why}; {self.partitions} partitions "
+            f"({self.skipped} already complete); {self.seconds:.1f} s, {rate:.2f} inputs/s"
+        )
+
+
+def build_stage(name: str, config: dict[str, Any], seed: int):
+    """The stage object for ``name`` with its config section."""
+    from curation.stages import STAGES
+
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; choose one of {sorted(STAGES)}")
+    cls, cfg_cls = STAGES[name]
+    return cls(cfg_cls(**config), seed=seed)
+
+
+def partition_name(source: str, stage: str, index: int) -> str:
+    return f"{source}-{stage}-p{index:05d}"
+
+
+def _source_of(table: pa.Table) -> str:
+    sources = sorted(set(table.column("source").to_pylist()))
+    return sources[0] if len(sources) == 1 else "mixed"
+
+
+def _clean_partition(out: str, source: str, index: int) -> None:
+    """Remove shards and temporary files an unfinished earlier attempt at partition ``index`` left."""
+    fs, root = url_to_fs(out)
+    lo, hi = index * SHARDS_PER_PARTITION, (index + 1) * SHARDS_PER_PARTITION
+    pat = re.compile(rf"^\.?{re.escape(source)}-(\d{{6,}})\.tar(\..*\.tmp)?$")
+    for p in fs.ls(root, detail=False):
+        m = pat.match(posixpath.basename(p))
+        if m and lo <= int(m.group(1)) < hi:
+            fs.rm(p)
+
+
+def process_partition(item: dict[str, Any]) -> dict[str, Any]:
+    """Ray task body: run the stage over one partition's rows and write its shards and part files."""
+    rows = json.loads(item["rows_json"])
+    stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
+    runner = RunnerConfig(**json.loads(item["runner_config"]))
+    out, source, index, part = item["out"], item["source"], item["index"], item["part"]
+    _clean_partition(out, source, index)
+    crash_dir = os.environ.get(CRASH_ONCE_ENV)
+    samples = rejects = 0
+    with ShardWriter(
+        out, source, part=part, first_number=index * SHARDS_PER_PARTITION,
+        max_bytes=runner.max_shard_bytes, max_samples=runner.max_shard_samples,
+    ) as w:  # fmt: skip
+        for k, row in enumerate(rows):
+            try:
+                for s in stage.process(row):
+                    w.write(s)
+                    samples += 1
+            except Rejected as r:
+                w.reject(row["id"], stage.name, r.reason, r.message, row["source"], row["uri"])
+                rejects += 1
+            except Exception as e:  # a bug or an input nobody foresaw: recorded, never fatal
+                msg = f"{type(e).__name__}: {e}"
+                w.reject(row["id"], stage.name, RejectReason.INTERNAL_ERROR, msg, row["source"], row["uri"])
+                rejects += 1
+            if crash_dir and k == len(rows) // 2:
+                marker = os.path.join(crash_dir, part)
+                if not os.path.exists(marker):
+                    open(marker, "w").close()
+                    os._exit(1)
+    if len(w.shards) > SHARDS_PER_PARTITION:
+        raise RuntimeError(f"partition {part} wrote {len(w.shards)} shards; raise max_shard_bytes/samples")
+    return {"part": part, "inputs": len(rows), "samples": samples, "rejects": rejects}
+
+
+def _fingerprint(table: pa.Table, stage: str, stage_config: dict, runner: RunnerConfig) -> dict[str, Any]:
+    ids = "\n".join(sorted(table.column("id").to_pylist()))
+    spec = {k: v for k, v in asdict(runner).items() if k in ("rows_per_partition", "max_shard_bytes",
+                                                             "max_shard_samples", "seed")}  # fmt: skip
+    return {
+        "stage": stage,
+        "manifest_rows": table.num_rows,
+        "manifest_ids_sha256": hashlib.sha256(ids.encode("utf-8")).hexdigest(),
+        "stage_config": stage_config,
+        "runner": spec,
+    }
+
+
+def _check_run_file(out: str, fp: dict[str, Any], source: str) -> None:
+    fs, root = url_to_fs(out)
+    path = posixpath.join(root, RUN_FILE)
+    runs: dict[str, Any] = {}
+    if fs.exists(path):
+        with fs.open(path, "r") as f:
+            runs = json.load(f)
+    key = f"{source}/{fp['stage']}"
+    if key in runs and runs[key] != fp:
+        raise RunMismatchError(
+            f"{out} holds a {key} run made with another manifest or configuration ({RUN_FILE}); "
+            "use a new --out, or delete the folder to start over"
+        )
+    runs[key] = fp
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(path, "w") as f:
+        json.dump(runs, f, indent=2, sort_keys=True)
+
+
+def run_stage(
+    stage: str,
+    manifest: str,
+    out: str,
+    stage_config: dict[str, Any] | None = None,
+    runner: RunnerConfig | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run ``stage`` over ``manifest`` into ``out`` on the current Ray cluster (``ray.init`` first)."""
+    import ray
+
+    t0 = time.perf_counter()
+    runner = runner or RunnerConfig()
+    stage_config = stage_config or {}
+    build_stage(stage, stage_config, runner.seed)  # fail fast on a bad stage name or config
+    table = read_table(manifest, SOURCE_SCHEMA).sort_by("id")
+    source = _source_of(table) if table.num_rows else "empty"
+    _check_run_file(out, _fingerprint(table, stage, stage_config, runner), source)
+    rows = table.to_pylist()
+    n = runner.rows_per_partition
+    names = [partition_name(source, stage, i) for i in range((len(rows) + n - 1) // n)]
+    done = complete_parts(out)
+    items = [
+        {
+            "index": i, "part": name, "stage": stage, "source": source, "out": out, "seed": runner.seed,
+            "rows_json": json.dumps(rows[i * n : (i + 1) * n]), "stage_config": json.dumps(stage_config),
+            "runner_config": json.dumps(asdict(runner)),
+        }
+        for i, name in enumerate(names) if name not in done
+    ]  # fmt: skip
+    if items:
+        env = {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]} if os.environ.get(CRASH_ONCE_ENV) else None
+        retries = runner.max_retries
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map(
+            process_partition,
+            num_cpus=runner.num_cpus_per_task,
+            concurrency=runner.concurrency,
+            # Bounded: Ray Data's default retries a task whose worker dies forever, which would loop
+            # on an input that crashes the decoder every time.
+            ray_remote_args_fn=lambda: {"max_retries": retries},
+            runtime_env={"env_vars": env} if env else None,
+        )
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = progress
+        for _ in ds.iter_rows():
+            pass
+    finalize(out)
+    ours = [p for p in names if p in complete_parts(out)]
+    missing = sorted(set(names) - set(ours))
+    if missing:
+        raise RuntimeError(f"partitions did not complete: {missing[:5]}")
+    pdir = join(out, PARTS_DIR)
+    idx = [pq.read_table(join(pdir, f"{p}.index.parquet")) for p in ours]
+    rej = [pq.read_table(join(pdir, f"{p}.rejects.parquet")) for p in ours]
+    index = pa.concat_tables(idx) if idx else INDEX_SCHEMA.empty_table()
+    rejects = pa.concat_tables(rej) if rej else REJECTS_SCHEMA.empty_table()
+    reasons: dict[str, int] = {}
+    for r in rejects.column("reason").to_pylist():
+        reasons[r] = reasons.get(r, 0) + 1
+    return RunSummary(
+        stage=stage, out=out, inputs=table.num_rows, produced=len(set(index.column("source_id").to_pylist())),
+        samples=index.num_rows, rejects=rejects.num_rows, partitions=len(names), skipped=len(names) - len(items),
+        seconds=time.perf_counter() - t0, reasons=reasons,
+    )  # fmt: skip

@@ -1,0 +1,64 @@
+"""What a curation stage is: a pure function from one manifest row to samples or a reject.
+
+The runner (``curation.runner``) owns partitioning, Ray, shard writing and resumption; a stage only
+turns a row into :class:`~curation.shard_writer.Sample` objects, or says why it cannot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Protocol
+
+import fsspec
+
+from curation.shard_writer import Sample
+from manifests.schema import RejectReason
+
+
+class Rejected(Exception):
+    """Raised inside a stage for an input that produces nothing; becomes a ``_rejects.parquet`` row."""
+
+    def __init__(self, reason: RejectReason, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Stage(Protocol):
+    """A curation stage: ``name``, ``version`` (recorded in every sample) and ``process``."""
+
+    name: str
+    version: str
+
+    def process(self, row: dict[str, Any]) -> list[Sample]:
+        """Samples made from one manifest row; raise :class:`Rejected` when there are none."""
+        ...
+
+
+def read_input(uri: str) -> bytes:
+    """The bytes of an input file (local path or fsspec URL), or :class:`Rejected` when missing/empty."""
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        if not fs.exists(path):
+            raise Rejected(RejectReason.MISSING_FILE, f"{uri}: no such file")
+        with fs.open(path, "rb") as f:
+            data = f.read()
+    except Rejected:
+        raise
+    except OSError as e:
+        raise Rejected(RejectReason.MISSING_FILE, f"{uri}: cannot read ({e})") from e
+    if not data:
+        raise Rejected(RejectReason.EMPTY_FILE, f"{uri}: empty file (0 bytes)")
+    return data
+
+
+def sample_seed(seed: int, *parts: str) -> int:
+    """A 63-bit seed from the run seed and a sample's identity (stable across processes and runs)."""
+    h = hashlib.sha256("\x1f".join([str(seed), *parts]).encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
+def looks_like_html(data: bytes) -> bool:
+    """True for files that are web pages saved under a media extension (a common download failure)."""
+    head = data[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))

@@ -1,0 +1,10 @@
+"""One module per curation stage (paper 4.2, appendix A.2); :data:`STAGES` names them for the runner."""
+
+from curation.stages.captioned import CaptionedConfig, CaptionedStage
+from curation.stages.pseudo_videos import PseudoVideoConfig, PseudoVideoStage
+
+# name -> (stage class, its config dataclass)
+STAGES = {
+    "captioned": (CaptionedStage, CaptionedConfig),
+    "pseudo-videos": (PseudoVideoStage, PseudoVideoConfig),
+}

@@ -1,0 +1,151 @@
+"""Stage ``captioned``: datasets that ship captions (WebVid-2M, TGIF, VATEX, Pexels).
+
+Per video: WebVid keeps only videos shorter than ``webvid_max_seconds`` (20 s, as the paper does);
+the trim window of the manifest (if any) is applied; frames are centre-cropped to at most
+``max_aspect`` and resized so the short side is ``short_side`` (the trainer crops 256 x 256 from
+it); the original frame rate is kept; H.264 re-encode. All captions go into ``.json`` (VATEX has
+ten; the trainer draws one per read), the first into ``.txt``.
+
+Watermarks (WebVid, optional, ``watermark.mode``):
+
+* ``none``: leave frames as they are;
+* ``crop``: keep only the relative box ``watermark.keep`` = (x0, y0, x1, y1) of each frame, e.g. cut
+  the bottom strip where WebVid prints the clip id;
+* ``blur``: Gaussian-blur the relative box ``watermark.box`` (default: the centre where WebVid's logo
+  sits) with radius ``watermark.radius``. This hides the logo's edges; it does not restore what is
+  under it. A learned inpainting model is the better tool and can replace this function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from curation.shard_writer import Sample
+from curation.stage import Rejected, looks_like_html, read_input
+from curation.video_io import VideoDecodeError, decode_resized, encode_mp4
+from manifests.keys import make_key
+from manifests.schema import RejectReason
+
+WEBVID_LOGO_BOX = (0.25, 0.3, 0.75, 0.7)
+
+
+@dataclass
+class WatermarkConfig:
+    """How to treat WebVid's watermark (module docstring)."""
+
+    mode: str = "none"  # none | crop | blur
+    keep: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 0.9)
+    box: tuple[float, float, float, float] = WEBVID_LOGO_BOX
+    radius: float = 6.0
+    sources: tuple[str, ...] = ("webvid",)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "crop", "blur"):
+            raise ValueError(f"watermark.mode must be none, crop or blur, got {self.mode!r}")
+
+
+@dataclass
+class CaptionedConfig:
+    """Settings of the ``captioned`` stage."""
+
+    short_side: int = 256
+    max_aspect: float = 2.0
+    min_frames: int = 29  # 8 keyframes every 4 frames, as the trainer samples them
+    max_frames: int = 1200
+    webvid_max_seconds: float = 20.0
+    crf: int = 20
+    preset: str = "veryfast"
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.watermark, dict):
+            self.watermark = WatermarkConfig(**self.watermark)
+        if self.short_side < 16 or self.short_side % 2:
+            raise ValueError(f"short_side must be an even number >= 16, got {self.short_side}")
+        if self.min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
+
+
+def _rel_box(box: tuple[float, float, float, float], w: int, h: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    return int(x0 * w), int(y0 * h), max(int(x0 * w) + 2, int(x1 * w)), max(int(y0 * h) + 2, int(y1 * h))
+
+
+def remove_watermark(frames: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
+    """Apply the configured watermark treatment to ``[F, H, W, 3]`` frames."""
+    if cfg.mode == "none":
+        return frames
+    h, w = frames.shape[1:3]
+    if cfg.mode == "crop":
+        x0, y0, x1, y1 = _rel_box(cfg.keep, w, h)
+        return np.ascontiguousarray(frames[:, y0:y1, x0:x1])
+    x0, y0, x1, y1 = _rel_box(cfg.box, w, h)
+    out = frames.copy()
+    for f in out:
+        region = Image.fromarray(f[y0:y1, x0:x1]).filter(ImageFilter.GaussianBlur(cfg.radius))
+        f[y0:y1, x0:x1] = np.asarray(region)
+    return out
+
+
+class CaptionedStage:
+    """Filter, trim, resize and re-encode captioned videos."""
+
+    name = "captioned"
+    version = "1"
+
+    def __init__(self, config: CaptionedConfig | None = None, seed: int = 0):
+        self.cfg = config or CaptionedConfig()
+        self.seed = seed
+
+    def process(self, row: dict[str, Any]) -> list[Sample]:
+        cfg, source, rid = self.cfg, row["source"], row["id"]
+        captions = [c.strip() for c in (row.get("captions") or []) if c and c.strip()]
+        if not captions:
+            raise Rejected(RejectReason.NO_CAPTION, f"{rid}: no caption")
+        duration = row.get("duration")
+        if source == "webvid" and duration is not None and duration >= cfg.webvid_max_seconds:
+            raise Rejected(RejectReason.TOO_LONG, f"{duration:.1f} s >= {cfg.webvid_max_seconds:g} s (WebVid filter)")
+        data = read_input(row["uri"])
+        if looks_like_html(data):
+            raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
+        try:
+            frames, src, _out = decode_resized(
+                data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames
+            )
+        except VideoDecodeError as e:
+            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: {e}") from e
+        if source == "webvid" and duration is None and src.duration >= cfg.webvid_max_seconds:
+            raise Rejected(RejectReason.TOO_LONG, f"{src.duration:.1f} s >= {cfg.webvid_max_seconds:g} s")
+        if len(frames) < cfg.min_frames:
+            raise Rejected(RejectReason.TOO_SHORT, f"{len(frames)} frames < {cfg.min_frames}")
+        if not src.fps or src.fps <= 0:
+            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
+        wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
+        if wm != "none":
+            frames = remove_watermark(frames, cfg.watermark)
+        mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset)
+        h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
+        meta = {
+            "source": source,
+            "source_id": rid,
+            "stage": self.name,
+            "stage_version": self.version,
+            "captions": captions,
+            "label": row.get("label"),
+            "fps": src.fps,
+            "frames": len(frames),
+            "width": w,
+            "height": h,
+            "start": row.get("start"),
+            "end": row.get("end"),
+            "source_frames": src.frames,
+            "source_width": src.width,
+            "source_height": src.height,
+            "watermark": wm,
+            "seed": self.seed,
+        }
+        return [Sample(make_key(source, rid), mp4, captions[0], meta)]

@@ -1,0 +1,169 @@
+"""Stage ``pseudo-videos``: LAION image-text pairs become short videos by random zooming and panning
+(paper 4.2, figure 3; the paper's pseudo-videos average 2 s).
+
+For each image a camera path is drawn from a generator seeded by (run seed, image id): a start and
+an end window of the output's aspect ratio, each given by a scale (fraction of the largest window
+that fits the image) and a centre. A zoom-in, zoom-out or pan is chosen at random; the window moves
+along the path with smoothstep easing. Each frame is the window resized to the output size (short
+side ``short_side``). Every parameter goes into ``.json`` so a video can be re-rendered exactly.
+
+Images are read with Pillow, EXIF orientation applied, palette / grayscale / CMYK / alpha converted
+to RGB (alpha composited on grey). Images whose short side is below ``min_side`` are rejected.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from curation.shard_writer import Sample
+from curation.stage import Rejected, looks_like_html, read_input, sample_seed
+from curation.video_io import encode_mp4
+from manifests.keys import make_key
+from manifests.schema import RejectReason
+
+MOTIONS = ("zoom_in", "zoom_out", "pan")
+
+
+@dataclass
+class PseudoVideoConfig:
+    """Settings of the ``pseudo-videos`` stage."""
+
+    short_side: int = 256
+    max_aspect: float = 2.0
+    min_side: int = 256
+    fps: float = 15.0
+    min_seconds: float = 2.0  # 30 frames at 15 fps: enough for the trainer's 8 keyframes every 4
+    max_seconds: float = 2.6
+    min_scale: float = 0.6  # smallest window, as a fraction of the largest that fits
+    crf: int = 20
+    preset: str = "veryfast"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_scale <= 1:
+            raise ValueError(f"min_scale must be in (0, 1], got {self.min_scale}")
+        if self.min_seconds <= 0 or self.max_seconds < self.min_seconds:
+            raise ValueError("need 0 < min_seconds <= max_seconds")
+
+
+@dataclass
+class CameraPath:
+    """A window moving from (scale0, cx0, cy0) to (scale1, cx1, cy1) over ``frames`` frames."""
+
+    motion: str
+    frames: int
+    scale0: float
+    scale1: float
+    cx0: float
+    cy0: float
+    cx1: float
+    cy1: float
+
+
+def load_rgb(data: bytes) -> Image.Image:
+    """Decode an image to RGB with EXIF orientation applied; :class:`Rejected` for what is not an image."""
+    if looks_like_html(data):
+        raise Rejected(RejectReason.NOT_AN_IMAGE, "an HTML/XML page saved as an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.load()
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise Rejected(RejectReason.NOT_AN_IMAGE, f"not a readable image ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise Rejected(RejectReason.UNDECODABLE, f"image does not decode ({e})") from e
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def draw_path(rng: np.random.Generator, cfg: PseudoVideoConfig) -> CameraPath:
+    """A random camera path (the only place randomness enters)."""
+    motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+    frames = round(rng.uniform(cfg.min_seconds, cfg.max_seconds) * cfg.fps)
+    small, big = float(rng.uniform(cfg.min_scale, 0.85)), float(rng.uniform(0.9, 1.0))
+    if motion == "zoom_in":
+        s0, s1 = big, small
+    elif motion == "zoom_out":
+        s0, s1 = small, big
+    else:
+        s0 = s1 = float(rng.uniform(cfg.min_scale, 0.85))
+    c = rng.uniform(0.0, 1.0, size=4)  # centres as fractions of the free room for each window
+    return CameraPath(motion, frames, s0, s1, float(c[0]), float(c[1]), float(c[2]), float(c[3]))
+
+
+def render(img: Image.Image, path: CameraPath, out_w: int, out_h: int) -> np.ndarray:
+    """Frames ``[F, out_h, out_w, 3]`` of ``img`` seen through the moving window."""
+    w, h = img.size
+    aspect = out_w / out_h
+    full_w, full_h = (w, w / aspect) if w / h < aspect else (h * aspect, h)
+    frames = []
+    for k in range(path.frames):
+        u = k / max(1, path.frames - 1)
+        e = u * u * (3 - 2 * u)  # smoothstep: the camera starts and stops gently
+        s = path.scale0 + (path.scale1 - path.scale0) * e
+        cx = path.cx0 + (path.cx1 - path.cx0) * e
+        cy = path.cy0 + (path.cy1 - path.cy0) * e
+        bw, bh = full_w * s, full_h * s
+        x0, y0 = (w - bw) * cx, (h - bh) * cy
+        frames.append(np.asarray(img.resize((out_w, out_h), Image.BILINEAR, box=(x0, y0, x0 + bw, y0 + bh))))
+    return np.stack(frames)
+
+
+def output_size(w: int, h: int, short_side: int, max_aspect: float) -> tuple[int, int]:
+    aspect = min(max(w / h, 1 / max_aspect), max_aspect)
+    if aspect >= 1:
+        return round(short_side * aspect / 2) * 2, short_side
+    return short_side, round(short_side / aspect / 2) * 2
+
+
+class PseudoVideoStage:
+    """Image + caption -> a short zoom/pan video."""
+
+    name = "pseudo-videos"
+    version = "1"
+
+    def __init__(self, config: PseudoVideoConfig | None = None, seed: int = 0):
+        self.cfg = config or PseudoVideoConfig()
+        self.seed = seed
+
+    def process(self, row: dict[str, Any]) -> list[Sample]:
+        cfg, source, rid = self.cfg, row["source"], row["id"]
+        captions = [c.strip() for c in (row.get("captions") or []) if c and c.strip()]
+        if not captions:
+            raise Rejected(RejectReason.NO_CAPTION, f"{rid}: no caption")
+        img = load_rgb(read_input(row["uri"]))
+        w, h = img.size
+        if min(w, h) < cfg.min_side:
+            raise Rejected(RejectReason.TOO_SMALL, f"{w}x{h}: short side < {cfg.min_side}")
+        seed = sample_seed(self.seed, source, rid)
+        path = draw_path(np.random.default_rng(seed), cfg)
+        ow, oh = output_size(w, h, cfg.short_side, cfg.max_aspect)
+        frames = render(img, path, ow, oh)
+        meta = {
+            "source": source,
+            "source_id": rid,
+            "stage": self.name,
+            "stage_version": self.version,
+            "captions": captions,
+            "fps": cfg.fps,
+            "frames": path.frames,
+            "width": ow,
+            "height": oh,
+            "source_width": w,
+            "source_height": h,
+            "seed": self.seed,
+            "sample_seed": seed,
+            "camera": asdict(path),
+            "easing": "smoothstep",
+        }
+        return [Sample(make_key(source, rid), encode_mp4(frames, cfg.fps, cfg.crf, cfg.preset), captions[0], meta)]

@@ -1,0 +1,84 @@
+"""Curation through processes and clusters: a driver killed with SIGKILL, and `ray job submit` to a
+real head node started with `ray start` (this module runs with no Ray of its own)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.curation_inputs import video_corpus, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    rows = video_corpus(d / "media")
+    manifest = write_manifest(d / "m.parquet", [{k: v for k, v in r.items() if k != "expect"} for r in rows])
+    return rows, manifest
+
+
+def keys(out: Path) -> list[str]:
+    return sorted(pq.read_table(out / "_index.parquet").column("key").to_pylist())
+
+
+def _curate_cmd(manifest: Path, out: Path) -> list[str]:
+    cfg = out.parent / "cfg.yaml"
+    cfg.write_text("stage:\n  short_side: 32\nrunner:\n  rows_per_partition: 1\n")
+    return [sys.executable, "-m", "vidrd.cli", "curate", "captioned", "--manifest", str(manifest), "--out", str(out),
+            "--config", str(cfg), "--num-cpus", "1", "--no-progress"]  # fmt: skip
+
+
+def test_killing_the_driver_then_rerunning_gives_the_same_keys(corpus, tmp_path):
+    rows, manifest = corpus
+    ref, out = tmp_path / "ref" / "out", tmp_path / "killed" / "out"
+    ref.parent.mkdir()
+    out.parent.mkdir()
+    subprocess.run(_curate_cmd(manifest, ref), check=True, capture_output=True, cwd=REPO, timeout=600)
+    proc = subprocess.Popen(_curate_cmd(manifest, out), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    parts = out / "_parts"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(parts.glob("*.rejects.parquet")) if parts.exists() else []) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("*.rejects.parquet")))
+    assert 3 <= done < len(rows), "the kill should land mid-run"
+    assert not (out / "_index.parquet").exists()
+    r = subprocess.run(_curate_cmd(manifest, out), capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"({done} already complete)" in r.stdout or "already complete" in r.stdout
+    assert keys(out) == keys(ref)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
+
+
+def test_ray_job_submit_against_a_real_head(corpus, tmp_path):
+    rows, manifest = corpus
+    ray_bin = Path(sys.executable).parent / "ray"
+    # A throwaway loopback cluster: no token auth (real clusters should keep RAY_AUTH_MODE=token).
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    port = 6390
+    start = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
+                            "--dashboard-host=127.0.0.1", "--dashboard-port=8275", "--include-dashboard=true"],
+                           capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        out = tmp_path / "job_out"
+        cmd = [str(ray_bin), "job", "submit", "--address", "http://127.0.0.1:8275", "--working-dir", str(REPO),
+               "--runtime-env-json", json.dumps({"excludes": [".venv", ".git", "demo-out"]}), "--",
+               sys.executable, "-m", "vidrd.cli", "curate", "captioned", "--manifest", str(manifest), "--out", str(out),
+               "--no-progress"]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        assert "[OK]" in r.stdout and f"{len(rows)} inputs" in r.stdout
+        assert len(keys(out)) == sum(x["expect"] == "ok" for x in rows)
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)

@@ -1,0 +1,122 @@
+"""The captioned and pseudo-videos stages on their own (no Ray): outputs, bad input, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+
+from curation.stage import Rejected
+from curation.stages.captioned import CaptionedConfig, CaptionedStage, WatermarkConfig, remove_watermark
+from curation.stages.pseudo_videos import PseudoVideoConfig, PseudoVideoStage
+from curation.video_io import decode_frames
+from tests.curation_inputs import image_corpus, video_corpus
+
+SMALL_VIDEO = CaptionedConfig(short_side=32)
+SMALL_IMAGE = PseudoVideoConfig(short_side=64, min_side=256)
+
+
+def outcome(stage, r):
+    try:
+        return "ok", stage.process(r)
+    except Rejected as e:
+        return e.reason.value, e.message
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return video_corpus(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return image_corpus(tmp_path_factory.mktemp("images"))
+
+
+def test_every_video_input_is_kept_or_rejected_for_its_reason(videos):
+    stage = CaptionedStage(SMALL_VIDEO)
+    for r in videos:
+        got, _ = outcome(stage, r)
+        assert got == r["expect"], (r["id"], got)
+
+
+def test_captioned_outputs(videos):
+    stage = CaptionedStage(SMALL_VIDEO)
+    by_id = {r["id"]: r for r in videos}
+    (s,) = stage.process(by_id["good"])
+    _frames, info = decode_frames(s.mp4)
+    assert (info.frames, info.height, info.width) == (32, 32, 42)  # 64x48 -> short side 32
+    assert info.fps == pytest.approx(24.0) and s.meta["fps"] == pytest.approx(24.0)
+    assert s.key == "webvid-good" and s.caption == "caption of good"
+    (v,) = stage.process(by_id["vatex"])
+    assert v.meta["captions"] == ["a red square", "a red block moves", "red thing going right"]
+    (p,) = stage.process(by_id["portrait"])
+    assert (p.meta["width"], p.meta["height"]) == (32, 64)  # 36x80 cropped to 2:1 (36x72), then scaled
+    (w,) = stage.process(by_id["wide"])
+    assert w.meta["width"] == 2 * w.meta["height"]  # centre-cropped to the 2:1 limit
+    (f,) = stage.process(by_id["fast"])
+    assert f.meta["fps"] == pytest.approx(120.0) and f.meta["frames"] == 60
+    (t,) = stage.process(by_id["trimmed"])
+    assert 27 <= t.meta["frames"] <= 30  # 1.2 s of a 24 fps clip
+    (u,) = stage.process(by_id["unicode"])
+    assert "🚀" in u.caption and json.loads(json.dumps(u.meta))["captions"][0] == u.caption
+    (g,) = stage.process(by_id["tgif_one"])
+    assert g.meta["frames"] == 32 and g.meta["fps"] == pytest.approx(12.0, rel=0.1)
+
+
+def test_captioned_is_deterministic(videos):
+    r = videos[0]
+    a, b = CaptionedStage(SMALL_VIDEO).process(r)[0], CaptionedStage(SMALL_VIDEO).process(r)[0]
+    assert a.mp4 == b.mp4 and a.meta == b.meta and a.caption == b.caption
+
+
+def test_watermark_modes():
+    frames = np.full((2, 40, 60, 3), 200, np.uint8)
+    frames[:, 16:24, 20:40] = 0  # a dark "logo" in the middle
+    cropped = remove_watermark(frames, WatermarkConfig(mode="crop", keep=(0.0, 0.0, 1.0, 0.5)))
+    assert cropped.shape == (2, 20, 60, 3)
+    blurred = remove_watermark(frames, WatermarkConfig(mode="blur", radius=4))
+    assert blurred[:, 16:24, 20:40].mean() > frames[:, 16:24, 20:40].mean() + 20  # logo edges smeared out
+    assert np.array_equal(blurred[:, :5], frames[:, :5])  # outside the box untouched
+    with pytest.raises(ValueError, match=r"watermark\.mode"):
+        WatermarkConfig(mode="magic")
+
+
+def test_watermark_applies_only_to_webvid(videos):
+    cfg = CaptionedConfig(short_side=32, watermark={"mode": "crop", "keep": (0.0, 0.0, 1.0, 0.5)})
+    by_id = {r["id"]: r for r in videos}
+    (w,) = CaptionedStage(cfg).process(by_id["good"])
+    (v,) = CaptionedStage(cfg).process(by_id["vatex"])
+    assert w.meta["watermark"] == "crop" and w.meta["height"] == 16
+    assert v.meta["watermark"] == "none" and v.meta["height"] == 32
+
+
+def test_every_image_input_is_kept_or_rejected_for_its_reason(images):
+    stage = PseudoVideoStage(SMALL_IMAGE)
+    for r in images:
+        got, _ = outcome(stage, r)
+        assert got == r["expect"], (r["id"], got)
+
+
+def test_pseudo_video_outputs(images):
+    stage = PseudoVideoStage(SMALL_IMAGE, seed=3)
+    by_id = {r["id"]: r for r in images}
+    (s,) = stage.process(by_id["rgb"])
+    frames, info = decode_frames(s.mp4)
+    assert 30 <= info.frames <= 39 and info.fps == pytest.approx(15.0)
+    assert (info.width, info.height) == (86, 64)  # 4:3 image, short side 64
+    cam = s.meta["camera"]
+    assert cam["motion"] in ("zoom_in", "zoom_out", "pan") and cam["frames"] == info.frames
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the camera moves
+    (r,) = stage.process(by_id["exif_rotated"])
+    assert r.meta["source_width"] == 300 and r.meta["source_height"] == 400  # EXIF rotation applied
+    (a,) = stage.process(by_id["alpha"])
+    assert a.meta["frames"] >= 30
+
+
+def test_pseudo_videos_are_deterministic_per_seed(images):
+    r = images[0]
+    a, b = PseudoVideoStage(SMALL_IMAGE, seed=1).process(r)[0], PseudoVideoStage(SMALL_IMAGE, seed=1).process(r)[0]
+    c = PseudoVideoStage(SMALL_IMAGE, seed=2).process(r)[0]
+    assert json.dumps(a.meta, sort_keys=True) == json.dumps(b.meta, sort_keys=True) and a.caption == b.caption
+    assert np.array_equal(decode_frames(a.mp4)[0], decode_frames(b.mp4)[0])
+    assert a.meta["camera"] != c.meta["camera"]
