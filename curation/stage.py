@@ -62,3 +62,11 @@ def looks_like_html(data: bytes) -> bool:
     """True for files that are web pages saved under a media extension (a common download failure)."""
     head = data[:512].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
+
+
+def set_cv2_threads(threads: int) -> None:
+    """Limit OpenCV's own thread pool (process-wide); 0 leaves OpenCV's default."""
+    if threads:
+        import cv2
+
+        cv2.setNumThreads(threads)

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from curation.shard_writer import Sample
-from curation.stage import Rejected, looks_like_html, read_input
+from curation.stage import Rejected, looks_like_html, read_input, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_resized, encode_mp4
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -59,6 +59,7 @@ class CaptionedConfig:
     webvid_max_seconds: float = 20.0
     crf: int = 20
     preset: str = "veryfast"
+    threads: int = 1  # codec and OpenCV threads per task; Ray runs one task per CPU
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
 
     def __post_init__(self) -> None:
@@ -100,6 +101,7 @@ class CaptionedStage:
     def __init__(self, config: CaptionedConfig | None = None, seed: int = 0):
         self.cfg = config or CaptionedConfig()
         self.seed = seed
+        set_cv2_threads(self.cfg.threads)
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]
@@ -114,7 +116,7 @@ class CaptionedStage:
             raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
         try:
             frames, src, _out = decode_resized(
-                data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames
+                data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames, cfg.threads
             )
         except VideoDecodeError as e:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: {e}") from e
@@ -127,7 +129,7 @@ class CaptionedStage:
         wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
         if wm != "none":
             frames = remove_watermark(frames, cfg.watermark)
-        mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset)
+        mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads)
         h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
         meta = {
             "source": source,
