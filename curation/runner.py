@@ -38,6 +38,8 @@ SHARDS_PER_PARTITION = 1000
 # Test hook: a folder; a task whose partition has no marker file there writes one and dies mid-task
 # (os._exit), so tests can show that Ray's retry loses and duplicates nothing.
 CRASH_ONCE_ENV = "VIDRD_CRASH_ONCE_DIR"
+# Test hook: an input id whose processing kills the worker every time (a "poison" input).
+CRASH_ON_ID_ENV = "VIDRD_CRASH_ON_ID"
 
 
 class RunMismatchError(RuntimeError):
@@ -121,6 +123,12 @@ def _clean_partition(out: str, source: str, index: int) -> None:
             fs.rm(p)
 
 
+def _process_row(stage, row: dict[str, Any]) -> list:
+    if os.environ.get(CRASH_ON_ID_ENV) == row["id"]:
+        os._exit(1)
+    return stage.process(row)
+
+
 def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: run the stage over one partition's rows and write its shards and part files."""
     rows = json.loads(item["rows_json"])
@@ -136,7 +144,7 @@ def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     ) as w:  # fmt: skip
         for k, row in enumerate(rows):
             try:
-                for s in stage.process(row):
+                for s in _process_row(stage, row):
                     w.write(s)
                     samples += 1
             except Rejected as r:
@@ -154,6 +162,45 @@ def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     if len(w.shards) > SHARDS_PER_PARTITION:
         raise RuntimeError(f"partition {part} wrote {len(w.shards)} shards; raise max_shard_bytes/samples")
     return {"part": part, "inputs": len(rows), "samples": samples, "rejects": rejects}
+
+
+def _row_task(item: dict[str, Any], row: dict[str, Any]) -> tuple[list, Rejected | None]:
+    """One row alone (the isolation fallback): samples, or the stage's reject."""
+    stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
+    try:
+        return _process_row(stage, row), None
+    except Rejected as r:
+        return [], r
+    except Exception as e:
+        return [], Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+
+
+def isolate_partition(item: dict[str, Any], max_retries: int, env: dict[str, str] | None = None) -> None:
+    """Redo a partition whose task kept killing its worker: each row in its own task, so the input
+    that crashes the process is found and recorded as ``worker_crashed``; the driver writes the rest."""
+    import ray
+
+    runner = RunnerConfig(**json.loads(item["runner_config"]))
+    rows = json.loads(item["rows_json"])
+    opts: dict[str, Any] = {"num_cpus": runner.num_cpus_per_task, "max_retries": max_retries}
+    if env:
+        opts["runtime_env"] = {"env_vars": env}
+    remote = ray.remote(**opts)(_row_task)
+    refs = [remote.remote(item, row) for row in rows]
+    _clean_partition(item["out"], item["source"], item["index"])
+    with ShardWriter(
+        item["out"], item["source"], part=item["part"], first_number=item["index"] * SHARDS_PER_PARTITION,
+        max_bytes=runner.max_shard_bytes, max_samples=runner.max_shard_samples,
+    ) as w:  # fmt: skip
+        for row, ref in zip(rows, refs, strict=True):
+            try:
+                samples, rej = ray.get(ref)
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError, ray.exceptions.RayError) as e:
+                samples, rej = [], Rejected(RejectReason.WORKER_CRASHED, f"the worker died on this input: {e}"[:2000])
+            for s in samples:
+                w.write(s)
+            if rej is not None:
+                w.reject(row["id"], item["stage"], rej.reason, rej.message, row["source"], row["uri"])
 
 
 def _fingerprint(table: pa.Table, stage: str, stage_config: dict, runner: RunnerConfig) -> dict[str, Any]:
@@ -219,7 +266,7 @@ def run_stage(
         for i, name in enumerate(names) if name not in done
     ]  # fmt: skip
     if items:
-        env = {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]} if os.environ.get(CRASH_ONCE_ENV) else None
+        env = {k: os.environ[k] for k in (CRASH_ONCE_ENV, CRASH_ON_ID_ENV) if os.environ.get(k)} or None
         retries = runner.max_retries
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map(
@@ -233,8 +280,15 @@ def run_stage(
         )
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
-        for _ in ds.iter_rows():
-            pass
+        try:
+            for _ in ds.iter_rows():
+                pass
+        except Exception as e:  # a partition whose task failed every retry (e.g. an input that kills FFmpeg)
+            finished = complete_parts(out)
+            failed = [it for it in items if it["part"] not in finished]
+            print(f"{len(failed)} partition(s) failed ({type(e).__name__}); redoing them one row per task")
+            for it in failed:
+                isolate_partition(it, max_retries=0, env=env)
     finalize(out)
     ours = [p for p in names if p in complete_parts(out)]
     missing = sorted(set(names) - set(ours))

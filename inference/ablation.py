@@ -6,7 +6,10 @@ Metrics, on the generated frames (pixels in [0, 1]) and on nothing else:
 * ``boundary``: mean absolute change between consecutive frames where the video passes from one clip
   into the next (video frames ``v = i (N-1)`` -> ``v + 1``, see ``inference.long_video``);
 * ``within``: the same change between consecutive frames inside clips;
-* ``ratio = boundary / within``: 1 means a seam looks like any other frame step; above 1, a jump.
+* ``ratio = boundary / within``: 1 means a seam looks like any other frame step; above 1, a jump;
+* with ``--clip DIR`` (a CLIP model folder in transformers layout, e.g. a saved
+  ``openai/clip-vit-large-patch14``): ``clip_boundary`` / ``clip_within``, the mean cosine similarity
+  of consecutive frames' CLIP image embeddings across seams and inside clips.
 
     python -m inference.ablation --checkpoint DIR --prompt "a corgi running on the beach" \\
         --vary M=2,4,8 --vary alpha=0,0.5,1,2 --vary beta=0,0.5,1 --out ablation/
@@ -48,11 +51,47 @@ def boundary_metrics(video: np.ndarray, n: int) -> dict[str, float]:
     return {"boundary": boundary, "within": within, "ratio": boundary / within if within > 0 else float("nan")}
 
 
+class ClipFrameScorer:
+    """CLIP image embeddings of frames (transformers ``CLIPModel`` + its image processor, local files)."""
+
+    def __init__(self, path: str, device: str = "cpu", batch: int = 64):
+        import torch
+        from transformers import CLIPImageProcessor, CLIPModel
+
+        self.torch = torch
+        self.model = CLIPModel.from_pretrained(path, local_files_only=True).to(device).eval()
+        self.proc = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
+        self.device, self.batch = device, batch
+
+    def embed(self, video: np.ndarray) -> np.ndarray:
+        """``[F, H, W, 3]`` uint8 -> unit-norm ``[F, D]``."""
+        out = []
+        with self.torch.no_grad():
+            for i in range(0, len(video), self.batch):
+                px = self.proc(images=list(video[i : i + self.batch]), return_tensors="pt")["pixel_values"]
+                e = self.model.get_image_features(pixel_values=px.to(self.device))
+                e = e if isinstance(e, self.torch.Tensor) else e.pooler_output
+                out.append(self.torch.nn.functional.normalize(e.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out)
+
+
+def clip_metrics(emb: np.ndarray, n: int) -> dict[str, float]:
+    """Mean cosine similarity of consecutive frames across seams and inside clips."""
+    sims = (emb[1:] * emb[:-1]).sum(axis=1)
+    seams = set(seam_steps(len(emb), n))
+    inside = [v for v in range(len(sims)) if v not in seams]
+    return {
+        "clip_boundary": float(sims[sorted(seams)].mean()) if seams else float("nan"),
+        "clip_within": float(sims[inside].mean()) if inside else float("nan"),
+    }
+
+
 def run_ablation(
     pipe: VidRDPipeline,
     prompts: list[str],
     base: GenerationSettings,
     vary: dict[str, list[float]],
+    clip: ClipFrameScorer | None = None,
 ) -> list[dict]:
     """One row per (parameter, value): the metrics averaged over the prompts."""
     rows = []
@@ -64,6 +103,8 @@ def run_ablation(
             chunks = [f for _, f in pipe.generate([VideoRequest([p]) for p in prompts], s, progress=False)]
             videos = np.concatenate(chunks, axis=1)
             ms = [boundary_metrics(video, long.clip_frames) for video in videos]
+            if clip is not None:
+                ms = [{**m, **clip_metrics(clip.embed(v), long.clip_frames)} for m, v in zip(ms, videos, strict=True)]
             row = {"param": name, "value": v, **{k: float(np.mean([m[k] for m in ms])) for k in ms[0]}}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -71,9 +112,16 @@ def run_ablation(
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| parameter | value | boundary change | within-clip change | ratio |", "| --- | --- | --- | --- | --- |"]
+    has_clip = any("clip_boundary" in r for r in rows)
+    head = "| parameter | value | boundary change | within-clip change | ratio |"
+    if has_clip:
+        head += " CLIP sim at seams | CLIP sim inside |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['param']} | {r['value']:g} | {r['boundary']:.4f} | {r['within']:.4f} | {r['ratio']:.3f} |")
+        line = f"| {r['param']} | {r['value']:g} | {r['boundary']:.4f} | {r['within']:.4f} | {r['ratio']:.3f} |"
+        if has_clip:
+            line += f" {r['clip_boundary']:.4f} | {r['clip_within']:.4f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -122,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--clip", help="CLIP model folder (transformers layout) for CLIP frame similarity")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
@@ -132,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base = GenerationSettings(args.frames, args.steps, args.guidance, args.seed, args.size, args.size, long)
     pipe = VidRDPipeline.from_checkpoint(args.checkpoint, args.device)
-    rows = run_ablation(pipe, args.prompt, base, vary)
+    clip = ClipFrameScorer(args.clip, args.device) if args.clip else None
+    rows = run_ablation(pipe, args.prompt, base, vary, clip)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"base": repr(base), "rows": rows}, indent=2))

@@ -84,3 +84,4 @@ class RejectReason(str, Enum):
     NO_SEGMENT = "no_segment"
     ENCODE_FAILED = "encode_failed"
     INTERNAL_ERROR = "internal_error"
+    WORKER_CRASHED = "worker_crashed"

@@ -26,3 +26,35 @@ def test_ablation_script_writes_table_json_and_plot(ckpt, tmp_path, capsys):
     assert all(r["within"] > 0 and r["ratio"] > 0 for r in rows)
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     assert "| M | 2 |" in (tmp_path / "results.md").read_text()
+
+
+def test_clip_similarity_with_a_local_clip_folder(ckpt, tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    cfg = CLIPConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )  # fmt: skip
+    clip_dir = tmp_path / "clip"
+    CLIPModel(cfg).save_pretrained(clip_dir)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip_dir)
+    args = ["--checkpoint", str(ckpt), "--prompt", "a red square", "--vary", "alpha=0,2", "--frames", "15"]
+    args += [
+        "--clip-frames",
+        "8",
+        "--steps",
+        "2",
+        "--size",
+        "32",
+        "--clip",
+        str(clip_dir),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())["rows"]
+    for r in rows:
+        assert -1.0 <= r["clip_boundary"] <= 1.0 and -1.0 <= r["clip_within"] <= 1.0
+    assert "CLIP sim at seams" in (tmp_path / "o" / "results.md").read_text()

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from curation.runner import CRASH_ONCE_ENV, RunMismatchError, RunnerConfig, run_stage
+from curation.runner import CRASH_ON_ID_ENV, CRASH_ONCE_ENV, RunMismatchError, RunnerConfig, run_stage
 from tests.curation_inputs import video_corpus, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +67,16 @@ def test_a_worker_dying_mid_task_loses_and_duplicates_nothing(local_ray, corpus,
     assert len(list(crash.iterdir())) == s.partitions  # every partition's first attempt died mid-way
     assert s.ok and keys(out) == keys(clean)
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_an_input_that_kills_every_worker_is_recorded_not_fatal(local_ray, corpus, tmp_path, monkeypatch):
+    rows, manifest = corpus
+    monkeypatch.setenv(CRASH_ON_ID_ENV, "good")
+    out = tmp_path / "poison"
+    s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, RunnerConfig(rows_per_partition=4, max_retries=1),
+                  progress=False)  # fmt: skip
+    assert s.ok and s.inputs == len(rows)
+    rejects = {r["input_id"]: r for r in pq.read_table(out / "_rejects.parquet").to_pylist()}
+    assert rejects["good"]["reason"] == "worker_crashed"
+    want = sorted(r["id"] for r in rows if r["expect"] == "ok" and r["id"] != "good")
+    assert sorted(pq.read_table(out / "_index.parquet").column("source_id").to_pylist()) == want

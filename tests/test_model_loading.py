@@ -91,3 +91,36 @@ def test_lightning_checkpoint_weights_only(sd_folder, tmp_path):
     assert torch.equal(c.unet.conv_in.weight, state["unet.conv_in.weight"])
     with pytest.raises(WeightLoadError, match="no weights under prefix"):
         load_lightning_checkpoint(c.unet, str(tmp_path / "last.ckpt"), prefix="ema.")
+
+
+def test_single_file_text_encoder_from_openclip_layout(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPTextConfig
+
+    from tests.tiny_sd import TEXT, text_to_openclip, tiny_text_model, write_tokenizer
+
+    tok = write_tokenizer(tmp_path / "tokenizer")
+    text = tiny_text_model(len(tok))
+    path = tmp_path / "sd21.safetensors"
+    write_single_file(path)
+    ldm = load_file(str(path))
+    ldm.update({k: v.contiguous() for k, v in text_to_openclip(text.state_dict()).items()})
+    save_file(ldm, str(path))
+    text_cfg = CLIPTextConfig(**{**TEXT, "vocab_size": len(tok)})
+    tok_dir = str(tmp_path / "tokenizer")
+    c = load_sd_single_file(
+        str(path), original_config=tiny_cfg(), image_size=64, tokenizer_dir=tok_dir, text_config=text_cfg
+    )
+    rep = c.reports[-1]
+    assert rep.part == "text_encoder" and rep.missing == [] and rep.unexpected == []
+    got = c.text_encoder.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in text.state_dict().items() if k in got)
+    assert torch.allclose(
+        c.text_encoder(["a red square"]),
+        text(
+            c.text_encoder.tokenizer(
+                ["a red square"], padding="max_length", max_length=77, return_tensors="pt"
+            ).input_ids
+        )[0],
+        atol=1e-6,
+    )

@@ -163,3 +163,42 @@ def tiny_original_config(parameterization: str = "v") -> dict:
         parameterization, model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(1,),
         num_head_channels=16, context_dim=32, vae_ch=32, vae_ch_mult=(1, 2), vae_num_res_blocks=1,
     )  # fmt: skip
+
+
+RENAMES = [("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+           ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]  # fmt: skip
+
+
+def text_to_openclip(sd: dict[str, torch.Tensor], prefix: str = "cond_stage_model.model.") -> dict[str, torch.Tensor]:
+    """A transformers CLIPTextModel state dict in OpenCLIP's layout (as SD 2.x single files hold it)."""
+    out: dict[str, torch.Tensor] = {}
+    fixed = {
+        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+        "text_model.embeddings.position_embedding.weight": "positional_embedding",
+        "text_model.final_layer_norm.weight": "ln_final.weight",
+        "text_model.final_layer_norm.bias": "ln_final.bias",
+    }
+    qkv: dict[str, dict[str, torch.Tensor]] = {}
+    sd = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in sd.items()}
+    for k, v in sd.items():
+        if k in fixed:
+            out[prefix + fixed[k]] = v
+            continue
+        if not k.startswith("text_model.encoder.layers."):
+            continue  # buffers such as position_ids
+        i, rest = k[len("text_model.encoder.layers.") :].split(".", 1)
+        base = f"{prefix}transformer.resblocks.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            if rest.startswith(f"self_attn.{proj}."):
+                kind = rest.rsplit(".", 1)[1]
+                qkv.setdefault(f"{base}attn.in_proj_{kind}", {})[proj] = v
+                break
+        else:
+            for a, b in RENAMES:
+                rest = rest.replace(a, b)
+            out[base + rest] = v
+    for k, parts in qkv.items():
+        out[k] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]])
+    hidden = sd["text_model.final_layer_norm.weight"].shape[0]
+    out[prefix + "text_projection"] = torch.zeros(hidden, hidden)
+    return out

@@ -264,7 +264,11 @@ def load_sd_single_file(
     te = None
     if tokenizer_dir is not None:
         model = CLIPTextModel(text_config or openclip_text_config())
-        reports.append(load_into(model, convert_open_clip_checkpoint(model, state), "text_encoder"))
+        converted = convert_open_clip_checkpoint(model, state)
+        if not any(k.startswith("text_model.") for k in model.state_dict()):
+            # transformers 5 names CLIPTextModel's tensors without the "text_model." prefix diffusers writes
+            converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+        reports.append(load_into(model, converted, "text_encoder"))
         te = FrozenTextEncoder(CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True), model)
     return SDComponents(unet, vae, te, sd_scheduler_config(pred), pred, reports)
 
