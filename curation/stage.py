@@ -70,3 +70,11 @@ def set_cv2_threads(threads: int) -> None:
         import cv2
 
         cv2.setNumThreads(threads)
+
+
+def captions_of(row: dict[str, Any]) -> list[str]:
+    """The row's non-empty captions, stripped; :class:`Rejected` (``no_caption``) when there is none."""
+    captions = [c.strip() for c in (row.get("captions") or []) if c and c.strip()]
+    if not captions:
+        raise Rejected(RejectReason.NO_CAPTION, f"{row['id']}: no caption")
+    return captions

@@ -38,6 +38,20 @@ def _open(src: Source) -> av.container.InputContainer:
     return av.open(src, mode="r")
 
 
+def _video_stream(
+    container: av.container.InputContainer, threads: int = 0
+) -> tuple[av.video.stream.VideoStream, float]:
+    """The first video stream, set up for decoding, and its frame rate (0 when unknown)."""
+    if not container.streams.video:
+        raise VideoDecodeError("no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
+    rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+    return stream, float(rate) if rate else 0.0
+
+
 def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.ndarray, VideoInfo]:
     """Decode RGB frames ``[F, H, W, 3]`` uint8 (all, or the given frame indices) and the stream info.
 
@@ -48,12 +62,7 @@ def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.nda
     count = 0
     try:
         with _open(src) as container:
-            if not container.streams.video:
-                raise VideoDecodeError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.base_rate or stream.guessed_rate
-            fps = float(rate) if rate else 0.0
+            stream, fps = _video_stream(container)
             for frame in container.decode(stream):
                 if wanted is None or count in wanted:
                     frames.append(frame.to_ndarray(format="rgb24"))
@@ -143,14 +152,7 @@ def decode_resized(
     count = 0
     try:
         with _open(src) as container:
-            if not container.streams.video:
-                raise VideoDecodeError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if threads:
-                stream.codec_context.thread_count = threads
-            rate = stream.average_rate or stream.base_rate or stream.guessed_rate
-            fps = float(rate) if rate else 0.0
+            stream, fps = _video_stream(container, threads)
             w, h = stream.codec_context.width, stream.codec_context.height
             if not w or not h:
                 raise VideoDecodeError("video stream has no frame size")

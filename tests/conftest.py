@@ -60,3 +60,20 @@ def ckpt(tmp_path_factory) -> Path:
             p.add_(torch.randn_like(p) * 0.02)
     save_vidrd(str(d / "ckpt"), comps)
     return d / "ckpt"
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """Good and bad videos (see tests/curation_inputs.py) and a manifest over them."""
+    from tests.curation_inputs import video_corpus, write_manifest
+
+    d = tmp_path_factory.mktemp("corpus")
+    rows = video_corpus(d / "media")
+    manifest = write_manifest(d / "m.parquet", [{k: v for k, v in r.items() if k != "expect"} for r in rows])
+    return rows, manifest
+
+
+def index_keys(out: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return sorted(pq.read_table(out / "_index.parquet").column("key").to_pylist())

@@ -9,24 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
-import pytest
-
-from tests.curation_inputs import video_corpus, write_manifest
+from tests.conftest import index_keys
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    rows = video_corpus(d / "media")
-    manifest = write_manifest(d / "m.parquet", [{k: v for k, v in r.items() if k != "expect"} for r in rows])
-    return rows, manifest
-
-
-def keys(out: Path) -> list[str]:
-    return sorted(pq.read_table(out / "_index.parquet").column("key").to_pylist())
 
 
 def _curate_cmd(manifest: Path, out: Path) -> list[str]:
@@ -36,7 +21,7 @@ def _curate_cmd(manifest: Path, out: Path) -> list[str]:
             "--config", str(cfg), "--num-cpus", "1", "--no-progress"]  # fmt: skip
 
 
-def test_killing_the_driver_then_rerunning_gives_the_same_keys(corpus, tmp_path):
+def test_killing_the_driver_then_rerunning_gives_the_same_index_keys(corpus, tmp_path):
     rows, manifest = corpus
     ref, out = tmp_path / "ref" / "out", tmp_path / "killed" / "out"
     ref.parent.mkdir()
@@ -56,7 +41,7 @@ def test_killing_the_driver_then_rerunning_gives_the_same_keys(corpus, tmp_path)
     r = subprocess.run(_curate_cmd(manifest, out), capture_output=True, text=True, cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"({done} already complete)" in r.stdout or "already complete" in r.stdout
-    assert keys(out) == keys(ref)
+    assert index_keys(out) == index_keys(ref)
     assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
 
 
@@ -79,6 +64,6 @@ def test_ray_job_submit_against_a_real_head(corpus, tmp_path):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
         assert "[OK]" in r.stdout and f"{len(rows)} inputs" in r.stdout
-        assert len(keys(out)) == sum(x["expect"] == "ok" for x in rows)
+        assert len(index_keys(out)) == sum(x["expect"] == "ok" for x in rows)
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)

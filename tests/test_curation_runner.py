@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from curation.runner import CRASH_ON_ID_ENV, CRASH_ONCE_ENV, RunMismatchError, RunnerConfig, run_stage
-from tests.curation_inputs import video_corpus, write_manifest
+from tests.conftest import index_keys
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_CFG = {"short_side": 32}
@@ -19,18 +19,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    rows = video_corpus(d / "media")
-    manifest = write_manifest(d / "m.parquet", [{k: v for k, v in r.items() if k != "expect"} for r in rows])
-    return rows, manifest
-
-
-def keys(out: Path) -> list[str]:
-    return sorted(pq.read_table(out / "_index.parquet").column("key").to_pylist())
 
 
 def test_counts_add_up_and_rerun_resumes(local_ray, corpus, tmp_path):
@@ -44,9 +32,9 @@ def test_counts_add_up_and_rerun_resumes(local_ray, corpus, tmp_path):
     assert sorted(r["source_id"] for r in index) == want_ok
     rejects = {r["input_id"]: r["reason"] for r in pq.read_table(out / "_rejects.parquet").to_pylist()}
     assert rejects == {r["id"]: r["expect"] for r in rows if r["expect"] != "ok"}
-    first = keys(out)
+    first = index_keys(out)
     again = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
-    assert again.skipped == again.partitions and keys(out) == first and again.ok
+    assert again.skipped == again.partitions and index_keys(out) == first and again.ok
     with pytest.raises(RunMismatchError, match="another manifest or configuration"):
         run_stage("captioned", str(manifest), str(out), {"short_side": 64}, runner, progress=False)
     from vidrd.cli import main
@@ -65,7 +53,7 @@ def test_a_worker_dying_mid_task_loses_and_duplicates_nothing(local_ray, corpus,
     out = tmp_path / "crashy"
     s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
     assert len(list(crash.iterdir())) == s.partitions  # every partition's first attempt died mid-way
-    assert s.ok and keys(out) == keys(clean)
+    assert s.ok and index_keys(out) == index_keys(clean)
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from curation.shard_writer import Sample
-from curation.stage import Rejected, looks_like_html, read_input, set_cv2_threads
+from curation.stage import Rejected, captions_of, looks_like_html, read_input, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_resized, encode_mp4
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -105,9 +105,7 @@ class CaptionedStage:
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]
-        captions = [c.strip() for c in (row.get("captions") or []) if c and c.strip()]
-        if not captions:
-            raise Rejected(RejectReason.NO_CAPTION, f"{rid}: no caption")
+        captions = captions_of(row)
         duration = row.get("duration")
         if source == "webvid" and duration is not None and duration >= cfg.webvid_max_seconds:
             raise Rejected(RejectReason.TOO_LONG, f"{duration:.1f} s >= {cfg.webvid_max_seconds:g} s (WebVid filter)")

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from curation.shard_writer import Sample
-from curation.stage import Rejected, looks_like_html, read_input, sample_seed, set_cv2_threads
+from curation.stage import Rejected, captions_of, looks_like_html, read_input, sample_seed, set_cv2_threads
 from curation.video_io import encode_mp4
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -157,9 +157,7 @@ class PseudoVideoStage:
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]
-        captions = [c.strip() for c in (row.get("captions") or []) if c and c.strip()]
-        if not captions:
-            raise Rejected(RejectReason.NO_CAPTION, f"{rid}: no caption")
+        captions = captions_of(row)
         img = load_rgb(read_input(row["uri"]))
         w, h = img.size
         if min(w, h) < cfg.min_side:
