@@ -183,3 +183,66 @@ def decode_resized(
         raise VideoDecodeError("no frames decoded")
     frames = np.stack(out) if out else np.zeros((0, oh, ow, 3), np.uint8)
     return frames, VideoInfo(count, fps, w, h), VideoInfo(len(frames), fps, ow, oh)
+
+
+def transcode_resized(
+    src: Source,
+    short_side: int,
+    max_aspect: float = 2.0,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+    crf: int = 20,
+    preset: str = "veryfast",
+    threads: int = 0,
+) -> tuple[bytes, VideoInfo, VideoInfo] | None:
+    """Decode -> swscale to the output size in YUV -> libx264, frame by frame, never leaving YUV.
+
+    The fast path of :func:`decode_resized` + :func:`encode_mp4` when nothing needs RGB pixels (no
+    crop, no watermark step); the same output size, frame selection and encoder settings. Returns
+    None when the video needs a crop (the caller takes the RGB path).
+    """
+    buf = io.BytesIO()
+    count = kept = 0
+    try:
+        with _open(src) as container:
+            stream, fps = _video_stream(container, threads)
+            w, h = stream.codec_context.width, stream.codec_context.height
+            if not w or not h:
+                raise VideoDecodeError("video stream has no frame size")
+            box, ow, oh = fit_size(w, h, short_side, max_aspect)
+            if box != (0, 0, w, h) or not fps:
+                return None
+            with av.open(buf, mode="w", format="mp4") as out:
+                rate = Fraction(fps).limit_denominator(1001)
+                ost = out.add_stream("libx264", rate=rate)
+                ost.width, ost.height, ost.pix_fmt = ow, oh, "yuv420p"
+                ost.options = {"crf": str(crf), "preset": preset}
+                if threads:
+                    ost.codec_context.thread_count = threads
+                for frame in container.decode(stream):
+                    t = float(frame.time) if frame.time is not None else count / fps
+                    count += 1
+                    if start is not None and t < start - 1e-6:
+                        continue
+                    if end is not None and t >= end - 1e-6:
+                        break
+                    if (frame.width, frame.height) != (w, h):
+                        return None  # the size changes mid-stream: let the RGB path handle it
+                    yuv = frame.reformat(width=ow, height=oh, format="yuv420p", interpolation="BILINEAR")
+                    yuv.pts, yuv.time_base = kept, 1 / rate  # renumber: the output is its own timeline
+                    for pkt in ost.encode(yuv):
+                        out.mux(pkt)
+                    kept += 1
+                    if max_frames is not None and kept >= max_frames:
+                        break
+                for pkt in ost.encode():
+                    out.mux(pkt)
+    except VideoDecodeError:
+        raise
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        where = f" after {count} frames" if count else ""
+        raise VideoDecodeError(f"cannot decode{where}: {e}") from e
+    if count == 0:
+        raise VideoDecodeError("no frames decoded")
+    return buf.getvalue(), VideoInfo(count, fps, w, h), VideoInfo(kept, fps, ow, oh)

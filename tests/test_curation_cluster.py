@@ -4,6 +4,7 @@ real head node started with `ray start` (this module runs with no Ray of its own
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,19 +46,25 @@ def test_killing_the_driver_then_rerunning_gives_the_same_index_keys(corpus, tmp
     assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ray_job_submit_against_a_real_head(corpus, tmp_path):
     rows, manifest = corpus
     ray_bin = Path(sys.executable).parent / "ray"
     # A throwaway loopback cluster: no token auth (real clusters should keep RAY_AUTH_MODE=token).
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    port = 6390
-    start = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
-                            "--dashboard-host=127.0.0.1", "--dashboard-port=8275", "--include-dashboard=true"],
-                           capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
-    assert start.returncode == 0, start.stderr[-2000:]
+    port, dash = _free_port(), _free_port()
     try:
+        start = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
+                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],
+                               capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+        assert start.returncode == 0, start.stderr[-2000:]
         out = tmp_path / "job_out"
-        cmd = [str(ray_bin), "job", "submit", "--address", "http://127.0.0.1:8275", "--working-dir", str(REPO),
+        cmd = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
                "--runtime-env-json", json.dumps({"excludes": [".venv", ".git", "demo-out"]}), "--",
                sys.executable, "-m", "vidrd.cli", "curate", "captioned", "--manifest", str(manifest), "--out", str(out),
                "--no-progress"]  # fmt: skip

@@ -1,6 +1,7 @@
 """The captioned and pseudo-videos stages on their own (no Ray): outputs, bad input, determinism."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,24 @@ def test_pseudo_videos_are_deterministic_per_seed(images):
     assert json.dumps(a.meta, sort_keys=True) == json.dumps(b.meta, sort_keys=True) and a.caption == b.caption
     assert np.array_equal(decode_frames(a.mp4)[0], decode_frames(b.mp4)[0])
     assert a.meta["camera"] != c.meta["camera"]
+
+
+def test_yuv_fast_path_matches_the_rgb_path(videos):
+    from curation.video_io import decode_resized, encode_mp4, transcode_resized
+
+    for name in ("good", "odd", "fast"):
+        r = next(x for x in videos if x["id"] == name)
+        data = Path(r["uri"]).read_bytes()
+        fast = transcode_resized(data, 32, 2.0, None, None, None, 20, "veryfast", 1)
+        assert fast is not None
+        frames, src, out = decode_resized(data, 32, 2.0, threads=1)
+        slow = encode_mp4(frames, src.fps, 20, "veryfast", 1)
+        a, ia = decode_frames(fast[0])
+        b, ib = decode_frames(slow)
+        assert (
+            (ia.frames, ia.width, ia.height) == (ib.frames, ib.width, ib.height) == (out.frames, out.width, out.height)
+        )
+        assert ia.fps == pytest.approx(ib.fps)
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 6
+    wide = next(x for x in videos if x["id"] == "wide")
+    assert transcode_resized(Path(wide["uri"]).read_bytes(), 32) is None  # needs a crop: RGB path

@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter
 
 from curation.shard_writer import Sample
 from curation.stage import Rejected, captions_of, looks_like_html, read_input, set_cv2_threads
-from curation.video_io import VideoDecodeError, decode_resized, encode_mp4
+from curation.video_io import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 
@@ -112,23 +112,29 @@ class CaptionedStage:
         data = read_input(row["uri"])
         if looks_like_html(data):
             raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
+        wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
+        args = (data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames)
         try:
-            frames, src, _out = decode_resized(
-                data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames, cfg.threads
-            )
+            fast = None if wm != "none" else transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
+            if fast is not None:  # nothing needs RGB pixels: stay in YUV from decoder to encoder
+                mp4, src, out = fast
+            else:
+                frames, src, out = decode_resized(*args, cfg.threads)
         except VideoDecodeError as e:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: {e}") from e
         if source == "webvid" and duration is None and src.duration >= cfg.webvid_max_seconds:
             raise Rejected(RejectReason.TOO_LONG, f"{src.duration:.1f} s >= {cfg.webvid_max_seconds:g} s")
-        if len(frames) < cfg.min_frames:
-            raise Rejected(RejectReason.TOO_SHORT, f"{len(frames)} frames < {cfg.min_frames}")
+        if out.frames < cfg.min_frames:
+            raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
-        wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
-        if wm != "none":
-            frames = remove_watermark(frames, cfg.watermark)
-        mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads)
-        h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
+        if fast is None:
+            if wm != "none":
+                frames = remove_watermark(frames, cfg.watermark)
+            mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads)
+            h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
+        else:
+            w, h = out.width, out.height
         meta = {
             "source": source,
             "source_id": rid,
@@ -137,7 +143,7 @@ class CaptionedStage:
             "captions": captions,
             "label": row.get("label"),
             "fps": src.fps,
-            "frames": len(frames),
+            "frames": out.frames,
             "width": w,
             "height": h,
             "start": row.get("start"),
