@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -82,6 +84,16 @@ def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.nda
     return arr, VideoInfo(frames=count, fps=fps, width=width, height=height)
 
 
+def _add_h264(container: Any, width: int, height: int, fps: float, crf: int, preset: str, threads: int) -> Any:
+    """An H.264 (yuv420p) output stream at ``fps`` on an open output container."""
+    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"crf": str(crf), "preset": preset}
+    if threads:
+        stream.codec_context.thread_count = threads
+    return stream
+
+
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, preset: str = "veryfast", threads: int = 0) -> bytes:
     """Encode ``[F, H, W, 3]`` uint8 RGB frames as H.264 (yuv420p) in MP4, returned as bytes.
 
@@ -97,11 +109,7 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, preset: str = "ver
         raise ValueError(f"frame size {frames.shape[2]}x{frames.shape[1]} too small to encode")
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
-        if threads:
-            stream.codec_context.thread_count = threads
+        stream = _add_h264(container, w, h, fps, crf, preset, threads)
         for img in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
             for packet in stream.encode(frame):
@@ -129,6 +137,37 @@ def fit_size(width: int, height: int, short_side: int, max_aspect: float) -> tup
     return (x0, y0, x1, y1), ow, oh
 
 
+class _Window:
+    """Frames of a decoded stream inside [start, end) seconds; counts every frame decoded."""
+
+    def __init__(self, start: float | None, end: float | None):
+        self.start, self.end, self.decoded = start, end, 0
+
+    def frames(self, container: Any, stream: Any, fps: float) -> Iterator[Any]:
+        for frame in container.decode(stream):
+            t = float(frame.time) if frame.time is not None else (self.decoded / fps if fps else 0.0)
+            self.decoded += 1
+            if self.start is not None and t < self.start - 1e-6:
+                continue
+            if self.end is not None and t >= self.end - 1e-6:
+                return
+            yield frame
+
+    def error(self, e: Exception) -> VideoDecodeError:
+        where = f" after {self.decoded} frames" if self.decoded else ""
+        return VideoDecodeError(f"cannot decode{where}: {e}")
+
+
+_DECODE_ERRORS = (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError)
+
+
+def _frame_size(stream: Any) -> tuple[int, int]:
+    w, h = stream.codec_context.width, stream.codec_context.height
+    if not w or not h:
+        raise VideoDecodeError("video stream has no frame size")
+    return w, h
+
+
 def decode_resized(
     src: Source,
     short_side: int,
@@ -149,22 +188,14 @@ def decode_resized(
     import cv2
 
     out: list[np.ndarray] = []
-    count = 0
+    window = _Window(start, end)
     try:
         with _open(src) as container:
             stream, fps = _video_stream(container, threads)
-            w, h = stream.codec_context.width, stream.codec_context.height
-            if not w or not h:
-                raise VideoDecodeError("video stream has no frame size")
+            w, h = _frame_size(stream)
             box, ow, oh = fit_size(w, h, short_side, max_aspect)
             whole = box == (0, 0, w, h)
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else (count / fps if fps else 0.0)
-                count += 1
-                if start is not None and t < start - 1e-6:
-                    continue
-                if end is not None and t >= end - 1e-6:
-                    break
+            for frame in window.frames(container, stream, fps):
                 if whole and (frame.width, frame.height) == (w, h):
                     out.append(
                         frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BILINEAR").to_ndarray()
@@ -176,9 +207,9 @@ def decode_resized(
                     break
     except VideoDecodeError:
         raise
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-        where = f" after {count} frames" if count else ""
-        raise VideoDecodeError(f"cannot decode{where}: {e}") from e
+    except _DECODE_ERRORS as e:
+        raise window.error(e) from e
+    count = window.decoded
     if count == 0:
         raise VideoDecodeError("no frames decoded")
     frames = np.stack(out) if out else np.zeros((0, oh, ow, 3), np.uint8)
@@ -203,34 +234,23 @@ def transcode_resized(
     None when the video needs a crop (the caller takes the RGB path).
     """
     buf = io.BytesIO()
-    count = kept = 0
+    kept = 0
+    window = _Window(start, end)
     try:
         with _open(src) as container:
             stream, fps = _video_stream(container, threads)
-            w, h = stream.codec_context.width, stream.codec_context.height
-            if not w or not h:
-                raise VideoDecodeError("video stream has no frame size")
+            w, h = _frame_size(stream)
             box, ow, oh = fit_size(w, h, short_side, max_aspect)
             if box != (0, 0, w, h) or not fps:
                 return None
             with av.open(buf, mode="w", format="mp4") as out:
-                rate = Fraction(fps).limit_denominator(1001)
-                ost = out.add_stream("libx264", rate=rate)
-                ost.width, ost.height, ost.pix_fmt = ow, oh, "yuv420p"
-                ost.options = {"crf": str(crf), "preset": preset}
-                if threads:
-                    ost.codec_context.thread_count = threads
-                for frame in container.decode(stream):
-                    t = float(frame.time) if frame.time is not None else count / fps
-                    count += 1
-                    if start is not None and t < start - 1e-6:
-                        continue
-                    if end is not None and t >= end - 1e-6:
-                        break
+                ost = _add_h264(out, ow, oh, fps, crf, preset, threads)
+                frame_time = 1 / Fraction(fps).limit_denominator(1001)
+                for frame in window.frames(container, stream, fps):
                     if (frame.width, frame.height) != (w, h):
                         return None  # the size changes mid-stream: let the RGB path handle it
                     yuv = frame.reformat(width=ow, height=oh, format="yuv420p", interpolation="BILINEAR")
-                    yuv.pts, yuv.time_base = kept, 1 / rate  # renumber: the output is its own timeline
+                    yuv.pts, yuv.time_base = kept, frame_time  # renumber: the output is its own timeline
                     for pkt in ost.encode(yuv):
                         out.mux(pkt)
                     kept += 1
@@ -240,9 +260,8 @@ def transcode_resized(
                     out.mux(pkt)
     except VideoDecodeError:
         raise
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-        where = f" after {count} frames" if count else ""
-        raise VideoDecodeError(f"cannot decode{where}: {e}") from e
-    if count == 0:
+    except _DECODE_ERRORS as e:
+        raise window.error(e) from e
+    if window.decoded == 0:
         raise VideoDecodeError("no frames decoded")
-    return buf.getvalue(), VideoInfo(count, fps, w, h), VideoInfo(kept, fps, ow, oh)
+    return buf.getvalue(), VideoInfo(window.decoded, fps, w, h), VideoInfo(kept, fps, ow, oh)
