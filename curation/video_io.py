@@ -265,3 +265,35 @@ def transcode_resized(
     if window.decoded == 0:
         raise VideoDecodeError("no frames decoded")
     return buf.getvalue(), VideoInfo(window.decoded, fps, w, h), VideoInfo(kept, fps, ow, oh)
+
+
+def decode_clip(src: Source, indices: list[int], fps: float) -> np.ndarray:
+    """RGB frames ``[len(indices), H, W, 3]`` at the given frame indices, seeking to the first.
+
+    Seeks to the keyframe before the first wanted frame and stops after the last, so reading 8
+    frames from a long video decodes a short stretch of it, not the whole file. Frame numbers come
+    from timestamps (``round(t * fps)``).
+    """
+    if not indices:
+        raise ValueError("no frame indices")
+    wanted = sorted(set(indices))
+    got: dict[int, np.ndarray] = {}
+    window = _Window(None, None)
+    try:
+        with _open(src) as container:
+            stream, _ = _video_stream(container)
+            first = wanted[0] / fps
+            if first > 1.0 and stream.time_base:
+                container.seek(int(first / stream.time_base), stream=stream, backward=True)
+            for n, frame in enumerate(window.frames(container, stream, fps)):
+                idx = round(float(frame.time) * fps) if frame.time is not None else n
+                if idx in wanted:
+                    got[idx] = frame.to_ndarray(format="rgb24")
+                if idx >= wanted[-1]:
+                    break
+    except _DECODE_ERRORS as e:
+        raise window.error(e) from e
+    missing = [i for i in wanted if i not in got]
+    if missing:
+        raise VideoDecodeError(f"frames {missing[:5]} not found (video shorter than its metadata says?)")
+    return np.stack([got[i] for i in indices])

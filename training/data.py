@@ -1,0 +1,193 @@
+"""Stream WebDataset shards into training clips (paper A.2): several shard sets mixed by weight,
+8 frames every 4 from a random start, shorter-side resize then a random square crop, values in
+[-1, 1], one caption drawn at random when a sample has several.
+
+Balance under DDP: every rank and every DataLoader worker draws shards with replacement from a
+generator seeded by (seed, epoch, rank, worker) and yields exactly ``batches_per_worker * batch_size``
+good samples, so every rank runs the same number of steps per epoch whatever the shard sizes (no
+DDP hang on uneven shards), and ranks see different samples. The epoch length comes from
+``_index.parquet`` (sample counts), not from scanning tars.
+
+Bad data never stops training: an unreadable or truncated shard, a missing shard, a sample that does
+not decode, one with fewer frames than a clip needs, or an empty caption is skipped and counted;
+each yielded sample carries ``skipped``, the number skipped since the previous one, so the trainer
+can log a running total.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+from torch.utils.data import IterableDataset, get_worker_info
+
+from curation.inspect.reader import list_shards, load_index
+from curation.video_io import decode_clip
+
+
+@dataclass
+class ShardSet:
+    """A folder (or glob, or URL) of shards and its sampling weight."""
+
+    path: str
+    weight: float = 1.0
+
+
+@dataclass
+class ClipConfig:
+    """How a training clip is cut from a video."""
+
+    frames: int = 8
+    stride: int = 4
+    size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.size < 8:
+            raise ValueError(f"size must be >= 8, got {self.size}")
+
+    @property
+    def span(self) -> int:
+        """Frames a clip covers: (frames - 1) * stride + 1."""
+        return (self.frames - 1) * self.stride + 1
+
+
+class SkipSample(Exception):
+    """This sample cannot become a training clip (the message says why)."""
+
+
+def clip_indices(total: int, clip: ClipConfig, rng: np.random.Generator) -> list[int]:
+    """``clip.frames`` indices every ``clip.stride`` frames from a random start."""
+    if total < clip.span:
+        raise SkipSample(f"{total} frames < {clip.span} needed")
+    start = int(rng.integers(0, total - clip.span + 1))
+    return [start + k * clip.stride for k in range(clip.frames)]
+
+
+def to_clip(frames: np.ndarray, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """``[F, H, W, 3]`` uint8 -> ``[3, F, size, size]`` float in [-1, 1]: short side to ``size``, random crop."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    x = x[:, :, top : top + size, left : left + size]
+    return (x / 127.5 - 1.0).clamp(-1, 1).permute(1, 0, 2, 3).contiguous()
+
+
+def make_example(raw: dict[str, Any], clip: ClipConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """A WebDataset sample (mp4/json/txt bytes) -> {"video", "caption", "key"}; :class:`SkipSample` if unusable."""
+    if "mp4" not in raw or "json" not in raw:
+        raise SkipSample("sample lacks .mp4 or .json")
+    meta = json.loads(raw["json"])
+    captions = [c for c in meta.get("captions") or [] if isinstance(c, str) and c.strip()]
+    if not captions and raw.get("txt"):
+        captions = [raw["txt"].decode("utf-8", "replace")]
+    if not captions:
+        raise SkipSample("no caption")
+    idx = clip_indices(int(meta["frames"]), clip, rng)
+    frames = decode_clip(raw["mp4"], idx, float(meta["fps"]))
+    return {
+        "video": to_clip(frames, clip.size, rng),
+        "caption": captions[int(rng.integers(len(captions)))],
+        "key": raw["__key__"],
+    }
+
+
+@dataclass
+class StreamPlan:
+    """Everything a worker needs to produce its share of an epoch."""
+
+    sets: list[ShardSet]
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    batch_size: int = 1
+    batches_per_worker: int = 1
+    shuffle_buffer: int = 64
+    seed: int = 0
+    rank: int = 0
+
+
+class VideoTextStream(IterableDataset):
+    """Infinite resampled shards of several sets, mixed by weight, cut to an exact epoch length."""
+
+    def __init__(self, plan: StreamPlan):
+        super().__init__()
+        self.plan = plan
+        self.urls = [list_shards(s.path) for s in plan.sets]
+        total = sum(s.weight for s in plan.sets)
+        self.probs = np.array([s.weight / total for s in plan.sets])
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _raw(self, urls: list[str], rng: np.random.Generator, errors: list[int]) -> Iterator[dict[str, Any]]:
+        def handler(_exc: Exception) -> bool:
+            errors[0] += 1
+            return True  # skip the broken shard or sample and go on
+
+        while True:
+            url = urls[int(rng.integers(len(urls)))]
+            yield from wds.tarfile_to_samples(handler=handler)(iter([{"url": url}]))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        p = self.plan
+        info = get_worker_info()
+        wid = info.id if info is not None else 0
+        rng = np.random.default_rng([p.seed, self.epoch, p.rank, wid])
+        errors = [0]
+        sources = [self._raw(u, rng, errors) for u in self.urls]
+        buffer: list[dict[str, Any]] = []
+        want = p.batches_per_worker * p.batch_size
+        done = reported = 0
+        while done < want:
+            raw = next(sources[int(rng.choice(len(sources), p=self.probs))])
+            buffer.append(raw)
+            if len(buffer) < p.shuffle_buffer:
+                continue
+            raw = buffer.pop(int(rng.integers(len(buffer))))
+            try:
+                ex = make_example(raw, p.clip, rng)
+            except Exception:  # anything a bad sample raises is a skip, never a crash
+                errors[0] += 1
+                continue
+            ex["skipped"] = errors[0] - reported
+            reported = errors[0]
+            done += 1
+            yield ex
+
+
+def samples_in(sets: list[ShardSet]) -> int:
+    """Samples in all sets, from their ``_index.parquet`` files (0 for a set without one)."""
+    n = 0
+    for s in sets:
+        index = load_index(s.path)
+        n += index.num_rows if index is not None else 0
+    return n
+
+
+def batches_per_worker(samples: int, world_size: int, num_workers: int, batch_size: int) -> int:
+    """Batches each worker yields so one epoch covers about ``samples`` samples over all ranks."""
+    workers = world_size * max(1, num_workers)
+    return max(1, math.ceil(samples / (workers * batch_size)))
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack videos; keep captions and keys as lists; sum the skip counts."""
+    return {
+        "video": torch.stack([b["video"] for b in batch]),
+        "caption": [b["caption"] for b in batch],
+        "key": [b["key"] for b in batch],
+        "skipped": sum(b["skipped"] for b in batch),
+    }
