@@ -50,7 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder for shards (local path or fsspec URL)")
     p.add_argument("--config", help="YAML with 'stage:' (stage settings) and 'runner:' (partitions, shard sizes)")
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument(
+        "--num-cpus",
+        type=int,
+        help="start a local Ray of this many CPUs (default: join RAY_ADDRESS or a "
+        "running local cluster, else start one with all CPUs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
     p.set_defaults(func=run)
 
@@ -66,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     init: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
     if args.address:
         init["address"] = args.address
-    elif args.num_cpus:
-        init["num_cpus"] = args.num_cpus
+    elif args.num_cpus:  # a Ray of this command's own, of that size (never an already running one)
+        init.update(address="local", num_cpus=args.num_cpus)
     ray.init(**init)
     try:
         summary = run_stage(args.stage, args.manifest, args.out, stage_cfg, runner, progress=not args.no_progress)

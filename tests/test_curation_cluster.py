@@ -22,7 +22,7 @@ def _curate_cmd(manifest: Path, out: Path) -> list[str]:
             "--config", str(cfg), "--num-cpus", "1", "--no-progress"]  # fmt: skip
 
 
-def test_killing_the_driver_then_rerunning_gives_the_same_index_keys(corpus, tmp_path):
+def test_killing_the_driver_then_rerunning_gives_the_same_keys(corpus, tmp_path):
     rows, manifest = corpus
     ref, out = tmp_path / "ref" / "out", tmp_path / "killed" / "out"
     ref.parent.mkdir()

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from curation.inspect.verify import verify
     from curation.runner import RunnerConfig, run_stage
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    # address="local": a Ray of the demo's own, even where a cluster started with `ray start` is running.
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     samples, rejects = {}, {}
     for source, stage in CURATION.items():
         shard_out = out / "shards" / source
