@@ -8,6 +8,13 @@ good samples, so every rank runs the same number of steps per epoch whatever the
 DDP hang on uneven shards), and ranks see different samples. The epoch length comes from
 ``_index.parquet`` (sample counts), not from scanning tars.
 
+Resuming mid-epoch: every yielded sample carries its worker id and that worker's position (draws
+from its shuffle buffer, and good samples yielded). Given the positions a checkpoint recorded, a
+worker replays its stream without decoding (tar reads only) up to that point and goes on from there;
+each clip's frame offsets and crop come from a generator seeded by its position, so the resumed
+epoch yields exactly the samples the uninterrupted one would have (the interleaving of workers in
+the DataLoader may differ).
+
 Bad data never stops training: an unreadable or truncated shard, a missing shard, a sample that does
 not decode, one with fewer frames than a clip needs, or an empty caption is skipped and counted;
 each yielded sample carries ``skipped``, the number skipped since the previous one, so the trainer
@@ -116,6 +123,8 @@ class StreamPlan:
     shuffle_buffer: int = 64
     seed: int = 0
     rank: int = 0
+    # worker id -> (buffer draws, samples yielded) already consumed this epoch (resume)
+    resume: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 class VideoTextStream(IterableDataset):
@@ -150,21 +159,27 @@ class VideoTextStream(IterableDataset):
         sources = [self._raw(u, rng, errors) for u in self.urls]
         buffer: list[dict[str, Any]] = []
         want = p.batches_per_worker * p.batch_size
-        done = reported = 0
+        skip_draws, done = p.resume.get(wid, (0, 0))
+        draws = reported = 0
         while done < want:
             raw = next(sources[int(rng.choice(len(sources), p=self.probs))])
             buffer.append(raw)
             if len(buffer) < p.shuffle_buffer:
                 continue
             raw = buffer.pop(int(rng.integers(len(buffer))))
+            draws += 1
+            if draws <= skip_draws:  # replaying up to a checkpoint's position: no decode
+                reported = errors[0]
+                continue
+            ex_rng = np.random.default_rng([p.seed, self.epoch, p.rank, wid, draws])
             try:
-                ex = make_example(raw, p.clip, rng)
+                ex = make_example(raw, p.clip, ex_rng)
             except Exception:  # anything a bad sample raises is a skip, never a crash
                 errors[0] += 1
                 continue
-            ex["skipped"] = errors[0] - reported
-            reported = errors[0]
             done += 1
+            ex.update(skipped=errors[0] - reported, worker=wid, draws=draws, done=done, epoch=self.epoch)
+            reported = errors[0]
             yield ex
 
 
@@ -184,10 +199,15 @@ def batches_per_worker(samples: int, world_size: int, num_workers: int, batch_si
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack videos; keep captions and keys as lists; sum the skip counts."""
+    """Stack videos; keep captions and keys as lists; sum the skip counts; keep the worker's position
+    after the batch's last sample (what a checkpoint records for resuming)."""
+    last = batch[-1]
     return {
         "video": torch.stack([b["video"] for b in batch]),
         "caption": [b["caption"] for b in batch],
         "key": [b["key"] for b in batch],
         "skipped": sum(b["skipped"] for b in batch),
+        "worker": last["worker"],
+        "position": (last["draws"], last["done"]),
+        "epoch": last["epoch"],
     }

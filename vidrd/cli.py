@@ -10,7 +10,6 @@ from vidrd import __version__
 
 # Subcommands whose issue has not landed yet: they say so and exit 2 instead of pretending.
 NOT_BUILT = {
-    "train": ("train VidRD with LightningCLI (fit / validate / test)", "issue 5 (Lightning trainer)"),
     "eval": ("zero-shot UCF-101 FVD / IS / CLIPSIM", "issue 8 (evaluation)"),
 }
 
@@ -21,6 +20,12 @@ def _not_built(name: str, issue: str):
         return 2
 
     return run
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.cli import main as train_main
+
+    return train_main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     curate_cli.add_parser(sub)
     shards_cli.add_parser(sub)
     generate_cli.add_parser(sub)
+    train = sub.add_parser(
+        "train",
+        add_help=False,  # `vidrd train --help` is LightningCLI's own
+        help="train VidRD with LightningCLI: fit | validate | test --config C.yaml (see `vidrd train --help`)",
+    )
+    train.add_argument("rest", nargs=argparse.REMAINDER)
+    train.set_defaults(func=_train)
     for name, (what, issue) in NOT_BUILT.items():
         p = sub.add_parser(name, help=f"{what} [not built yet]", description=f"{what}. Not built yet: {issue}.")
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -52,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vidrd`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # LightningCLI parses everything after `train`, `--help` included
+        return _train(argparse.Namespace(rest=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "shards":

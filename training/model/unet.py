@@ -170,7 +170,9 @@ class VidRDUNet(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """``sample [B, C, F, H, W]``, ``timestep`` scalar or ``[B]``, text ``[B, L, D]`` -> ``[B, C, F, H, W]``."""
         b, c, f, h, w = sample.shape
-        x = sample.transpose(1, 2).reshape(b * f, c, h, w)
+        # contiguous(): a channel-strided input (e.g. latents straight from the VAE encoder) makes the folded
+        # view channels-last, and torch 2.13's CPU conv backward segfaults on that layout.
+        x = sample.transpose(1, 2).reshape(b * f, c, h, w).contiguous()
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))

@@ -83,7 +83,7 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         dist = self.vae.encode(x).latent_dist
         z = dist.sample(generator) if sample else dist.mode()
         z = z * self.scaling_factor
-        return z.view(b, f, *z.shape[1:]).transpose(1, 2)
+        return z.view(b, f, *z.shape[1:]).transpose(1, 2).contiguous()
 
     def encode_posterior(self, video: torch.Tensor):
         """The frame-wise posterior (for the KL regulariser when fine-tuning)."""

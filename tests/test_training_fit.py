@@ -1,0 +1,185 @@
+"""The Lightning trainer: `vidrd train fit/validate/test` on tiny models and generated shards."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from curation.shard_writer import ShardWriter, finalize
+from tests.conftest import make_sample
+from training.cli import main as train_main
+from training.model.loading import EPSILON, V_PREDICTION, load_vidrd
+from training.model.tiny import tiny_components
+from training.unet_module import VidRDModule
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("train") / "shards"
+    with ShardWriter(str(d), "webvid", max_samples=4) as w:
+        for i in range(10):
+            w.write(make_sample(i, frames=12))
+        for i in range(3):  # an empty caption and too few frames: skipped and counted
+            w.write(make_sample(20 + i, frames=12, caption=" "))
+            w.write(make_sample(30 + i, frames=5))
+    finalize(str(d))
+    return d
+
+
+def fit_args(shards: Path, root: Path, *extra: str) -> list[str]:
+    return [
+        "--config", "tiny", "--data.train", json.dumps([{"path": str(shards)}]),
+        "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks+", json.dumps({"class_path": "training.callbacks.SeenSamples",
+                                            "init_args": {"dirpath": str(root / "seen")}}),
+        *extra,
+    ]  # fmt: skip
+
+
+def seen(root: Path, rank: int = 0) -> list[dict]:
+    return [json.loads(line) for line in (root / "seen" / f"rank{rank}.jsonl").read_text().splitlines()]
+
+
+def metrics(root: Path) -> list[dict]:
+    rows: list[dict] = []
+    for f in sorted((root / "logs").glob("version_*/metrics.csv")):
+        rows += list(csv.DictReader(f.open()))
+    return rows
+
+
+def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train_main(["fit", *fit_args(shards, full, "--model.init_args.export_dir", str(full / "export"))])
+    train_main(["fit", *fit_args(shards, cut, "--trainer.max_steps", "3")])
+    first = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)
+    assert first["global_step"] == 3
+    assert "ema" in first and first["optimizer_states"][0]["state"]  # EMA and AdamW moments are saved
+    assert not any(k.startswith(("vae.", "text.")) for k in first["state_dict"])  # frozen parts left out
+    train_main(["fit", *fit_args(shards, cut, "--ckpt_path", "last")])
+    last = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 6
+
+    a, b = seen(full), seen(cut)
+    assert [r["step"] for r in a] == list(range(6))
+    assert [r["step"] for r in b] == list(range(6))  # the resumed run starts at step 3, not 0
+    # Step 3 is the last batch of epoch 0 (4 batches per epoch): mid-epoch resume gives the same samples.
+    assert [r["keys"] for r in b] == [r["keys"] for r in a]
+    assert {r["epoch"] for r in a} == {0, 1} and a[0]["keys"] != a[4]["keys"]  # epochs draw differently
+
+    rows = metrics(full)
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 6 and all(torch.isfinite(torch.tensor(losses)))
+    skipped = [float(r["data/skipped"]) for r in rows if r.get("data/skipped")]
+    assert skipped and skipped[-1] >= 1 and skipped == sorted(skipped)  # a running total of bad samples
+    comps = load_vidrd(str(full / "export"))
+    assert comps.text_encoder is not None and comps.prediction_type == EPSILON
+
+
+def test_validate_and_test_report_losses(shards, tmp_path, capsys):
+    root = tmp_path / "v"
+    train_main(["fit", *fit_args(shards, root, "--trainer.max_steps", "2")])
+    ckpt = str(root / "checkpoints" / "last.ckpt")
+    for cmd, key in (("validate", "val/loss"), ("test", "test/loss")):
+        train_main([cmd, *fit_args(shards, root), "--ckpt_path", ckpt])
+        assert key in capsys.readouterr().out
+
+
+def test_bad_config_is_refused_with_a_message(shards, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["fit", *fit_args(shards, tmp_path), "--data.no_such_key", "1"])
+    assert "no_such_key" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="frames must be >= 1, got 0"):  # checked before any work starts
+        train_main(["fit", *fit_args(shards, tmp_path), "--data.clip.frames", "0"])
+    with pytest.raises(SystemExit):
+        train_main(["fit", *fit_args(shards, tmp_path), "--data.batch_size", "two"])
+    assert "batch_size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prediction_type", [EPSILON, V_PREDICTION])
+def test_loss_target_matches_prediction_type(prediction_type):
+    m = VidRDModule(prediction_type=prediction_type)
+    z, ctx = torch.randn(2, 4, 4, 8, 8), m.text(["a", "b"])
+    noise, t = torch.randn_like(z), torch.tensor([10, 900])
+    target = noise if prediction_type == EPSILON else m.noise_schedule.get_velocity(z, noise, t)
+    other = noise if prediction_type == V_PREDICTION else m.noise_schedule.get_velocity(z, noise, t)
+
+    class Oracle(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, zt, t, c):
+            return self.out
+
+    m.unet = Oracle(target)  # a perfect denoiser of this kind scores 0, one of the other kind does not
+    assert m.denoising_loss(z, ctx, t, noise).item() < 1e-10
+    m.unet = Oracle(other)
+    assert m.denoising_loss(z, ctx, t, noise).item() > 1e-3
+
+
+def test_caption_dropout_uses_the_empty_prompt():
+    batch = {"video": torch.zeros(3, 3, 4, 16, 16), "caption": ["a red square", "blue", "up"]}
+    for drop, same_as in ((1.0, ["", "", ""]), (0.0, batch["caption"])):
+        m = VidRDModule(caption_dropout=drop)
+        _, ctx = m._latents_and_context(batch, drop)
+        assert torch.equal(ctx, m.text(same_as))
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    m = VidRDModule(lr=2e-3)
+    z, ctx = torch.randn(2, 4, 4, 8, 8), m.text(["a red square moving right", "a blue square moving up"])
+    noise, t = torch.randn_like(z), torch.tensor([200, 700])
+    opt = torch.optim.AdamW(m._trainable(), lr=2e-3)
+    before = m.denoising_loss(z, ctx, t, noise).item()
+    for _ in range(40):
+        opt.zero_grad()
+        m.denoising_loss(z, ctx, t, noise).backward()
+        opt.step()
+    assert m.denoising_loss(z, ctx, t, noise).item() < 0.5 * before
+    frozen = tiny_components(os.path.join(os.environ.get("TMPDIR", "/tmp"), "vidrd-frozen"), 0).unet.state_dict()
+    for name, p in m.unet.named_parameters():  # only the paper's trainable set moved
+        assert torch.equal(p, frozen[name]) != p.requires_grad, name
+
+
+def test_vae_finetune_trains_only_temporal_convs(shards, tmp_path):
+    root = tmp_path / "vae"
+    train_main([
+        "fit", "--config", "vae-tiny", "--data.train", json.dumps([{"path": str(shards)}]),
+        "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+        "--model.init_args.export_dir", str(root / "export"),
+    ])  # fmt: skip
+    rows = metrics(root)
+    assert any(r.get("train/d_loss") for r in rows) and any(r.get("train/d_weight") for r in rows)
+    assert all(float(r["train/kl"]) >= 0 for r in rows if r.get("train/kl"))
+    from training.model.vae import TemporalVAE
+
+    tuned = TemporalVAE.from_pretrained(str(root / "export" / "vae")).state_dict()
+    start = tiny_components(tmp_path / "w", 0).vae.state_dict()
+    moved = {k for k in start if not torch.equal(start[k], tuned[k])}
+    assert moved and all(".temp_convs." in k for k in moved)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(shards, tmp_path):
+    """Two CPU ranks (gloo): same number of batches, different samples."""
+    root = tmp_path / "ddp"
+    vidrd = Path(sys.executable).with_name("vidrd")
+    cmd = [str(vidrd), "train", "fit", *fit_args(shards, root),
+           "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.samples_per_epoch", "16"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = seen(root, 0), seen(root, 1)
+    assert len(r0) == len(r1) == 6
+    assert [r["keys"] for r in r0] != [r["keys"] for r in r1]
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
+    state = next(v for k, v in ckpt.items() if k == "ShardDataModule")
+    assert state["world"] == 2 and set(state["positions"]) == {0, 1}  # both ranks' positions are kept

@@ -1,0 +1,68 @@
+"""``vidrd train fit|validate|test --config C.yaml``: LightningCLI over the VidRD modules and the shard
+data module. Configs live in ``training/configs/`` (``tiny.yaml`` for CPU checks, ``sd21-256-8gpu.yaml``
+for the paper's setup on one node, ``multinode.yaml`` layered on it); ``--print_config`` shows the
+resolved one. ``--ckpt_path last`` resumes (see :mod:`training.datamodule` for what resuming keeps)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from training.datamodule import ShardDataModule
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def config_path(name: str) -> str:
+    """A shipped config by name (``tiny``, ``sd21-256-8gpu``, ...), or ``name`` itself if it is a path."""
+    p = CONFIG_DIR / f"{name}.yaml"
+    return str(p) if not os.path.exists(name) and p.exists() else name
+
+
+class VidRDCLI(LightningCLI):
+    """LightningCLI that roots logs and checkpoints at ``trainer.default_root_dir``: metrics in
+    ``ROOT/logs/version_N/metrics.csv`` (CSV unless the config names a logger) and checkpoints in
+    ``ROOT/checkpoints`` (one folder across runs, so ``--ckpt_path last`` finds the previous run's)."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        root = trainer_cfg.get("default_root_dir") or os.getcwd()
+        if trainer_cfg.get("logger") in (None, True):
+            kwargs["logger"] = CSVLogger(root, name="logs")
+        for cb in trainer_cfg.get("callbacks") or []:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                cb.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
+        return super().instantiate_trainer(**kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run LightningCLI with ``argv`` (default: ``sys.argv[1:]``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `--config tiny` is short for the shipped training/configs/tiny.yaml
+    args = [config_path(a) if i and args[i - 1] == "--config" else a for i, a in enumerate(args)]
+    with warnings.catch_warnings():
+        # `vidrd train` hands LightningCLI its own argv slice on purpose
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        VidRDCLI(
+            L.LightningModule,
+            ShardDataModule,
+            subclass_mode_model=True,
+            args=args,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "vidrd train", "description": __doc__},
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

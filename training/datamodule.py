@@ -1,0 +1,181 @@
+"""Lightning data module over WebDataset shard sets (paper A.2), resumable mid-epoch under DDP.
+
+What a resumed run guarantees: the same global step, and, within the epoch it stopped in, exactly
+the samples the uninterrupted run would still have seen (see :mod:`training.data`); the DataLoader
+may interleave its workers' batches differently. Resuming with a different number of ranks or
+workers starts the epoch's streams afresh (a new split cannot replay the old one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from training.data import (
+    ClipConfig,
+    ShardSet,
+    StreamPlan,
+    VideoTextStream,
+    batches_per_worker,
+    collate,
+    samples_in,
+)
+
+
+class EpochAwareLoader(DataLoader):
+    """A DataLoader that tells its stream the trainer's epoch each time an epoch's iterator is made
+    (Lightning's ``set_epoch`` reaches samplers only, and iterable datasets have none)."""
+
+    def __init__(self, *args: Any, epoch_of: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._epoch_of = epoch_of
+
+    def __iter__(self):
+        if self._epoch_of is not None:
+            self.dataset.set_epoch(self._epoch_of())
+        return super().__iter__()
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Training clips from weighted shard sets; validation clips from a fixed stream.
+
+    Args:
+        train: shard sets (folder, glob or URL) with their sampling weights.
+        val: shard sets for ``validate``/``test`` and validation during ``fit`` (default: ``train``).
+        clip: frames, stride and crop size.
+        batch_size: clips per rank per step.
+        num_workers: DataLoader workers per rank.
+        samples_per_epoch: samples in one epoch over all ranks (default: the sets' ``_index.parquet`` counts).
+        val_batches: batches per rank in one validation pass.
+        shuffle_buffer: samples each worker shuffles among.
+        seed: the stream seed (shards, offsets, crops and caption choice follow from it).
+    """
+
+    def __init__(
+        self,
+        train: list[ShardSet],
+        val: list[ShardSet] | None = None,
+        clip: ClipConfig | None = None,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        samples_per_epoch: int | None = None,
+        val_batches: int = 4,
+        shuffle_buffer: int = 64,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not train:
+            raise ValueError("train: give at least one shard set")
+        if batch_size < 1 or num_workers < 0 or val_batches < 1 or shuffle_buffer < 1:
+            raise ValueError("batch_size, val_batches and shuffle_buffer must be >= 1; num_workers >= 0")
+        if any(s.weight <= 0 for s in train):
+            raise ValueError("train: every shard set needs a positive weight")
+        self.train_sets = train
+        self.val_sets = val or train
+        self.clip = clip or ClipConfig()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.samples_per_epoch = samples_per_epoch
+        self.val_batches = val_batches
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        # worker id -> (draws, done) of the last batch trained on, for the epoch in `_epoch`
+        self._positions: dict[int, tuple[int, int]] = {}
+        self._epoch = 0
+        self._resume: dict[str, Any] | None = None
+        self.skipped = 0
+
+    # -- layout --------------------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def _batches_per_worker(self) -> int:
+        _, world = self._world()
+        total = self.samples_per_epoch if self.samples_per_epoch is not None else samples_in(self.train_sets)
+        if total < 1:
+            raise ValueError("no samples: the shard sets have no _index.parquet; set data.samples_per_epoch")
+        return batches_per_worker(total, world, self.num_workers, self.batch_size)
+
+    def epoch_batches(self) -> int:
+        """Batches every rank runs in one training epoch."""
+        return self._batches_per_worker() * max(1, self.num_workers)
+
+    def _loader(self, plan: StreamPlan, epoch_of: Any = None) -> DataLoader:
+        return EpochAwareLoader(
+            VideoTextStream(plan),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+            epoch_of=epoch_of,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        rank, _ = self._world()
+        per_worker = self._batches_per_worker()
+        plan = StreamPlan(
+            sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
+            shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank,
+        )  # fmt: skip
+        return self._loader(plan, epoch_of=lambda: self._start_epoch(plan))
+
+    def _start_epoch(self, plan: StreamPlan) -> int:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        r = self._resume
+        rank, world = self._world()
+        if r is not None and r["epoch"] == epoch and r["world"] == world and r["workers"] == self.num_workers:
+            plan.resume = dict(r["positions"].get(rank, {}))
+        else:
+            plan.resume = {}
+        self._resume = None  # a resume position applies to the first epoch iterated after loading only
+        self._epoch, self._positions = epoch, dict(plan.resume)
+        return epoch
+
+    def _eval_loader(self) -> DataLoader:
+        rank, _ = self._world()
+        per_worker = max(1, -(-self.val_batches // max(1, self.num_workers)))
+        plan = StreamPlan(
+            sets=self.val_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
+            shuffle_buffer=min(self.shuffle_buffer, 8), seed=self.seed + 1_000_003, rank=rank,
+        )  # fmt: skip
+        return self._loader(plan)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader()
+
+    # -- position tracking (what `--ckpt_path` resumes from) -----------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        t = self.trainer
+        if t is not None and t.training and isinstance(batch, dict) and "position" in batch:
+            self._positions[int(batch["worker"])] = tuple(int(x) for x in batch["position"])
+            self.skipped += int(batch["skipped"])
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Per-rank stream positions, gathered so rank 0's checkpoint holds every rank's."""
+        _rank, world = self._world()
+        mine = {"epoch": self._epoch, "positions": self._positions, "skipped": self.skipped}
+        gathered = [mine]
+        if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered = [None] * world
+            torch.distributed.all_gather_object(gathered, mine)
+        return {
+            "epoch": self._epoch,
+            "world": world,
+            "workers": self.num_workers,
+            "positions": {r: g["positions"] for r, g in enumerate(gathered)},
+            "skipped": {r: g["skipped"] for r, g in enumerate(gathered)},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = state
+        rank, world = self._world()
+        self.skipped = int(state.get("skipped", {}).get(rank, 0)) if state.get("world") == world else 0

@@ -1,0 +1,52 @@
+"""One entry point for every weight source the trainer and the tools accept."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+from training.model.loading import EPSILON, SDComponents, load_sd_folder, load_sd_single_file, load_vidrd
+from training.model.tiny import tiny_components
+
+TINY = "tiny"
+
+
+def is_vidrd_folder(path: str) -> bool:
+    """A folder written by ``save_vidrd`` (its UNet config names the temporal layers)."""
+    cfg = os.path.join(path, "unet", "config.json")
+    return os.path.isfile(cfg) and "temp_head_dim" in open(cfg).read()
+
+
+def load_components(
+    source: str,
+    prediction_type: str | None = None,
+    workdir: str | None = None,
+    seed: int = 0,
+    torch_dtype: torch.dtype | None = None,
+) -> SDComponents:
+    """VidRD components from ``source``:
+
+    - ``"tiny"``: random tiny weights (tokenizer files written under ``workdir``);
+    - a VidRD checkpoint folder (``unet/config.json`` with temporal settings);
+    - a Stable Diffusion 2.x folder in diffusers layout (temporal layers start at identity);
+    - an original SD 2.x ``.ckpt`` / ``.safetensors`` file (with ``tokenizer/`` beside it for the text encoder).
+    """
+    if source == TINY:
+        return tiny_components(workdir or tempfile.mkdtemp(prefix="vidrd-tiny-"), seed, prediction_type or EPSILON)
+    if os.path.isdir(source):
+        comps = (
+            load_vidrd(source, torch_dtype) if is_vidrd_folder(source) else load_sd_folder(source, True, torch_dtype)
+        )
+    elif os.path.isfile(source):
+        tok = os.path.join(os.path.dirname(source), "tokenizer")
+        comps = load_sd_single_file(source, prediction_type, tokenizer_dir=tok if os.path.isdir(tok) else None)
+    else:
+        raise FileNotFoundError(
+            f"{source}: not a file or folder. Give 'tiny', a VidRD checkpoint folder, a Stable Diffusion 2.1 folder "
+            "in diffusers layout (e.g. a local copy of stabilityai/stable-diffusion-2-1-base) or an SD 2.x .ckpt"
+        )
+    if prediction_type is not None and prediction_type != comps.prediction_type:
+        raise ValueError(f"{source} predicts {comps.prediction_type}, not {prediction_type}")
+    return comps

@@ -1,0 +1,185 @@
+"""Lightning module that trains the VidRD UNet (paper 4.1, A.2): frozen VAE and text encoder, the
+temporal layers and spatial transformer blocks trained with the denoising loss of the checkpoint's
+prediction type, caption dropout for classifier-free guidance, AdamW with warmup, optional EMA."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
+
+from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vidrd
+from training.model.pretrained import load_components
+
+# Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
+FROZEN_PREFIXES = ("vae.", "text.")
+
+
+class VidRDModule(L.LightningModule):
+    """Train the VidRD UNet on clips from :class:`training.datamodule.ShardDataModule`.
+
+    Args:
+        pretrained: ``"tiny"`` (random, for tests and the demo), a Stable Diffusion 2.1 folder (diffusers
+            layout) or single file, or a VidRD checkpoint folder to continue from.
+        prediction_type: ``epsilon`` or ``v_prediction``; default: what the checkpoint was trained with.
+        train_spatial: also train SD's spatial transformer blocks (the paper does); else temporal layers only.
+        lr, weight_decay, betas: AdamW over the trainable parameters only.
+        warmup_steps: linear learning-rate warmup from 0.
+        caption_dropout: share of captions replaced by the empty prompt (what CFG's unconditional branch needs).
+        ema_decay: keep an exponential moving average of the trainable weights (``None``: off).
+        gradient_checkpointing: recompute activations in backward (less memory, about a third more compute).
+        export_dir: write a VidRD checkpoint folder here at the end of ``fit`` (EMA weights when EMA is on),
+            ready for ``vidrd generate --checkpoint``.
+        seed: seed of the tiny random weights.
+    """
+
+    def __init__(
+        self,
+        pretrained: str = "tiny",
+        prediction_type: str | None = None,
+        train_spatial: bool = True,
+        lr: float = 5e-5,
+        weight_decay: float = 1e-2,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 0,
+        caption_dropout: float = 0.1,
+        ema_decay: float | None = None,
+        gradient_checkpointing: bool = False,
+        export_dir: str | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not 0.0 <= caption_dropout <= 1.0:
+            raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+        if prediction_type not in (None, EPSILON, V_PREDICTION):
+            raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, got {prediction_type!r}")
+        self.save_hyperparameters()
+        comps = load_components(pretrained, prediction_type, seed=seed)
+        if comps.text_encoder is None:
+            raise ValueError(f"{pretrained}: no text encoder/tokenizer found; training needs one")
+        self.unet, self.vae, self.text = comps.unet, comps.vae, comps.text_encoder
+        self.vae.requires_grad_(False).eval()
+        self.unet.set_trainable(spatial_transformers=train_spatial)
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.scheduler_config = comps.scheduler_config
+        self.prediction_type = comps.prediction_type
+        self.noise_schedule = DDPMScheduler.from_config(
+            {**comps.scheduler_config, "prediction_type": self.prediction_type}
+        )
+        self.ema = EMAModel(self._trainable(), decay=ema_decay, foreach=True) if ema_decay else None
+        self.strict_loading = False  # checkpoints leave out the frozen VAE and text encoder
+        self._last_step_time: float | None = None
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.unet.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> VidRDModule:
+        super().train(mode)
+        self.vae.eval()  # frozen: no dropout/norm statistics change whatever the trainer does
+        return self
+
+    # -- the objective ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _latents_and_context(self, batch: dict[str, Any], drop: float) -> tuple[torch.Tensor, torch.Tensor]:
+        z = batch["latents"] if "latents" in batch else self.vae.encode(batch["video"])
+        captions = list(batch["caption"])
+        if drop > 0:
+            keep = torch.rand(len(captions)) >= drop
+            captions = [c if k else "" for c, k in zip(captions, keep.tolist(), strict=True)]
+        return z, self.text(captions)
+
+    def denoising_loss(self, z: torch.Tensor, ctx: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """MSE between the UNet's prediction at ``t`` and the target of the prediction type."""
+        zt = self.noise_schedule.add_noise(z, noise, t)
+        target = noise if self.prediction_type == EPSILON else self.noise_schedule.get_velocity(z, noise, t)
+        pred = self.unet(zt, t, ctx)
+        return F.mse_loss(pred.float(), target.float())
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        z, ctx = self._latents_and_context(batch, self.hparams.caption_dropout)
+        t = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (z.shape[0],), device=z.device)
+        loss = self.denoising_loss(z, ctx, t, torch.randn_like(z))
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            self.log("train/samples_per_s", z.shape[0] / (now - self._last_step_time), on_step=True)
+        self._last_step_time = now
+        self.log("train/loss", loss, on_step=True, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
+        dm = self.trainer.datamodule
+        if dm is not None and hasattr(dm, "skipped"):
+            self.log("data/skipped", float(dm.skipped), on_step=True)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], batch_idx: int, stage: str) -> torch.Tensor:
+        # Fixed noise and timesteps spread over the schedule, so evaluation losses compare across runs.
+        z, ctx = self._latents_and_context(batch, 0.0)
+        g = torch.Generator().manual_seed(batch_idx)
+        noise = torch.randn(z.shape, generator=g).to(z)
+        steps = self.noise_schedule.config.num_train_timesteps
+        t = ((torch.arange(z.shape[0]) + 0.5) * steps / z.shape[0]).long().to(z.device)
+        loss = self.denoising_loss(z, ctx, t, noise)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=z.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, batch_idx, "test")
+
+    # -- optimisation ----------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        # Fused AdamW on GPU, except with gradient clipping: Lightning's mixed-precision plugin refuses
+        # to clip for an optimizer that unscales internally (fused), so fall back to foreach there.
+        clip = self.trainer.gradient_clip_val if self._trainer is not None else None
+        fused = self.device.type == "cuda" and not clip
+        opt = torch.optim.AdamW(
+            self._trainable(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas),
+            fused=fused, foreach=None if fused else True,
+        )  # fmt: skip
+        warmup = max(1, hp.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.ema is not None:
+            if self.ema.shadow_params[0].device != self.device:
+                self.ema.to(self.device)
+            self.ema.step(self._trainable())
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN_PREFIXES)
+        }
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+
+    def components(self, use_ema: bool = True) -> SDComponents:
+        """The model as inference loads it (a copy of the UNet with the EMA weights when asked)."""
+        unet = self.unet
+        if use_ema and self.ema is not None:
+            self.ema.store(self._trainable())
+            self.ema.copy_to(self._trainable())
+            unet = type(self.unet).from_config(self.unet.config)
+            unet.load_state_dict(self.unet.state_dict())
+            self.ema.restore(self._trainable())
+        return SDComponents(unet, self.vae, self.text, self.scheduler_config, self.prediction_type)
+
+    def on_train_end(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            save_vidrd(os.fspath(self.hparams.export_dir), self.components())
