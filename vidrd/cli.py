@@ -8,19 +8,6 @@ from collections.abc import Sequence
 
 from vidrd import __version__
 
-# Subcommands whose issue has not landed yet: they say so and exit 2 instead of pretending.
-NOT_BUILT = {
-    "eval": ("zero-shot UCF-101 FVD / IS / CLIPSIM", "issue 8 (evaluation)"),
-}
-
-
-def _not_built(name: str, issue: str):
-    def run(_args: argparse.Namespace) -> int:
-        print(f"vidrd {name}: not built yet ({issue}).", file=sys.stderr)
-        return 2
-
-    return run
-
 
 def _train(args: argparse.Namespace) -> int:
     from training.cli import main as train_main
@@ -33,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from curation import cli as curate_cli
     from curation.inspect import cli as shards_cli
     from inference import cli as generate_cli
+    from inference.eval import cli as eval_cli
     from manifests import cli as manifest_cli
     from vidrd import demo
 
@@ -48,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     curate_cli.add_parser(sub)
     shards_cli.add_parser(sub)
     generate_cli.add_parser(sub)
+    eval_cli.add_parser(sub)
     train = sub.add_parser(
         "train",
         add_help=False,  # `vidrd train --help` is LightningCLI's own
@@ -55,10 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("rest", nargs=argparse.REMAINDER)
     train.set_defaults(func=_train)
-    for name, (what, issue) in NOT_BUILT.items():
-        p = sub.add_parser(name, help=f"{what} [not built yet]", description=f"{what}. Not built yet: {issue}.")
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=_not_built(name, issue))
     return parser
 
 

@@ -7,6 +7,8 @@ listed at the end as not run, so the demo always runs everything that exists and
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import time
 from pathlib import Path
 
@@ -15,17 +17,31 @@ from inference.pipeline import GenerationSettings, VidRDPipeline
 from inference.prompts import VideoRequest
 from inference.video_out import FrameSink
 from manifests.build import build_manifest
-from training.model.loading import load_vidrd, save_vidrd
-from training.model.tiny import tiny_components
+from training.cli import main as train_main
+from training.model.loading import load_vidrd
 from vidrd.synthetic import make_all
 
+SD_FOLDER = "stable-diffusion-2-1-base"
 PENDING = [
     ("short-videos (BLIP-2) for kinetics700/moments, long-videos (CLIP + MiniGPT-4) for videolt", "issue 7"),
-    ("vidrd train fit on the shards (tiny random-weight VidRD)", "issue 5"),
 ]
 # Source -> the stage that curates it (the model stages of kinetics/moments/videolt are issue 7).
 CURATION = {"webvid": "captioned", "tgif": "captioned", "vatex": "captioned", "pexels": "captioned",
             "laion": "pseudo-videos"}  # fmt: skip
+
+
+def weights_source(weights_dir: str | None) -> str:
+    """What the trainer starts from: SD 2.1 under ``--weights-dir`` when given, else tiny random weights."""
+    if not weights_dir:
+        return "tiny"
+    sd = Path(weights_dir) / SD_FOLDER
+    if not (sd / "unet" / "config.json").exists():
+        raise SystemExit(f"--weights-dir: {sd}/unet/config.json not found (expected SD 2.1 in diffusers layout there)")
+    return str(sd)
+
+
+def latest_metrics(root: Path) -> Path:
+    return sorted((root / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))[-1]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,12 +77,22 @@ def run(args: argparse.Namespace) -> int:
         samples[source], rejects[source] = s.samples, s.rejects
     ray.shutdown()
     ckpt = out / "checkpoint"
-    print(f"[4] a tiny VidRD checkpoint -> {ckpt}")
-    if args.weights_dir:
-        print(f"    (--weights-dir {args.weights_dir} is not used yet: the trainer, issue 5, will start from it)")
-    print("    TINY RANDOM WEIGHTS: an untrained SD-2-shaped model, so the frames are noise-like;")
-    print("    `vidrd generate --checkpoint DIR` takes a real VidRD folder (unet/, vae/, text_encoder/, ...)")
-    save_vidrd(str(ckpt), tiny_components(out / "work"))
+    pretrained = weights_source(args.weights_dir)
+    print(f"[4] vidrd train fit --config tiny on the shards ({args.train_steps} steps) -> {out / 'train'}")
+    if pretrained == "tiny":
+        print("    TINY RANDOM WEIGHTS (an untrained SD-2-shaped model, so generated frames are noise-like);")
+        print("    give --weights-dir DIR with DIR/stable-diffusion-2-1-base (diffusers layout) to start from SD 2.1")
+    train_args = [
+        "fit", "--config", "tiny", "--model.init_args.pretrained", pretrained,
+        "--model.init_args.export_dir", str(ckpt), "--trainer.default_root_dir", str(out / "train"),
+        "--trainer.max_steps", str(args.train_steps), "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--data.train", json.dumps([{"path": str(out / "shards" / s), "weight": 1.0} for s in samples if samples[s]]),
+    ]  # fmt: skip
+    train_main(train_args)
+    with latest_metrics(out / "train").open() as f:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    print(f"    loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps; checkpoint (EMA weights) -> {ckpt}")
     video = out / "long_video.mp4"
     long = LongVideoConfig(clip_frames=8, prompt_frames=4, alpha=1.0, beta=1.0)
     settings = GenerationSettings(frames=36, steps=10, guidance=7.5, height=64, width=64, long=long)
@@ -88,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             f", {samples[source]} samples / {rejects[source]} rejects in shards/{source}" if source in samples else ""
         )
         print(f"    {source:12s} {rows:3d} manifest rows, {rej} manifest rejects{shard}")
+    print(f"    training     {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}, checkpoint {ckpt}")
     print(f"    long video   {sink.count} frames, {video}")
     print(f"    outputs: {out}")
     return 0
@@ -103,5 +130,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="folder for everything the demo makes")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs for the local Ray (default 2)")
-    p.add_argument("--weights-dir", help="folder with real weights (used once the trainer lands; see README)")
+    p.add_argument(
+        "--weights-dir",
+        help=f"folder with real weights: {SD_FOLDER}/ (SD 2.1 in diffusers layout) starts the trainer from SD 2.1; "
+        "without it everything uses tiny random weights (see README, 'Weights')",
+    )
+    p.add_argument("--train-steps", type=int, default=6, help="training steps of the tiny model (default 6)")
     p.set_defaults(func=run)
