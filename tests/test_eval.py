@@ -179,6 +179,44 @@ def test_trainlist_with_unknown_class_is_refused(tmp_path):
 
 
 @pytest.mark.slow
+def test_generation_spreads_over_device_processes(ckpt, tmp_path):
+    from inference.eval.ucf101_eval import EvalSettings, generate_everywhere, plan
+
+    settings = EvalSettings(num_videos=3, steps=2, height=32, width=32, batch=2)
+    jobs = plan({"Archery": 1, "Diving": 1}, settings, tmp_path)
+    generate_everywhere(str(ckpt), jobs, settings, "gpus", torch.float32, devices=["cpu", "cpu"])  # 2 processes
+    assert all(j.path.exists() for j in jobs) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_clipsim_with_a_tiny_clip(tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from inference.eval.metrics import ClipSimilarity
+    from training.model.tiny import write_char_tokenizer
+
+    tok = write_char_tokenizer(tmp_path / "tok")
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    image_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_proc, tokenizer=tok).save_pretrained(tmp_path / "clip")
+    sim = ClipSimilarity(tmp_path / "clip")
+    video = _videos(1, frames=4)[0]
+    s = sim(video, "a red square")
+    assert -1.0 <= s <= 1.0
+    # the mean over frames: equal to scoring each frame alone and averaging
+    assert s == pytest.approx(np.mean([sim(video[i : i + 1], "a red square") for i in range(4)]), abs=1e-5)
+    assert sim(video, "a red square") != pytest.approx(sim(video, "blue"), abs=1e-6)
+
+
+@pytest.mark.slow
 def test_generation_spreads_over_ray_tasks(ucf, ckpt, tmp_path):
     import ray
 

@@ -111,21 +111,23 @@ def generate(
     return len(todo)
 
 
-def _gpu_worker(rank: int, world: int, checkpoint: str, jobs, settings, dtype) -> None:
-    generate(checkpoint, jobs, settings, f"cuda:{rank}", dtype, rank, world, progress=rank == 0)
+def _device_worker(rank: int, devices: list[str], checkpoint: str, jobs, settings, dtype) -> None:
+    generate(checkpoint, jobs, settings, devices[rank], dtype, rank, len(devices), progress=rank == 0)
 
 
 def generate_everywhere(
     checkpoint: str, jobs: Sequence[VideoJob], settings: EvalSettings, spread: str, dtype: torch.dtype,
-    ray_workers: int | None = None, ray_gpus: float = 1.0,
+    ray_workers: int | None = None, ray_gpus: float = 1.0, devices: Sequence[str] | None = None,
 ) -> None:  # fmt: skip
-    """``spread``: ``local`` (one device: cuda if present), ``gpus`` (a process per visible GPU) or ``ray``
-    (``ray_workers`` tasks, each with ``ray_gpus`` GPUs, on the Ray cluster ``ray.init()`` connects to)."""
-    if spread == "gpus" and torch.cuda.device_count() > 1:
+    """``spread``: ``local`` (one device: cuda if present), ``gpus`` (a process per device in ``devices``,
+    default every visible GPU) or ``ray`` (``ray_workers`` tasks, each with ``ray_gpus`` GPUs, on the Ray
+    cluster ``ray.init()`` connects to)."""
+    if spread == "gpus":
+        devices = list(devices or [f"cuda:{i}" for i in range(torch.cuda.device_count())])
+    if spread == "gpus" and len(devices) > 1:
         torch.multiprocessing.spawn(
-            _gpu_worker, args=(torch.cuda.device_count(), checkpoint, list(jobs), settings, dtype),
-            nprocs=torch.cuda.device_count(),
-        )  # fmt: skip
+            _device_worker, args=(devices, checkpoint, list(jobs), settings, dtype), nprocs=len(devices)
+        )
     elif spread == "ray":
         import ray
 
