@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.eval.weights import load_network
+
 C3D_FRAMES, C3D_SIZE, C3D_RESIZE = 16, 112, (128, 171)
 # Per-channel means (RGB) of the Sports-1M C3D mean volume, used when no mean file is given.
 C3D_MEAN_RGB = (101.4, 97.7, 90.3)
@@ -74,24 +76,21 @@ class C3DProbabilities:
     """UCF-101 class probabilities of uint8 videos."""
 
     def __init__(self, path: str | Path, device: str = "cpu", batch: int = 16, mean_file: str | Path | None = None):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: C3D weights not found. IS needs the C3D trained on UCF-101 used by TGAN/TGANv2 "
-                "(e.g. StyleGAN-V's c3d_ucf101.pt, dropbox.com/s/jxpu7avzdc9n97q, or a state dict converted "
-                "from TGANv2's conv3d_deepnetA_ucf.npz)"
-            )
         self.device, self.batch = device, batch
         self.mean = torch.from_numpy(np.load(mean_file)).float() if mean_file else None
-        try:
-            self.net = torch.jit.load(str(path), map_location=device).eval()
-        except RuntimeError:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-            state = {k.replace("conv1.", "conv1a.").replace("conv2.", "conv2a."): v for k, v in state.items()}
-            width = state["conv1a.weight"].shape[0] / 64
-            net = C3D(state["fc8.weight"].shape[0], width)
-            net.load_state_dict(state)
-            self.net = net.to(device).eval()
+
+        def build(state: dict[str, torch.Tensor]) -> C3D:
+            for old, new in (("conv1.", "conv1a."), ("conv2.", "conv2a.")):  # the c3d-pytorch port's names
+                for k in [k for k in state if k.startswith(old)]:
+                    state[new + k[len(old) :]] = state.pop(k)
+            return C3D(state["fc8.weight"].shape[0], state["conv1a.weight"].shape[0] / 64)
+
+        self.net, _ = load_network(
+            path, device, build,
+            "C3D weights not found. IS needs the C3D trained on UCF-101 used by TGAN/TGANv2 (e.g. StyleGAN-V's "
+            "c3d_ucf101.pt, dropbox.com/s/jxpu7avzdc9n97q, or a state dict converted from TGANv2's "
+            "conv3d_deepnetA_ucf.npz)",
+        )  # fmt: skip
 
     @torch.no_grad()
     def __call__(self, videos: np.ndarray) -> np.ndarray:

