@@ -7,6 +7,10 @@ term carries no gradient to the decoder; it is computed and logged so the object
 paper's. The adversarial term follows SD's autoencoder recipe: a PatchGAN with hinge loss that
 starts after ``disc_start`` steps, weighted adaptively by the ratio of gradient norms at the last
 trainable layer.
+
+Step counting: with two optimisers under manual optimisation, Lightning's ``global_step`` (what
+``max_steps`` and ``every_n_train_steps`` count) advances once per optimiser step, i.e. by 2 per batch
+once the discriminator is on. ``disc_start`` counts batches (the module's own ``step_count``).
 """
 
 from __future__ import annotations
