@@ -158,6 +158,8 @@ def test_eval_cli_end_to_end_and_resumable(ucf, ckpt, tmp_path, capsys):
     assert json.loads(out.read_text())["fvd"] == pytest.approx(rep["fvd"])
     assert main(eval_args(ucf, None, tmp_path / "again.json")) == 0  # metrics only, from the same work folder
     capsys.readouterr()
+    assert main(eval_args(ucf, ckpt, out, "--seed", "1")) == 2  # other settings never mix into the same folder
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_eval_says_which_file_is_missing(ucf, ckpt, tmp_path, capsys):

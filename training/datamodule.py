@@ -100,10 +100,6 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError("no samples: the shard sets have no _index.parquet; set data.samples_per_epoch")
         return batches_per_worker(total, world, self.num_workers, self.batch_size)
 
-    def epoch_batches(self) -> int:
-        """Batches every rank runs in one training epoch."""
-        return self._batches_per_worker() * max(1, self.num_workers)
-
     def _loader(self, plan: StreamPlan, epoch_of: Any = None) -> DataLoader:
         return EpochAwareLoader(
             VideoTextStream(plan),

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.ucf_root, args.i3d, args.c3d, work, settings, args.trainlist, args.clip,
             args.c3d_mean, args.num_real, args.spread, DTYPES[args.dtype], args.device, args.ray_workers, args.ray_gpus,
         )  # fmt: skip
-    except (FileNotFoundError, UCFDataError) as e:
+    except (FileNotFoundError, UCFDataError, ValueError) as e:
         print(f"vidrd eval ucf101: {e}", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)

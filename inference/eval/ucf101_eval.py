@@ -209,6 +209,23 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_work_folder(work: Path, checkpoint: str | None, settings: EvalSettings, counts: dict[str, int]) -> None:
+    """Record what the videos in ``work`` are made from; refuse to mix them with other settings (resuming
+    with different ones would silently combine two evaluations)."""
+    key = {k: v for k, v in asdict(settings).items() if k != "batch"}
+    key["counts"] = dict(sorted(counts.items()))
+    f = work / "plan.json"
+    if f.exists():
+        old = json.loads(f.read_text())
+        if {k: v for k, v in old.items() if k != "checkpoint"} != key:
+            raise ValueError(f"{work} holds videos made with other settings ({f}); use another --work")
+        if checkpoint is not None and old.get("checkpoint") not in (None, str(Path(checkpoint).resolve())):
+            raise ValueError(f"{work} holds videos of {old['checkpoint']}; use another --work for {checkpoint}")
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({**key, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}, indent=1))
+
+
 def evaluate(
     checkpoint: str | None,
     ucf_root: str,
@@ -237,6 +254,7 @@ def evaluate(
 
         clip = ClipSimilarity(clip_path, device)
     dist = class_distribution(ucf_root, trainlist)
+    check_work_folder(work, checkpoint, settings, dist.counts)
     jobs = plan(dist.counts, settings, work)
     if checkpoint is not None:
         generate_everywhere(checkpoint, jobs, settings, spread, dtype, ray_workers, ray_gpus)
