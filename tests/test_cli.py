@@ -30,6 +30,7 @@ def test_demo_builds_every_manifest(tmp_path, capsys):
         assert pq.read_table(m).num_rows > 0 and r.exists()
         assert source in out
     assert "not run yet" in out and "TINY RANDOM WEIGHTS" in out
+    assert (tmp_path / "shard_contact_sheet.png").stat().st_size > 1000 and "contact sheet of webvid-" in out
     assert "training     6 steps" in out and (tmp_path / "train" / "checkpoints" / "last.ckpt").exists()
     from training.model.loading import load_vidrd
 

@@ -7,7 +7,9 @@ listed at the end as not run, so the demo always runs everything that exists and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3] curation stages on a local Ray -> {out / 'shards'}")
     import ray
 
-    from curation.inspect.reader import list_shards
+    from curation.inspect.cli import cmd_show
+    from curation.inspect.reader import list_shards, load_index
     from curation.inspect.verify import verify
     from curation.runner import RunnerConfig, run_stage
 
@@ -76,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"    verify {source}: {'OK' if rep.ok else rep.problems}")
         samples[source], rejects[source] = s.samples, s.rejects
     ray.shutdown()
+    sheet = out / "shard_contact_sheet.png"
+    first = load_index(str(out / "shards" / "webvid")).column("key")[0].as_py()
+    with contextlib.redirect_stdout(io.StringIO()):  # `vidrd shards show` prints the sample's metadata
+        cmd_show(argparse.Namespace(path=str(out / "shards" / "webvid"), key=first, frames=8, out=str(sheet)))
+    print(f"    contact sheet of {first}: {sheet}")
     ckpt = out / "checkpoint"
     pretrained = weights_source(args.weights_dir)
     print(f"[4] vidrd train fit --config tiny on the shards ({args.train_steps} steps) -> {out / 'train'}")
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    {source:12s} {rows:3d} manifest rows, {rej} manifest rejects{shard}")
     print(f"    training     {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}, checkpoint {ckpt}")
     print(f"    long video   {sink.count} frames, {video}")
+    print(f"    pictures     {sheet.name} (a curated sample), long_video_strip.png (the generated video)")
     print(f"    outputs: {out}")
     return 0
 
