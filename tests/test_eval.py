@@ -160,6 +160,9 @@ def test_eval_cli_end_to_end_and_resumable(ucf, ckpt, tmp_path, capsys):
     capsys.readouterr()
     assert main(eval_args(ucf, ckpt, out, "--seed", "1")) == 2  # other settings never mix into the same folder
     assert "other settings" in capsys.readouterr().err
+    videos[0].write_bytes(videos[0].read_bytes()[:300])  # a damaged saved video is named, not skipped
+    assert main(eval_args(ucf, None, tmp_path / "damaged.json")) == 2
+    assert videos[0].name in capsys.readouterr().err
 
 
 def test_eval_says_which_file_is_missing(ucf, ckpt, tmp_path, capsys):

@@ -179,6 +179,13 @@ def real_stats(ucf_root: str, i3d, num_real: int, seed: int, cache_dir: Path, i3
     return stats, rejected
 
 
+def _generated(job: VideoJob) -> np.ndarray:
+    try:
+        return load_video(job.path)
+    except (ValueError, VideoDecodeError) as e:  # a damaged saved video: name it, never score around it
+        raise ValueError(f"{job.path}: {e}; delete it and rerun with --checkpoint to generate it again") from e
+
+
 def score_generated(jobs: Sequence[VideoJob], i3d, c3d, clip=None, batch: int = 16) -> dict[str, np.ndarray]:
     """I3D features, C3D probabilities and (when ``clip`` is given) CLIPSIM of the saved videos."""
     feats, probs, sims = [], [], []
@@ -187,7 +194,7 @@ def score_generated(jobs: Sequence[VideoJob], i3d, c3d, clip=None, batch: int = 
         raise FileNotFoundError(f"{len(missing)} generated videos missing, e.g. {missing[0]}: run generation first")
     for k in tqdm(range(0, len(jobs), batch), desc="generated videos (I3D, C3D)", unit="batch"):
         chunk = jobs[k : k + batch]
-        videos = np.stack([load_video(j.path) for j in chunk])
+        videos = np.stack([_generated(j) for j in chunk])
         feats.append(i3d(videos))
         probs.append(c3d(videos))
         if clip is not None:
