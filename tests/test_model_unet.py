@@ -125,3 +125,16 @@ def test_save_and_load_pretrained_round_trip(pair, tmp_path):
 def test_unsupported_block_type_is_a_clear_error():
     with pytest.raises(ValueError, match="unsupported block type"):
         VidRDUNet(down_block_types=("SimpleCrossAttnDownBlock2D",), up_block_types=("UpBlock2D",))
+
+
+def test_sliced_temporal_attention_equals_one_call():
+    from training.model.temporal import sliced_sdpa
+
+    q, k, v = (torch.randn(10, 2, 8, 16, requires_grad=True) for _ in range(3))
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    sliced = sliced_sdpa(q, k, v, max_sequences=3)  # 4 slices, the last one short
+    torch.testing.assert_close(sliced, whole)
+    g_whole = torch.autograd.grad(whole.square().sum(), (q, k, v))
+    g_sliced = torch.autograd.grad(sliced.square().sum(), (q, k, v))
+    for a, b in zip(g_sliced, g_whole, strict=True):
+        torch.testing.assert_close(a, b)

@@ -149,6 +149,13 @@ def test_overfits_one_batch():
         assert torch.equal(p, frozen[name]) != p.requires_grad, name
 
 
+def test_train_all_opens_every_unet_weight_and_only_those():
+    paper, everything = VidRDModule(), VidRDModule(train_all=True)
+    assert 0 < len(paper._trainable()) < len(everything._trainable()) == len(list(everything.unet.parameters()))
+    assert not any(p.requires_grad for p in everything.vae.parameters())
+    assert not any(p.requires_grad for p in everything.text.parameters())
+
+
 def test_vae_finetune_trains_only_temporal_convs(shards, tmp_path):
     root = tmp_path / "vae"
     train_main([

@@ -29,6 +29,9 @@ class VidRDModule(L.LightningModule):
             layout) or single file, or a VidRD checkpoint folder to continue from.
         prediction_type: ``epsilon`` or ``v_prediction``; default: what the checkpoint was trained with.
         train_spatial: also train SD's spatial transformer blocks (the paper does); else temporal layers only.
+        train_all: train every UNet weight. Only for a UNet that starts from random weights (the learning
+            proof in ``examples/``): there the frozen ResNets and projections would be random and cap what
+            the model can learn. Leave off when starting from SD 2.1 (the paper's setup).
         lr, weight_decay, betas: AdamW over the trainable parameters only.
         warmup_steps: linear learning-rate warmup from 0.
         caption_dropout: share of captions replaced by the empty prompt (what CFG's unconditional branch needs).
@@ -44,6 +47,7 @@ class VidRDModule(L.LightningModule):
         pretrained: str = "tiny",
         prediction_type: str | None = None,
         train_spatial: bool = True,
+        train_all: bool = False,
         lr: float = 5e-5,
         weight_decay: float = 1e-2,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -67,7 +71,10 @@ class VidRDModule(L.LightningModule):
             raise ValueError(f"{pretrained}: no text encoder/tokenizer found; training needs one")
         self.unet, self.vae, self.text = comps.unet, comps.vae, comps.text_encoder
         self.vae.requires_grad_(False).eval()
-        self.unet.set_trainable(spatial_transformers=train_spatial)
+        if train_all:
+            self.unet.requires_grad_(True)
+        else:
+            self.unet.set_trainable(spatial_transformers=train_spatial)
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.scheduler_config = comps.scheduler_config

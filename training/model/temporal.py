@@ -74,6 +74,22 @@ def frame_position_encoding(num_frames: int, dim: int, device: torch.device, dty
         return pe.to(dtype)
 
 
+# Temporal attention runs one short sequence per pixel, so its batch is B*H*W: 65,536 for 64 clips of
+# 32x32 latents. cuDNN's fused attention backward fails at that size on H100 (torch 2.11,
+# "mha_graph.execute ... is_good()"), so larger batches go through SDPA in slices of this many sequences.
+SDPA_MAX_SEQUENCES = 32768
+
+
+def sliced_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, max_sequences: int = SDPA_MAX_SEQUENCES):
+    """``F.scaled_dot_product_attention`` over ``[N, heads, F, d]`` in slices of at most ``max_sequences``."""
+    if q.shape[0] <= max_sequences:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.cat([
+        F.scaled_dot_product_attention(q[i : i + max_sequences], k[i : i + max_sequences], v[i : i + max_sequences])
+        for i in range(0, q.shape[0], max_sequences)
+    ])  # fmt: skip
+
+
 class TemporalSelfAttention(nn.Module):
     """Multi-head self-attention over a short sequence (the frames), through SDPA."""
 
@@ -86,7 +102,7 @@ class TemporalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, f, d = x.shape
         q, k, v = self.to_qkv(x).view(n, f, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = sliced_sdpa(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(n, f, d))
 
 
