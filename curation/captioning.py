@@ -17,6 +17,14 @@ BLIP2_TEMPLATES: tuple[str, ...] = (
     "Question: Describe in one sentence what the people are doing ({label}). Answer:",
     "This is a frame from a video showing {label}. A detailed description:",
 )
+# MiniGPT-4 (long-videos): one yes/no relevance question per sampled frame, and caption prompts for the
+# middle frame of each kept segment.
+RELEVANCE_QUESTION = "Is this picture related to {label}? Answer yes or no."
+MINIGPT4_TEMPLATES: tuple[str, ...] = (
+    "Describe what is happening in this picture of {label} in one sentence.",
+    "Write a short caption for this video frame showing {label}.",
+    "This image comes from a video about {label}. Describe the scene in one sentence.",
+)
 FALLBACK = "a video of {label}"
 
 

@@ -22,12 +22,14 @@ import os
 import posixpath
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation.model_stage import ModelStage
 from curation.shard_writer import PARTS_DIR, ShardWriter, complete_parts, finalize
 from curation.stage import Rejected
 from manifests.io import join, read_table, url_to_fs
@@ -57,10 +59,17 @@ class RunnerConfig:
     num_cpus_per_task: float = 1.0
     concurrency: int | None = None
     max_retries: int = 3
+    # model stages only (curation.model_pipeline)
+    model_actors: int = 0  # 0: one per GPU of the cluster (one CPU actor where there is none)
+    gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0
+    num_cpus_per_actor: float = 1.0
+    partitions_per_model_call: int = 1
 
     def __post_init__(self) -> None:
         if self.rows_per_partition < 1:
             raise ValueError(f"rows_per_partition must be >= 1, got {self.rows_per_partition}")
+        if self.partitions_per_model_call < 1:
+            raise ValueError(f"partitions_per_model_call must be >= 1, got {self.partitions_per_model_call}")
 
 
 @dataclass
@@ -77,6 +86,8 @@ class RunSummary:
     skipped: int
     seconds: float
     reasons: dict[str, int] = field(default_factory=dict)
+    # events samples reported in this run (e.g. caption fallbacks), not counted again for resumed parts
+    events: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,10 +97,11 @@ class RunSummary:
         rate = self.inputs / self.seconds if self.seconds > 0 else 0.0
         why = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
         check = "OK" if self.ok else "MISMATCH"
+        events = "".join(f"; {k}: {v}" for k, v in sorted(self.events.items()))
         return (
             f"{self.stage}: {self.inputs} inputs = {self.produced} with samples + {self.rejects} rejects [{check}]; "
             f"{self.samples} samples in {self.out}; rejects: {why}; {self.partitions} partitions "
-            f"({self.skipped} already complete); {self.seconds:.1f} s, {rate:.2f} inputs/s"
+            f"({self.skipped} already complete); {self.seconds:.1f} s, {rate:.2f} inputs/s{events}"
         )
 
 
@@ -131,28 +143,38 @@ def _process_row(stage, row: dict[str, Any]) -> list:
 
 def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: run the stage over one partition's rows and write its shards and part files."""
-    rows = json.loads(item["rows_json"])
     stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
+    return write_partition(item, json.loads(item["rows_json"]), stage.name, lambda row, _k: _process_row(stage, row))
+
+
+def write_partition(
+    item: dict[str, Any], rows: list[dict[str, Any]], stage_name: str, produce: Callable[[dict[str, Any], int], list]
+) -> dict[str, Any]:
+    """Write one partition: ``produce(row, k)`` gives each row's samples or raises ``Rejected``; any other
+    exception becomes an ``internal_error`` reject. Shards first, the part files last."""
     runner = RunnerConfig(**json.loads(item["runner_config"]))
     out, source, index, part = item["out"], item["source"], item["index"], item["part"]
     _clean_partition(out, source, index)
     crash_dir = os.environ.get(CRASH_ONCE_ENV)
     samples = rejects = 0
+    counters: dict[str, int] = {}
     with ShardWriter(
         out, source, part=part, first_number=index * SHARDS_PER_PARTITION,
         max_bytes=runner.max_shard_bytes, max_samples=runner.max_shard_samples,
     ) as w:  # fmt: skip
         for k, row in enumerate(rows):
             try:
-                for s in _process_row(stage, row):
+                for s in produce(row, k):
                     w.write(s)
                     samples += 1
+                    for c in s.events:
+                        counters[c] = counters.get(c, 0) + 1
             except Rejected as r:
-                w.reject(row["id"], stage.name, r.reason, r.message, row["source"], row["uri"])
+                w.reject(row["id"], stage_name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1
             except Exception as e:  # a bug or an input nobody foresaw: recorded, never fatal
                 msg = f"{type(e).__name__}: {e}"
-                w.reject(row["id"], stage.name, RejectReason.INTERNAL_ERROR, msg, row["source"], row["uri"])
+                w.reject(row["id"], stage_name, RejectReason.INTERNAL_ERROR, msg, row["source"], row["uri"])
                 rejects += 1
             if crash_dir and k == len(rows) // 2:
                 marker = os.path.join(crash_dir, part)
@@ -161,7 +183,8 @@ def process_partition(item: dict[str, Any]) -> dict[str, Any]:
                     os._exit(1)
     if len(w.shards) > SHARDS_PER_PARTITION:
         raise RuntimeError(f"partition {part} wrote {len(w.shards)} shards; raise max_shard_bytes/samples")
-    return {"part": part, "inputs": len(rows), "samples": samples, "rejects": rejects}
+    return {"part": part, "inputs": len(rows), "samples": samples, "rejects": rejects,
+            "counters_json": json.dumps(counters)}  # fmt: skip
 
 
 def _row_task(item: dict[str, Any], row: dict[str, Any]) -> tuple[list, Rejected | None]:
@@ -175,14 +198,16 @@ def _row_task(item: dict[str, Any], row: dict[str, Any]) -> tuple[list, Rejected
         return [], Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
 
-def isolate_partition(item: dict[str, Any], max_retries: int, env: dict[str, str] | None = None) -> None:
+def isolate_partition(
+    item: dict[str, Any], max_retries: int, env: dict[str, str] | None = None, num_gpus: float = 0.0
+) -> None:
     """Redo a partition whose task kept killing its worker: each row in its own task, so the input
     that crashes the process is found and recorded as ``worker_crashed``; the driver writes the rest."""
     import ray
 
     runner = RunnerConfig(**json.loads(item["runner_config"]))
     rows = json.loads(item["rows_json"])
-    opts: dict[str, Any] = {"num_cpus": runner.num_cpus_per_task, "max_retries": max_retries}
+    opts: dict[str, Any] = {"num_cpus": runner.num_cpus_per_task, "num_gpus": num_gpus, "max_retries": max_retries}
     if env:
         opts["runtime_env"] = {"env_vars": env}
     remote = ray.remote(**opts)(_row_task)
@@ -249,7 +274,7 @@ def run_stage(
     t0 = time.perf_counter()
     runner = runner or RunnerConfig()
     stage_config = stage_config or {}
-    build_stage(stage, stage_config, runner.seed)  # fail fast on a bad stage name or config
+    stage_obj = build_stage(stage, stage_config, runner.seed)  # fail fast on a bad stage name or config
     table = read_table(manifest, SOURCE_SCHEMA).sort_by("id")
     source = _source_of(table) if table.num_rows else "empty"
     _check_run_file(out, _fingerprint(table, stage, stage_config, runner), source)
@@ -265,30 +290,40 @@ def run_stage(
         }
         for i, name in enumerate(names) if name not in done
     ]  # fmt: skip
+    events: dict[str, int] = {}
     if items:
         env = {k: os.environ[k] for k in (CRASH_ONCE_ENV, CRASH_ON_ID_ENV) if os.environ.get(k)} or None
         retries = runner.max_retries
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map(
-            process_partition,
-            num_cpus=runner.num_cpus_per_task,
-            concurrency=runner.concurrency,
+
+        def remote_args() -> dict[str, Any]:
             # Bounded: Ray Data's default retries a task whose worker dies forever, which would loop
             # on an input that crashes the decoder every time.
-            ray_remote_args_fn=lambda: {"max_retries": retries},
-            runtime_env={"env_vars": env} if env else None,
-        )
+            return {"max_retries": retries}
+
+        runtime_env = {"env_vars": env} if env else None
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        gpus = 0.0
+        if isinstance(stage_obj, ModelStage):
+            from curation.model_pipeline import build_model_pipeline, model_resources
+
+            gpus = model_resources(runner)[0]
+            ds = build_model_pipeline(ds, items[0], runner, remote_args, runtime_env)
+        else:
+            ds = ds.map(process_partition, num_cpus=runner.num_cpus_per_task,
+                        compute=ray.data.TaskPoolStrategy(size=runner.concurrency),
+                        ray_remote_args_fn=remote_args, runtime_env=runtime_env)  # fmt: skip
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         try:
-            for _ in ds.iter_rows():
-                pass
+            for r in ds.iter_rows():
+                for k, v in json.loads(r["counters_json"]).items():
+                    events[k] = events.get(k, 0) + v
         except Exception as e:  # a partition whose task failed every retry (e.g. an input that kills FFmpeg)
             finished = complete_parts(out)
             failed = [it for it in items if it["part"] not in finished]
             print(f"{len(failed)} partition(s) failed ({type(e).__name__}); redoing them one row per task")
             for it in failed:
-                isolate_partition(it, max_retries=0, env=env)
+                isolate_partition(it, max_retries=0, env=env, num_gpus=gpus)
     finalize(out)
     ours = [p for p in names if p in complete_parts(out)]
     missing = sorted(set(names) - set(ours))
@@ -305,5 +340,5 @@ def run_stage(
     return RunSummary(
         stage=stage, out=out, inputs=table.num_rows, produced=len(set(index.column("source_id").to_pylist())),
         samples=index.num_rows, rejects=rejects.num_rows, partitions=len(names), skipped=len(names) - len(items),
-        seconds=time.perf_counter() - t0, reasons=reasons,
+        seconds=time.perf_counter() - t0, reasons=reasons, events=events,
     )  # fmt: skip

@@ -36,12 +36,14 @@ class Sample:
     """One sample: ``<key>.mp4`` (H.264), ``<key>.txt`` (default caption), ``<key>.json`` (metadata).
 
     ``meta`` must carry :data:`REQUIRED_META`; ``captions`` (all captions) is added when absent.
+    ``events`` name things the run summary counts (e.g. a caption fallback); they are not written.
     """
 
     key: str
     mp4: bytes
     caption: str
     meta: dict[str, Any] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
 
 
 class DuplicateKeyError(ValueError):

@@ -23,6 +23,9 @@ class Rejected(Exception):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self):  # crosses process boundaries (Ray) with both arguments
+        return type(self), (self.reason, self.message)
+
 
 class Stage(Protocol):
     """A curation stage: ``name``, ``version`` (recorded in every sample) and ``process``."""

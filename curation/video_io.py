@@ -297,3 +297,43 @@ def decode_clip(src: Source, indices: list[int], fps: float) -> np.ndarray:
     if missing:
         raise VideoDecodeError(f"frames {missing[:5]} not found (video shorter than its metadata says?)")
     return np.stack([got[i] for i in indices])
+
+
+def decode_sampled(
+    src: Source, every: float, short_side: int, max_samples: int | None = None, threads: int = 0
+) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """One frame every ``every`` seconds (the first frame at or after each multiple), resized so the short
+    side is ``short_side``; returns (frames ``[N, H, W, 3]``, their times in seconds, source info).
+
+    Frames are resized as they are decoded, so an hour of video costs N small frames of memory. When
+    ``max_samples`` would be exceeded the interval is widened to fit (the caller reads the real spacing
+    from the times).
+    """
+    out: list[np.ndarray] = []
+    times: list[float] = []
+    window = _Window(None, None)
+    try:
+        with _open(src) as container:
+            stream, fps = _video_stream(container, threads)
+            w, h = _frame_size(stream)
+            scale = short_side / min(w, h)
+            ow, oh = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+            if max_samples and stream.duration and stream.time_base:
+                every = max(every, float(stream.duration * stream.time_base) / max_samples)
+            nxt = 0.0
+            for frame in window.frames(container, stream, fps):
+                t = float(frame.time) if frame.time is not None else (window.decoded - 1) / fps
+                if t + 1e-6 < nxt:
+                    continue
+                out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
+                times.append(t)
+                nxt = (int(t / every + 1e-6) + 1) * every
+                if max_samples and len(out) >= max_samples:
+                    break
+    except VideoDecodeError:
+        raise
+    except _DECODE_ERRORS as e:
+        raise window.error(e) from e
+    if window.decoded == 0:
+        raise VideoDecodeError("no frames decoded")
+    return np.stack(out), np.asarray(times, dtype=np.float64), VideoInfo(window.decoded, fps, w, h)

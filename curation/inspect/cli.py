@@ -111,7 +111,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     meta = sample_meta(members)
     caption = members.get("txt", b"").decode("utf-8", "replace")
     print(f"key:     {args.key}\nshard:   {url}\ncaption: {caption}\nmetadata:")
-    print(json.dumps(meta, indent=2, ensure_ascii=False))
+    shown = dict(meta)
+    if isinstance(meta.get("timeline"), dict):  # hundreds of numbers: drawn on the sheet instead
+        shown["timeline"] = f"<{len(meta['timeline'].get('times', []))} sampled frames; drawn on the contact sheet>"
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
     if "mp4" not in members:
         print("error: sample has no .mp4", file=sys.stderr)
         return 1
@@ -129,6 +132,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"{args.key}  ({info.frames} frames, {info.width}x{info.height}, {info.fps:.2f} fps)",
         caption,
     )
+    tl = meta.get("timeline")
+    if isinstance(tl, dict) and tl.get("times"):  # a long-videos segment: draw where it came from
+        current = (meta["start"], meta["end"]) if meta.get("start") is not None else None
+        sheet = render.stack([sheet, render.timeline(tl, current, width=max(sheet.width, 640))])
+        kept = sum(1 for k in tl["keep"] if k)
+        print(f"timeline: {kept} of {len(tl['keep'])} sampled frames kept, {len(tl.get('segments', []))} segments")
     out = args.out or f"{args.key}.png"
     render.save_image(sheet, out)
     print(f"contact sheet: {out}")
@@ -212,7 +221,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--scan", action="store_true", help="read the tars even when _index.parquet exists")
     q.set_defaults(func=cmd_stats)
 
-    q = s.add_parser("show", help="one sample's metadata and caption, and its frames as a contact sheet PNG")
+    q = s.add_parser(
+        "show",
+        help="one sample's metadata and caption, and its frames as a contact sheet PNG "
+        "(long-videos segments: with the video's keep/drop timeline under it)",
+    )
     q.add_argument("path")
     q.add_argument("key")
     q.add_argument("--out", help="PNG path for the contact sheet (default: KEY.png)")

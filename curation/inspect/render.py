@@ -68,6 +68,59 @@ def strip(frames: Iterable[np.ndarray], height: int = 96) -> Image.Image:
     return out
 
 
+KEPT, LOW_CLIP, NOT_RELEVANT = (46, 160, 67), (190, 190, 190), (230, 140, 40)
+
+
+def timeline(tl: dict, current: tuple[float, float] | None = None, width: int = 800) -> Image.Image:
+    """A long video's segmentation (``long-videos``' ``timeline`` record): one bar per sampled frame,
+    green kept, grey dropped by CLIP, orange dropped by MiniGPT-4; the CLIP score as a line over it;
+    segments boxed, ``current`` (start, end) in blue."""
+    times, keep = tl["times"], tl["keep"]
+    scores, p_yes = tl["clip_score"], tl["p_yes"]
+    end = max([*times, *(s["end"] for s in tl.get("segments", []))], default=1.0) or 1.0
+    font = ImageFont.load_default()
+    h_bar, top, left = 26, 18, 6
+    img = Image.new("RGB", (width, top + h_bar + 40), "white")
+    draw = ImageDraw.Draw(img)
+    span = width - 2 * left
+
+    def x(t: float) -> int:
+        return left + round(t / end * span)
+
+    nxt = [*times[1:], end]
+    for t, t2, k, p in zip(times, nxt, keep, p_yes, strict=True):
+        colour = KEPT if k else (LOW_CLIP if p is None else NOT_RELEVANT)
+        draw.rectangle([x(t), top, max(x(t), x(t2) - 1), top + h_bar], fill=colour)
+    if scores:
+        lo, hi = min(scores), max(scores)
+        ys = [top + h_bar - round((s - lo) / ((hi - lo) or 1.0) * h_bar) for s in scores]
+        draw.line([(x(t), y) for t, y in zip(times, ys, strict=True)], fill="black", width=1)
+    for seg in tl.get("segments", []):
+        draw.rectangle([x(seg["start"]), top - 3, x(seg["end"]), top + h_bar + 3], outline=(80, 80, 80))
+    if current is not None:
+        draw.rectangle([x(current[0]), top - 5, x(current[1]), top + h_bar + 5], outline=(30, 90, 220), width=3)
+    kept = sum(1 for k in keep if k)
+    draw.text((left, 3), f"timeline: {kept}/{len(keep)} sampled frames kept, {len(tl.get('segments', []))} segments, "
+              f"0-{end:.1f} s (line: CLIP score)", fill="black", font=font)  # fmt: skip
+    legend = [("kept", KEPT), ("low CLIP score", LOW_CLIP), ("MiniGPT-4: not relevant", NOT_RELEVANT)]
+    xx = left
+    for name, colour in legend:
+        draw.rectangle([xx, top + h_bar + 14, xx + 10, top + h_bar + 24], fill=colour)
+        draw.text((xx + 14, top + h_bar + 13), name, fill="black", font=font)
+        xx += 30 + 7 * len(name)
+    return img
+
+
+def stack(images: list[Image.Image]) -> Image.Image:
+    """Images one under the other on white."""
+    out = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    y = 0
+    for i in images:
+        out.paste(i, (0, y))
+        y += i.height
+    return out
+
+
 def save_image(img: Image.Image, path: str, fmt: str | None = None) -> None:
     """Write a PIL image to a local path or fsspec URL."""
     fs, p = url_to_fs(path)

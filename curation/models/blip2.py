@@ -46,7 +46,7 @@ class Blip2Captioner:
             if not (local or hub_id):
                 raise OSError("not a folder and not a hub id (org/name)")
             processor = Blip2Processor.from_pretrained(path, local_files_only=local)
-            model = Blip2ForConditionalGeneration.from_pretrained(path, torch_dtype=dtype, local_files_only=local)
+            model = Blip2ForConditionalGeneration.from_pretrained(path, dtype=dtype, local_files_only=local)
         except (OSError, ValueError) as e:
             raise FileNotFoundError(
                 f"{path}: no BLIP-2 model there (give a local copy of Salesforce/blip2-opt-2.7b or "

@@ -1,5 +1,5 @@
-"""Tiny random-weight BLIP-2 models (OPT or T5 language model) saved like the published ones, so the
-loading and captioning paths run in tests and the demo without downloads."""
+"""Tiny random-weight BLIP-2 (OPT or T5), CLIP and MiniGPT-4 models saved like the published ones, so
+the loading, scoring and captioning paths run in tests and the demo without downloads."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ WORDS = [
     "shows",
     "doing",
     "playing",
+    "yes",
+    "no",
+    "Yes",
+    "No",
 ]
 
 
@@ -80,3 +84,46 @@ def tiny_blip2(folder: str | Path, language_model: str = "opt", seed: int = 0) -
     image_proc = BlipImageProcessorPil(size={"height": 32, "width": 32})
     Blip2Processor(image_processor=image_proc, tokenizer=tok, num_query_tokens=4).save_pretrained(folder)
     return folder
+
+
+def tiny_clip(folder: str | Path, seed: int = 0) -> Path:
+    """Save a random tiny transformers CLIPModel with a word tokenizer and its preprocessing values."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    tok = word_tokenizer()
+    cfg = CLIPConfig(
+        text_config=CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, max_position_embeddings=32, pad_token_id=0,
+                                   bos_token_id=1, eos_token_id=1).to_dict(),
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=2, image_size=32, patch_size=8).to_dict(),
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    CLIPModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(
+        '{"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}'
+    )
+    return folder
+
+
+def tiny_minigpt4(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+    """The three published pieces of MiniGPT-4 at tiny size: a BLIP-2 folder, a LLaMA folder and a
+    ``{"model": {"llama_proj.weight", "llama_proj.bias"}}`` checkpoint. Returns their paths."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    blip2 = tiny_blip2(folder / "blip2", "opt", seed)
+    tok = word_tokenizer()
+    torch.manual_seed(seed + 1)
+    llm_cfg = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                          pad_token_id=0, bos_token_id=1, eos_token_id=1)  # fmt: skip
+    LlamaForCausalLM(llm_cfg).save_pretrained(folder / "llm")
+    tok.save_pretrained(folder / "llm")
+    qformer_hidden = Blip2Config.from_pretrained(blip2).qformer_config.hidden_size
+    proj = torch.nn.Linear(qformer_hidden, llm_cfg.hidden_size)
+    torch.save({"model": {f"llama_proj.{k}": v for k, v in proj.state_dict().items()}}, folder / "minigpt4.pth")
+    return {"blip2": blip2, "llm": folder / "llm", "checkpoint": folder / "minigpt4.pth"}

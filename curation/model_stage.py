@@ -1,0 +1,75 @@
+"""What a model stage is: CPU ``prepare`` per row, batched ``infer`` on a model actor, CPU ``finish``.
+
+Stages that run neural networks (``short-videos``: BLIP-2; ``long-videos``: CLIP + MiniGPT-4) split
+their work so that the runner (``curation.model_pipeline``) can put each part where it belongs:
+
+* ``prepare(row)`` decodes and re-encodes on CPU tasks, many at a time;
+* ``infer(models, items)`` runs on a GPU actor that loaded the models once, over the items of whole
+  partitions at a time, so model batches span many videos;
+* ``finish(row, prepared, result)`` builds the samples on CPU tasks, beside the shard writer.
+
+``process(row)`` chains the three for one row (the runner's per-row isolation fallback, and tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from curation.shard_writer import Sample
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """Half precision on GPU as configured; float32 on CPU, where half-precision kernels are slow or missing."""
+    if not str(device).startswith("cuda"):
+        return torch.float32
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if name not in dtypes:
+        raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {name!r}")
+    return dtypes[name]
+
+
+class ModelStage:
+    """Base of the stages whose middle step is a model; subclasses set ``name``, ``version`` and the four
+    methods below."""
+
+    name: str
+    version: str
+    _models: Any = None
+
+    def prepare(self, row: dict[str, Any]) -> Any:
+        """CPU work for one row (decode, pick frames, re-encode); raise ``Rejected`` when it has no use."""
+        raise NotImplementedError
+
+    def load_models(self) -> Any:
+        """Load the models (once per actor)."""
+        raise NotImplementedError
+
+    def infer(self, models: Any, items: Sequence[tuple[dict[str, Any], Any]]) -> list[Any]:
+        """One result per ``(row, prepared)``, with model calls batched across all the items."""
+        raise NotImplementedError
+
+    def finish(self, row: dict[str, Any], prepared: Any, result: Any) -> list[Sample]:
+        """The samples of one row from its prepared inputs and model result; raise ``Rejected`` for none."""
+        raise NotImplementedError
+
+    def models(self) -> Any:
+        """The loaded models, loaded on first use."""
+        if self._models is None:
+            self._models = self.load_models()
+        return self._models
+
+    def process(self, row: dict[str, Any]) -> list[Sample]:
+        """The three steps for one row in this process."""
+        prepared = self.prepare(row)
+        (result,) = self.infer(self.models(), [(row, prepared)])
+        return self.finish(row, prepared, result)

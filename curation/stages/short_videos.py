@@ -1,0 +1,163 @@
+"""Stage ``short-videos``: Kinetics-700 and Moments-in-Time clips captioned by BLIP-2 (paper 4.2).
+
+Per clip (CPU): the class label is required (a row without one is a ``no_label`` reject); the video
+is resized so its short side is ``short_side`` and re-encoded as in ``captioned``; one frame is picked
+at random (seeded by the run seed and the clip id) and one of the prompt templates
+(:data:`curation.captioning.BLIP2_TEMPLATES`, label filled in) is picked the same way.
+
+On the model actor: BLIP-2 answers every (frame, prompt) of a batch of partitions, batched.
+
+The answer becomes the caption unless it is unusable (empty, repeats the prompt, only the label,
+repetitive): then the documented fallback ``"a video of {label}"`` is used, the reason is stored in
+``.json`` and the run summary counts it (``caption_fallback:<reason>``). ``.json`` also records the
+frame index, template id and text, model name and the raw answer, so every caption can be traced.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template, readable_label
+from curation.model_stage import ModelStage, resolve_device, resolve_dtype
+from curation.shard_writer import Sample
+from curation.stage import Rejected, looks_like_html, read_input, sample_seed, set_cv2_threads
+from curation.video_io import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
+from manifests.keys import make_key
+from manifests.schema import RejectReason
+
+TINY_MODELS = ("tiny", "tiny-t5")
+
+
+@dataclass
+class ShortVideosConfig:
+    """Settings of the ``short-videos`` stage.
+
+    ``blip2``: a local folder of a transformers BLIP-2 checkpoint (Salesforce/blip2-opt-2.7b or
+    blip2-flan-t5-xl), a hub id where there is network, or ``tiny`` / ``tiny-t5`` (random tiny models
+    for tests and the demo; their captions are noise).
+    """
+
+    blip2: str = "tiny"
+    device: str = "auto"
+    dtype: str = "float16"
+    batch_size: int = 32
+    max_new_tokens: int = 30
+    short_side: int = 256
+    max_aspect: float = 2.0
+    min_frames: int = 29
+    max_frames: int = 1200
+    crf: int = 20
+    preset: str = "veryfast"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.short_side < 16 or self.short_side % 2:
+            raise ValueError(f"short_side must be an even number >= 16, got {self.short_side}")
+
+
+@dataclass
+class ShortClip:
+    """What ``prepare`` hands to the model actor and to ``finish``."""
+
+    mp4: bytes
+    frame: np.ndarray
+    frame_index: int
+    template_id: int
+    prompt: str
+    label: str
+    meta: dict[str, Any]
+
+
+def load_blip2(spec: str, device: str, dtype: str, batch_size: int, max_new_tokens: int):
+    """A :class:`~curation.models.blip2.Blip2Captioner` from a folder, hub id or ``tiny``/``tiny-t5``."""
+    from curation.models.blip2 import Blip2Captioner
+    from curation.models.tiny import tiny_blip2
+
+    device = resolve_device(device)
+    if spec in TINY_MODELS:
+        folder = tiny_blip2(tempfile.mkdtemp(prefix="vidrd-blip2-"), "t5" if spec == "tiny-t5" else "opt")
+        print(f"short-videos: BLIP-2 is a TINY RANDOM model ({spec}); captions are noise. "
+              "Set stage.blip2 to a Salesforce/blip2-opt-2.7b folder for real captions.")  # fmt: skip
+        cap = Blip2Captioner.from_pretrained(str(folder), device=device, dtype=resolve_dtype(dtype, device))
+        cap.name = f"{spec}-random"
+    else:
+        cap = Blip2Captioner.from_pretrained(spec, device=device, dtype=resolve_dtype(dtype, device))
+    cap.batch_size, cap.max_new_tokens = batch_size, max_new_tokens
+    return cap
+
+
+class ShortVideosStage(ModelStage):
+    """Label-conditioned BLIP-2 captions for short labelled clips."""
+
+    name = "short-videos"
+    version = "1"
+
+    def __init__(self, config: ShortVideosConfig | None = None, seed: int = 0):
+        self.cfg = config or ShortVideosConfig()
+        self.seed = seed
+        set_cv2_threads(self.cfg.threads)
+
+    def prepare(self, row: dict[str, Any]) -> ShortClip:
+        cfg, rid = self.cfg, row["id"]
+        label = readable_label(row.get("label") or "")
+        if not label:
+            raise Rejected(RejectReason.NO_LABEL, f"{rid}: no class label (short-videos captions from the label)")
+        data = read_input(row["uri"])
+        if looks_like_html(data):
+            raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
+        args = (data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames)
+        try:
+            fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
+            if fast is not None:
+                mp4, src, out = fast
+            else:
+                frames, src, out = decode_resized(*args, cfg.threads)
+                mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads) if len(frames) else b""
+        except VideoDecodeError as e:
+            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: {e}") from e
+        if out.frames < cfg.min_frames:
+            raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
+        if not src.fps or src.fps <= 0:
+            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
+        rng = np.random.default_rng(sample_seed(self.seed, self.name, rid))
+        index = int(rng.integers(out.frames))
+        template_id = pick_template(rng)
+        try:  # the frame BLIP-2 sees is the frame of the clip we ship
+            frame = decode_frames(mp4, [index])[0][0]
+        except VideoDecodeError as e:
+            raise Rejected(RejectReason.ENCODE_FAILED, f"re-encoded clip does not decode: {e}") from e
+        h, w = frame.shape[:2]
+        meta = {
+            "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
+            "label": row.get("label"), "fps": src.fps, "frames": out.frames, "width": w - w % 2,
+            "height": h - h % 2, "start": row.get("start"), "end": row.get("end"), "source_frames": src.frames,
+            "source_width": src.width, "source_height": src.height, "seed": self.seed,
+        }  # fmt: skip
+        prompt = BLIP2_TEMPLATES[template_id].format(label=label)
+        return ShortClip(mp4, frame, index, template_id, prompt, label, meta)
+
+    def load_models(self):
+        c = self.cfg
+        return load_blip2(c.blip2, c.device, c.dtype, c.batch_size, c.max_new_tokens)
+
+    def infer(self, models, items: Sequence[tuple[dict[str, Any], ShortClip]]) -> list[dict[str, Any]]:
+        answers = models.caption([p.frame for _, p in items], [p.prompt for _, p in items])
+        return [{"answer": a, "model": models.name} for a in answers]
+
+    def finish(self, row: dict[str, Any], prepared: ShortClip, result: dict[str, Any]) -> list[Sample]:
+        p = prepared
+        caption, fallback = caption_or_fallback(result["answer"], p.prompt, p.label)
+        meta = {
+            **p.meta, "captions": [caption], "caption_model": result["model"], "frame_index": p.frame_index,
+            "template_id": p.template_id, "prompt": p.prompt, "raw_answer": result["answer"],
+            "caption_fallback": fallback,
+        }  # fmt: skip
+        events = (f"caption_fallback:{fallback}",) if fallback else ()
+        return [Sample(make_key(row["source"], row["id"]), p.mp4, caption, meta, events)]
