@@ -192,7 +192,8 @@ def test_clip_scores_match_the_models_own_preprocessing_and_do_not_depend_on_bat
 
 def test_clip_through_open_clip(tmp_path):
     open_clip = pytest.importorskip("open_clip")  # not importable beside the CPU torch wheel; runs on GPU hosts
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8},
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}  # fmt: skip
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "vidrd-tiny-clip.json").write_text(json.dumps(cfg))
