@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``vidrd curate``."""
     p = sub.add_parser(
         "curate",
-        help="run one curation stage on Ray (captioned, pseudo-videos)",
+        help="run one curation stage on Ray (" + ", ".join(sorted(STAGES)) + ")",
         description="Turn a source manifest into WebDataset shards + _index.parquet + _rejects.parquet. "
         "Resumable: re-run the same command after an interruption. On a cluster: "
         "ray job submit --working-dir . -- vidrd curate STAGE --manifest M --out DIR",

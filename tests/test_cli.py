@@ -29,7 +29,11 @@ def test_demo_builds_every_manifest(tmp_path, capsys):
         r = tmp_path / "manifests" / f"{source}.rejects.parquet"
         assert pq.read_table(m).num_rows > 0 and r.exists()
         assert source in out
-    assert "not run yet" in out and "TINY RANDOM WEIGHTS" in out
+    assert "not run yet" not in out and "TINY RANDOM WEIGHTS" in out and "TINY RANDOM models" in out
+    for source in ("kinetics700", "moments", "videolt"):  # the model stages ran and their shards verify
+        assert f"verify {source}: OK" in out
+        assert pq.read_table(tmp_path / "shards" / source / "_index.parquet").num_rows > 0
+    assert (tmp_path / "long_video_segment.png").stat().st_size > 1000
     assert (tmp_path / "shard_contact_sheet.png").stat().st_size > 1000 and "contact sheet of webvid-" in out
     assert "training     6 steps" in out and (tmp_path / "train" / "checkpoints" / "last.ckpt").exists()
     from training.model.loading import load_vidrd

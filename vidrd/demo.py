@@ -24,12 +24,41 @@ from training.model.loading import load_vidrd
 from vidrd.synthetic import make_all
 
 SD_FOLDER = "stable-diffusion-2-1-base"
-PENDING = [
-    ("short-videos (BLIP-2) for kinetics700/moments, long-videos (CLIP + MiniGPT-4) for videolt", "issue 7"),
-]
-# Source -> the stage that curates it (the model stages of kinetics/moments/videolt are issue 7).
+PENDING: list[tuple[str, str]] = []
+# Source -> the stage that curates it.
 CURATION = {"webvid": "captioned", "tgif": "captioned", "vatex": "captioned", "pexels": "captioned",
-            "laion": "pseudo-videos"}  # fmt: skip
+            "laion": "pseudo-videos", "kinetics700": "short-videos", "moments": "short-videos",
+            "videolt": "long-videos"}  # fmt: skip
+# Small outputs for a quick demo; the model stages run tiny random models unless --weights-dir has real ones.
+STAGE_CONFIG = {
+    "captioned": {"short_side": 64},
+    "pseudo-videos": {"short_side": 64, "min_side": 200},
+    "short-videos": {"short_side": 64},
+    # the tiny models' scores are noise, so the CLIP gate is open and MiniGPT-4's coin flips decide
+    "long-videos": {"short_side": 64, "sample_every": 0.5, "clip_threshold": -1.0, "min_segment_seconds": 1.0,
+                    "max_segment_seconds": 4.0, "min_frames": 8},
+}  # fmt: skip
+BLIP2_FOLDER, CLIP_FOLDER = "blip2-opt-2.7b", "clip-vit-large-patch14"
+MINIGPT4 = {"minigpt4_blip2": "blip2-flan-t5-xxl", "minigpt4_llm": "vicuna-7b-v0",
+            "minigpt4_checkpoint": "pretrained_minigpt4_7b.pth"}  # fmt: skip
+
+
+def model_weights(weights_dir: str | None) -> dict[str, dict[str, str]]:
+    """Stage settings that point the model stages at real weights under ``--weights-dir`` (those present)."""
+    if not weights_dir:
+        return {}
+    root = Path(weights_dir)
+    out: dict[str, dict[str, str]] = {}
+    if (root / BLIP2_FOLDER).is_dir():
+        out["short-videos"] = {"blip2": str(root / BLIP2_FOLDER)}
+    lv: dict[str, str] = {}
+    if (root / CLIP_FOLDER).is_dir():
+        lv["clip"] = str(root / CLIP_FOLDER)
+    if all((root / v).exists() for v in MINIGPT4.values()):
+        lv.update({k: str(root / v) for k, v in MINIGPT4.items()})
+    if lv:
+        out["long-videos"] = lv
+    return out
 
 
 def weights_source(weights_dir: str | None) -> str:
@@ -68,22 +97,34 @@ def run(args: argparse.Namespace) -> int:
 
     # address="local": a Ray of the demo's own, even where a cluster started with `ray start` is running.
     ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    samples, rejects = {}, {}
+    samples, rejects, events = {}, {}, {}
+    real = model_weights(args.weights_dir)
+    tiny = "TINY RANDOM models (captions and relevance are noise); for real ones see --weights-dir in the README"
+    for stage in ("short-videos", "long-videos"):
+        print(f"    {stage}: " + (f"weights from --weights-dir: {real[stage]}" if stage in real else tiny))
     for source, stage in CURATION.items():
         shard_out = out / "shards" / source
-        cfg = {"short_side": 64} if stage == "captioned" else {"short_side": 64, "min_side": 200}
+        cfg = {**STAGE_CONFIG[stage], **real.get(stage, {})}
         s = run_stage(stage, str(out / "manifests" / f"{source}.parquet"), str(shard_out), cfg,
                       RunnerConfig(rows_per_partition=2), progress=False)  # fmt: skip
         print(f"    {s.line()}")
         rep = verify(list_shards(str(shard_out)), str(shard_out))
         print(f"    verify {source}: {'OK' if rep.ok else rep.problems}")
-        samples[source], rejects[source] = s.samples, s.rejects
+        samples[source], rejects[source], events[source] = s.samples, s.rejects, s.events
     ray.shutdown()
     sheet = out / "shard_contact_sheet.png"
     first = load_index(str(out / "shards" / "webvid")).column("key")[0].as_py()
     with contextlib.redirect_stdout(io.StringIO()):  # `vidrd shards show` prints the sample's metadata
         cmd_show(argparse.Namespace(path=str(out / "shards" / "webvid"), key=first, frames=8, out=str(sheet)))
     print(f"    contact sheet of {first}: {sheet}")
+    segment_sheet = out / "long_video_segment.png"
+    if samples.get("videolt"):
+        seg = load_index(str(out / "shards" / "videolt")).column("key")[0].as_py()
+        with contextlib.redirect_stdout(io.StringIO()):
+            cmd_show(
+                argparse.Namespace(path=str(out / "shards" / "videolt"), key=seg, frames=8, out=str(segment_sheet))
+            )
+        print(f"    a VideoLT segment with its keep/drop timeline: {segment_sheet}")
     ckpt = out / "checkpoint"
     pretrained = weights_source(args.weights_dir)
     print(f"[4] vidrd train fit --config tiny on the shards ({args.train_steps} steps) -> {out / 'train'}")
@@ -113,18 +154,23 @@ def run(args: argparse.Namespace) -> int:
     sink.close()
     strip.close()
     print(f"    {sink.count} frames written; frame strip: {out / 'long_video_strip.png'}")
-    print("\nnot run yet (their issues have not landed):")
-    for what, issue in PENDING:
-        print(f"    - {what} ({issue})")
+    if PENDING:
+        print("\nnot run yet (their issues have not landed):")
+        for what, issue in PENDING:
+            print(f"    - {what} ({issue})")
     print(f"\nsummary ({time.perf_counter() - t0:.1f} s):")
     for source, (rows, rej) in totals.items():
         shard = (
             f", {samples[source]} samples / {rejects[source]} rejects in shards/{source}" if source in samples else ""
         )
-        print(f"    {source:12s} {rows:3d} manifest rows, {rej} manifest rejects{shard}")
+        ev = "".join(f", {k} {v}" for k, v in sorted(events.get(source, {}).items()))
+        print(f"    {source:12s} {rows:3d} manifest rows, {rej} manifest rejects{shard}{ev}")
     print(f"    training     {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}, checkpoint {ckpt}")
     print(f"    long video   {sink.count} frames, {video}")
-    print(f"    pictures     {sheet.name} (a curated sample), long_video_strip.png (the generated video)")
+    print(
+        f"    pictures     {sheet.name} (a curated sample), long_video_strip.png (the generated video)"
+        + (f", {segment_sheet.name} (a VideoLT segment and its timeline)" if samples.get("videolt") else "")
+    )
     print(f"    outputs: {out}")
     return 0
 
