@@ -355,3 +355,33 @@ def test_long_videos_on_ray_with_tiny_models_and_the_timeline_picture(ray_local,
 
     img = np.asarray(Image.open(tmp_path / "seg.png").convert("RGB"))
     assert ((img == (46, 160, 67)).all(-1)).sum() > 1000  # the kept bars are drawn
+
+
+def test_a_failing_model_call_rejects_its_rows_as_model_failed(labelled, tmp_path):
+    from dataclasses import asdict
+
+    from curation.model_pipeline import InferActor, prepare_partition, write_model_partition
+    from curation.runner import RunnerConfig
+
+    rows = [{k: v for k, v in r.items() if k != "expect"} for r in labelled[:6]]
+    item = {"index": 0, "part": "p0", "stage": "short-videos", "source": "kinetics", "out": str(tmp_path / "o"),
+            "seed": 0, "rows_json": json.dumps(rows), "stage_config": json.dumps(SHORT),
+            "runner_config": json.dumps(asdict(RunnerConfig()))}  # fmt: skip
+    (tmp_path / "o").mkdir()  # run_stage makes it before any task runs
+    prepared = prepare_partition(item)
+    actor = InferActor("short-videos", json.dumps(SHORT), 0)
+
+    def broken(models, items):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    actor.stage.infer = broken
+    batch = {k: np.array([v], dtype=object) for k, v in prepared.items()}
+    out = actor(batch)
+    written = write_model_partition({k: v[0] for k, v in out.items()})
+    expected_ok = sum(r["expect"] == "ok" for r in labelled[:6])
+    assert written["samples"] == 0 and written["rejects"] == 6
+    import pyarrow.parquet as pq
+
+    rej = pq.read_table(tmp_path / "o" / "_parts" / "p0.rejects.parquet").to_pylist()
+    failed = [r for r in rej if r["reason"] == "model_failed"]
+    assert len(failed) == expected_ok and "illegal memory access" in failed[0]["message"]
