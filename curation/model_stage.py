@@ -13,6 +13,7 @@ their work so that the runner (``curation.model_pipeline``) can put each part wh
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,29 +39,29 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return dtypes[name]
 
 
-class ModelStage:
+class ModelStage(ABC):
     """Base of the stages whose middle step is a model; subclasses set ``name``, ``version`` and the four
-    methods below."""
+    abstract methods below."""
 
     name: str
     version: str
     _models: Any = None
 
+    @abstractmethod
     def prepare(self, row: dict[str, Any]) -> Any:
         """CPU work for one row (decode, pick frames, re-encode); raise ``Rejected`` when it has no use."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_models(self) -> Any:
         """Load the models (once per actor)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def infer(self, models: Any, items: Sequence[tuple[dict[str, Any], Any]]) -> list[Any]:
         """One result per ``(row, prepared)``, with model calls batched across all the items."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, row: dict[str, Any], prepared: Any, result: Any) -> list[Sample]:
         """The samples of one row from its prepared inputs and model result; raise ``Rejected`` for none."""
-        raise NotImplementedError
 
     def models(self) -> Any:
         """The loaded models, loaded on first use."""

@@ -22,6 +22,16 @@ def row(id: str, uri: str, source: str = "webvid", kind: str = "video", **kw: An
     return {**base, **kw}
 
 
+def outcome(stage: Any, r: dict[str, Any]) -> tuple[str, Any]:
+    """("ok", samples) or (reject reason, message) of ``stage.process(r)``."""
+    from curation.stage import Rejected
+
+    try:
+        return "ok", stage.process(r)
+    except Rejected as e:
+        return e.reason.value, e.message
+
+
 def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
     pq.write_table(rows_to_table(rows, SOURCE_SCHEMA), path)
     return path

@@ -6,21 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.stage import Rejected
 from curation.stages.captioned import CaptionedConfig, CaptionedStage, WatermarkConfig, remove_watermark
 from curation.stages.pseudo_videos import PseudoVideoConfig, PseudoVideoStage
 from curation.video_io import decode_frames
-from tests.curation_inputs import image_corpus, video_corpus
+from tests.curation_inputs import image_corpus, outcome, video_corpus
 
 SMALL_VIDEO = CaptionedConfig(short_side=32)
 SMALL_IMAGE = PseudoVideoConfig(short_side=64, min_side=256)
-
-
-def outcome(stage, r):
-    try:
-        return "ok", stage.process(r)
-    except Rejected as e:
-        return e.reason.value, e.message
 
 
 @pytest.fixture(scope="module")

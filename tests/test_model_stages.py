@@ -23,17 +23,10 @@ from curation.stages.long_videos import LongVideosConfig, LongVideosStage
 from curation.stages.short_videos import ShortVideosConfig, ShortVideosStage
 from curation.video_io import decode_frames, decode_sampled
 from manifests.schema import RejectReason
-from tests.curation_inputs import video_corpus, write_manifest
+from tests.curation_inputs import outcome, video_corpus, write_manifest
 from vidrd.synthetic import moving_square, write_video
 
 SHORT = dict(short_side=32, device="cpu")
-
-
-def outcome(stage, r):
-    try:
-        return "ok", stage.process(r)
-    except Rejected as e:
-        return e.reason.value, e.message
 
 
 @pytest.fixture(scope="module")
