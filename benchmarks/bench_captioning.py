@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from curation.models.blip2 import Blip2Captioner
-from curation.models.clip import ClipScorer, _features
+from curation.models.clip import ClipScorer, clip_features
 from curation.models.minigpt4 import MiniGPT4
 from curation.models.tiny import word_tokenizer
 
@@ -110,10 +110,10 @@ def bench_clip(n_batched: int, n_loop: int, batch: int) -> dict:
 
     def encode_text(texts: list[str]) -> torch.Tensor:
         ids = tok(texts, padding=True, return_tensors="pt")
-        return _features(model.get_text_features(input_ids=ids["input_ids"].to(DEV),
+        return clip_features(model.get_text_features(input_ids=ids["input_ids"].to(DEV),
                                                  attention_mask=ids["attention_mask"].to(DEV)))  # fmt: skip
 
-    scorer = ClipScorer(lambda x: _features(model.get_image_features(pixel_values=x)), encode_text, 224,
+    scorer = ClipScorer(lambda x: clip_features(model.get_image_features(pixel_values=x)), encode_text, 224,
                         device=DEV, dtype=DT, batch_size=batch, name="clip-vit-l-14-random")  # fmt: skip
     proc = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
     imgs = frames(n_batched)
@@ -122,7 +122,7 @@ def bench_clip(n_batched: int, n_loop: int, batch: int) -> dict:
         with torch.no_grad():
             for img in imgs[:n_loop]:
                 pix = proc(images=[img], return_tensors="pt")["pixel_values"].to(DEV, DT)
-                a = _features(model.get_image_features(pixel_values=pix))
+                a = clip_features(model.get_image_features(pixel_values=pix))
                 b = encode_text(["playing guitar"])
                 torch.nn.functional.cosine_similarity(a, b).item()
 

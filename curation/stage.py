@@ -81,3 +81,22 @@ def captions_of(row: dict[str, Any]) -> list[str]:
     if not captions:
         raise Rejected(RejectReason.NO_CAPTION, f"{row['id']}: no caption")
     return captions
+
+
+def label_of(row: dict[str, Any], why: str) -> str:
+    """The row's class label as words (:func:`curation.captioning.readable_label`); :class:`Rejected`
+    (``no_label``) when it has none. ``why`` says what the stage needs it for."""
+    from curation.captioning import readable_label
+
+    label = readable_label(row.get("label") or "")
+    if not label:
+        raise Rejected(RejectReason.NO_LABEL, f"{row['id']}: no class label ({why})")
+    return label
+
+
+def read_video_input(uri: str) -> bytes:
+    """:func:`read_input`, refusing a web page saved under a video name (``not_a_video``)."""
+    data = read_input(uri)
+    if looks_like_html(data):
+        raise Rejected(RejectReason.NOT_A_VIDEO, f"{uri}: an HTML/XML page, not a video")
+    return data

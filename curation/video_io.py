@@ -305,9 +305,10 @@ def decode_sampled(
     """One frame every ``every`` seconds (the first frame at or after each multiple), resized so the short
     side is ``short_side``; returns (frames ``[N, H, W, 3]``, their times in seconds, source info).
 
-    Frames are resized as they are decoded, so an hour of video costs N small frames of memory. When
-    ``max_samples`` would be exceeded the interval is widened to fit (the caller reads the real spacing
-    from the times).
+    Frames are resized as they are decoded, so an hour of video costs N small frames of memory. Past
+    ``max_samples`` every other sample is dropped and the interval doubled, as often as needed: the whole
+    video stays covered, evenly, without trusting the container's duration (the caller reads the real
+    spacing from the times).
     """
     out: list[np.ndarray] = []
     times: list[float] = []
@@ -318,8 +319,6 @@ def decode_sampled(
             w, h = _frame_size(stream)
             scale = short_side / min(w, h)
             ow, oh = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
-            if max_samples and stream.duration and stream.time_base:
-                every = max(every, float(stream.duration * stream.time_base) / max_samples)
             nxt = 0.0
             for frame in window.frames(container, stream, fps):
                 t = float(frame.time) if frame.time is not None else (window.decoded - 1) / fps
@@ -327,9 +326,9 @@ def decode_sampled(
                     continue
                 out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
                 times.append(t)
+                if max_samples and len(out) > max_samples:
+                    out, times, every = out[::2], times[::2], 2 * every
                 nxt = (int(t / every + 1e-6) + 1) * every
-                if max_samples and len(out) >= max_samples:
-                    break
     except VideoDecodeError:
         raise
     except _DECODE_ERRORS as e:

@@ -260,6 +260,7 @@ def test_decode_sampled_one_frame_per_interval(long_video):
     np.testing.assert_allclose(times, np.arange(20.0))
     frames, times, _ = decode_sampled(str(long_video), 1.0, 24, max_samples=5)  # widened to fit
     assert len(frames) == 5 and times[1] == pytest.approx(4.0)
+    assert times[-1] == pytest.approx(16.0)  # still spread over the whole video, not cut at the 5th second
 
 
 def test_long_videos_keep_relevant_runs_and_record_the_timeline(long_video):

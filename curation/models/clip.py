@@ -21,7 +21,7 @@ from curation.models.batching import BatchStats, run_batched
 from curation.models.preprocess import OPENAI_MEAN, OPENAI_STD, images_to_batch
 
 
-def _features(out) -> torch.Tensor:
+def clip_features(out) -> torch.Tensor:
     """Projected embeddings from CLIPModel.get_*_features: a tensor before transformers 5, an output with
     ``pooler_output`` since."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output
@@ -97,10 +97,10 @@ class ClipScorer:
 
         def encode_text(texts: list[str]) -> torch.Tensor:
             tok = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-            return _features(model.get_text_features(**{k: v.to(dev) for k, v in tok.items()}))
+            return clip_features(model.get_text_features(**{k: v.to(dev) for k, v in tok.items()}))
 
         return cls(
-            lambda x: _features(model.get_image_features(pixel_values=x)), encode_text,
+            lambda x: clip_features(model.get_image_features(pixel_values=x)), encode_text,
             model.config.vision_config.image_size, mean, std, device, dtype,
             name=os.path.basename(os.path.normpath(path)), **kw,
         )  # fmt: skip

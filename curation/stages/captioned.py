@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from curation.shard_writer import Sample
-from curation.stage import Rejected, captions_of, looks_like_html, read_input, set_cv2_threads
+from curation.stage import Rejected, captions_of, read_video_input, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -109,9 +109,7 @@ class CaptionedStage:
         duration = row.get("duration")
         if source == "webvid" and duration is not None and duration >= cfg.webvid_max_seconds:
             raise Rejected(RejectReason.TOO_LONG, f"{duration:.1f} s >= {cfg.webvid_max_seconds:g} s (WebVid filter)")
-        data = read_input(row["uri"])
-        if looks_like_html(data):
-            raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
+        data = read_video_input(row["uri"])
         wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
         args = (data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames)
         try:

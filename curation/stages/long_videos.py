@@ -1,7 +1,7 @@
 """Stage ``long-videos``: VideoLT long videos -> relevant segments captioned by MiniGPT-4 (paper 4.2).
 
 Per video (CPU): the class label is required; one frame is sampled every ``sample_every`` seconds
-(short side ``frame_side``; the interval widens for videos longer than ``max_samples`` samples).
+(short side ``frame_side``; past ``max_samples`` samples the interval doubles, covering the whole video).
 
 On the model actor, over all frames of a batch of videos at once:
 
@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback, readable_label
+from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.segments import segments
 from curation.shard_writer import Sample
-from curation.stage import Rejected, looks_like_html, read_input, sample_seed, set_cv2_threads
+from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -153,12 +153,8 @@ class LongVideosStage(ModelStage):
 
     def prepare(self, row: dict[str, Any]) -> LongVideo:
         cfg, rid = self.cfg, row["id"]
-        label = readable_label(row.get("label") or "")
-        if not label:
-            raise Rejected(RejectReason.NO_LABEL, f"{rid}: no class label (long-videos scores frames against it)")
-        data = read_input(row["uri"])
-        if looks_like_html(data):
-            raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
+        label = label_of(row, "long-videos scores frames against it")
+        data = read_video_input(row["uri"])
         try:
             frames, times, info = decode_sampled(data, cfg.sample_every, cfg.frame_side, cfg.max_samples, cfg.threads)
         except VideoDecodeError as e:
@@ -226,7 +222,9 @@ class LongVideosStage(ModelStage):
                 f"{kept} of {len(result['keep'])} sampled frames kept (clip >= {cfg.clip_threshold}, "
                 f"P(yes) >= {cfg.relevance_threshold}); no run of {cfg.min_segment_seconds:g} s or more",
             )
-        data = read_input(row["uri"])
+        # Read again rather than carried from prepare: a long video's bytes would otherwise travel through
+        # the object store and the model actor for nothing.
+        data = read_video_input(row["uri"])
         timeline = {k: result[k] for k in ("times", "clip_score", "p_yes", "keep")}
         timeline["segments"] = [{"start": s["start"], "end": s["end"]} for s in segs]
         samples: list[Sample] = []

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template, readable_label
+from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.shard_writer import Sample
-from curation.stage import Rejected, looks_like_html, read_input, sample_seed, set_cv2_threads
+from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -106,12 +106,8 @@ class ShortVideosStage(ModelStage):
 
     def prepare(self, row: dict[str, Any]) -> ShortClip:
         cfg, rid = self.cfg, row["id"]
-        label = readable_label(row.get("label") or "")
-        if not label:
-            raise Rejected(RejectReason.NO_LABEL, f"{rid}: no class label (short-videos captions from the label)")
-        data = read_input(row["uri"])
-        if looks_like_html(data):
-            raise Rejected(RejectReason.NOT_A_VIDEO, f"{row['uri']}: an HTML/XML page, not a video")
+        label = label_of(row, "short-videos captions from the label")
+        data = read_video_input(row["uri"])
         args = (data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames)
         try:
             fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
