@@ -10,9 +10,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from inference.graphed import CUDAGraphDenoiser
 from inference.long_video import LongVideoConfig, clips_needed, generate_latent_clips, kept_frames
 from inference.prompts import VideoRequest
 from inference.sampler import DDIMSampler, make_scheduler
+from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import SDComponents, load_vidrd
 from training.model.vae import TemporalVAE
 
@@ -75,7 +77,10 @@ class VidRDPipeline:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         decode_chunk: int | None = None,
+        fast: bool | FastPaths = True,
     ):
+        """``fast``: True applies :meth:`FastPaths.for_device` (channels-last, regional compile and CUDA
+        graphs on CUDA; nothing elsewhere), False the plain path; a ``FastPaths`` picks each one."""
         if comps.text_encoder is None:
             raise ValueError("the checkpoint has no text encoder/tokenizer; generation needs one")
         self.device, self.dtype = torch.device(device), dtype
@@ -83,6 +88,14 @@ class VidRDPipeline:
         self.unet = torch.nn.Module.to(comps.unet, self.device, dtype).eval().requires_grad_(False)
         self.vae = torch.nn.Module.to(comps.vae, self.device, dtype).eval().requires_grad_(False)
         self.text = comps.text_encoder.to(self.device)
+        self.fast = fast if isinstance(fast, FastPaths) else FastPaths.for_device(self.device, fast)
+        if self.fast.channels_last or self.fast.compile:
+            apply_fast_paths(self.unet, self.fast)
+            apply_fast_paths(self.vae, self.fast)
+            # Fixed shapes, called many times: let cuDNN time its algorithms once per shape.
+            torch.backends.cudnn.benchmark = True
+        # Kept for the pipeline's life, so captured graphs are reused across videos of the same shape.
+        self.denoiser = CUDAGraphDenoiser(self.unet) if self.fast.cuda_graphs else self.unet
         self.scheduler_config = {**comps.scheduler_config, "prediction_type": comps.prediction_type}
         self.decode_chunk = decode_chunk
         self._emb: dict[str, torch.Tensor] = {}
@@ -113,7 +126,7 @@ class VidRDPipeline:
         gens = [
             torch.Generator().manual_seed(r.seed if r.seed is not None else s.seed + b) for b, r in enumerate(requests)
         ]
-        sampler = DDIMSampler(self.unet, make_scheduler(self.scheduler_config), s.steps, s.guidance)
+        sampler = DDIMSampler(self.denoiser, make_scheduler(self.scheduler_config), s.steps, s.guidance)
         latent = (self.unet.config.in_channels, cfg.clip_frames, s.height // self.vae_scale, s.width // self.vae_scale)
         bar = tqdm(total=n_clips * s.steps, desc="denoising", unit="step", disable=not progress)
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
+from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vidrd
 from training.model.pretrained import load_components
 
@@ -40,6 +41,9 @@ class VidRDModule(L.LightningModule):
         export_dir: write a VidRD checkpoint folder here at the end of ``fit`` (EMA weights when EMA is on),
             ready for ``vidrd generate --checkpoint``.
         seed: seed of the tiny random weights.
+        fast: on CUDA, channels-last weights and activations and a regional ``torch.compile`` of the UNet's and
+            VAE's repeated blocks (``training.model.fast_paths``; same arithmetic, compiled on the first steps).
+            Nothing changes on CPU. False: the plain eager path.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class VidRDModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         export_dir: str | None = None,
         seed: int = 0,
+        fast: bool = True,
     ):
         super().__init__()
         if not 0.0 <= caption_dropout <= 1.0:
@@ -85,6 +90,16 @@ class VidRDModule(L.LightningModule):
         self.ema = EMAModel(self._trainable(), decay=ema_decay, foreach=True) if ema_decay else None
         self.strict_loading = False  # checkpoints leave out the frozen VAE and text encoder
         self._last_step_time: float | None = None
+        self._fast_applied = False
+
+    def setup(self, stage: str) -> None:
+        # The device is known here (strategy root device) but the model is not yet moved or wrapped in DDP;
+        # channels-last strides survive the move, and in-place compiled modules keep their parameter names.
+        fast = FastPaths.for_device(self.trainer.strategy.root_device, self.hparams.fast)
+        if fast.any and not self._fast_applied:
+            apply_fast_paths(self.unet, fast)
+            apply_fast_paths(self.vae, fast)
+            self._fast_applied = True
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.unet.parameters() if p.requires_grad]

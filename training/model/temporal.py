@@ -57,21 +57,24 @@ class TempConv(nn.Module):
         return x + out
 
 
+def sinusoidal_frame_encoding(num_frames: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoidal encoding ``[F, dim]`` of frame index; works for any number of frames."""
+    pos = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(num_frames, dim, device=device, dtype=torch.float32)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe.to(dtype)
+
+
 @lru_cache(maxsize=64)
 def frame_position_encoding(num_frames: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Sinusoidal encoding ``[F, dim]`` of frame index; works for any number of frames.
-
-    Cached: it is the same tensor for every call with the same shape, and rebuilding it costs a handful
-    of tiny kernel launches per Temp-Attn, which shows in launch-bound sampling.
-    """
+    """:func:`sinusoidal_frame_encoding`, cached: rebuilding it costs a handful of tiny kernel launches per
+    Temp-Attn, which shows in launch-bound eager sampling. (Compiled code builds it inline instead, where
+    Inductor folds it into one small kernel.)"""
     # A normal tensor even when first built under inference_mode, so training can reuse the cached one.
     with torch.inference_mode(False), torch.no_grad():
-        pos = torch.arange(num_frames, device=device, dtype=torch.float32)[:, None]
-        freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-        pe = torch.zeros(num_frames, dim, device=device, dtype=torch.float32)
-        pe[:, 0::2] = torch.sin(pos * freq)
-        pe[:, 1::2] = torch.cos(pos * freq)
-        return pe.to(dtype)
+        return sinusoidal_frame_encoding(num_frames, dim, device, dtype)
 
 
 # Temporal attention runs one short sequence per pixel, so its batch is B*H*W: 65,536 for 64 clips of
@@ -127,7 +130,11 @@ class TempAttn(nn.Module):
         bf, c, h, w = x.shape
         b = bf // num_frames
         t = x.view(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)
-        pe = frame_position_encoding(num_frames, c, t.device, t.dtype)
+        encode = sinusoidal_frame_encoding if torch.compiler.is_compiling() else frame_position_encoding
+        pe = encode(num_frames, c, t.device, t.dtype)
         t = t + self.attn(self.norm1(t) + pe)
-        t = t + self.ff(self.norm2(t))
-        return t.view(b, h * w, num_frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
+        t = (t + self.ff(self.norm2(t))).view(b, h * w, num_frames, c)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # Keep the caller's NHWC layout: [b, F, h*w, c] in memory is exactly the channels-last [b*F, c, h, w].
+            return t.transpose(1, 2).reshape(bf, h, w, c).permute(0, 3, 1, 2)
+        return t.permute(0, 2, 3, 1).reshape(bf, c, h, w)

@@ -112,6 +112,8 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             attns = getattr(block, "attentions", None) or []
             block.temp_attentions = nn.ModuleList(tattn(a.proj_out.out_features) for a in attns)
         self.gradient_checkpointing = False
+        # Layout of the folded frames fed to the 2D layers; training.model.fast_paths sets channels_last on GPU.
+        self.memory_format = torch.contiguous_format
 
     # -- switches -------------------------------------------------------------------------------------
     def enable_gradient_checkpointing(self, *args: Any, **kwargs: Any) -> None:
@@ -170,9 +172,9 @@ class VidRDUNet(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """``sample [B, C, F, H, W]``, ``timestep`` scalar or ``[B]``, text ``[B, L, D]`` -> ``[B, C, F, H, W]``."""
         b, c, f, h, w = sample.shape
-        # contiguous(): a channel-strided input (e.g. latents straight from the VAE encoder) makes the folded
-        # view channels-last, and torch 2.13's CPU conv backward segfaults on that layout.
-        x = sample.transpose(1, 2).reshape(b * f, c, h, w).contiguous()
+        # An explicit layout: a channel-strided input (e.g. latents straight from the VAE encoder) would make the
+        # folded view channels-last by accident, and torch 2.13's CPU conv backward segfaults on that layout.
+        x = sample.transpose(1, 2).reshape(b * f, c, h, w).contiguous(memory_format=self.memory_format)
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))

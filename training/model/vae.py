@@ -63,6 +63,7 @@ class TemporalVAE(ModelMixin, ConfigMixin):
                 TempConv(r.conv2.out_channels, temp_conv_layers, temp_kernel_frames, norm_num_groups, 1e-6)
                 for r in block.resnets
             )
+        self.memory_format = torch.contiguous_format  # channels_last on GPU: training.model.fast_paths
 
     @property
     def scaling_factor(self) -> float:
@@ -94,6 +95,7 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         """Scaled latents ``[B, C, F, h, w]`` -> video ``[B, 3, F, 8h, 8w]`` through the temporal decoder."""
         b, c, f, h, w = latents.shape
         z = latents.transpose(1, 2).reshape(b * f, c, h, w) / self.scaling_factor
+        z = z.contiguous(memory_format=self.memory_format)
         x = self.decode_frames_folded(z, f)
         return x.view(b, f, *x.shape[1:]).transpose(1, 2)
 

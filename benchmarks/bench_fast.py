@@ -1,0 +1,289 @@
+"""Issue 9: VidRD's fast paths against its plain path and against diffusers' UNet3DConditionModel
+(ModelScope config), eager and ``torch.compile``d, all in one run on one GPU. Random weights, bf16,
+256x256 video (32x32 latents).
+
+``--part sampling``: one 16-frame CFG call (batch 2) and a 50-step DDIM + CFG loop (w = 10) for
+  * peer eager, peer ``torch.compile`` (whole model, default mode: the issue's reference figures);
+  * VidRD plain (eager), and each fast path added in turn: channels-last, CUDA graphs, regional compile;
+  * how far the fast path's output is from the plain path's (same noise), beside the distance of bf16 from
+    fp32 on the plain path (what "within bf16 tolerance" means);
+  * end to end through ``VidRDPipeline`` (text + sampling + temporal VAE decode), 16 frames, and 64 frames
+    with FNR/PNS/DSG (seconds per clip).
+``--part training``: a real step (forward, backward, fused AdamW step) of the paper's trainable set, 8
+  frames, plain vs fast, batch 16 and larger; FLOPs counted by ``torch.utils.flop_counter`` over the plain
+  step (the fast step does the same arithmetic); the peer (temporal layers trainable) eager beside it.
+The bf16 8192^3 matmul rate, measured first, is the limit every TFLOP/s figure is divided by.
+
+    python benchmarks/bench_fast.py --part sampling --json $OUT/fast_sampling.json
+    python benchmarks/bench_fast.py --part training --json $OUT/fast_training.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_unet import MODELSCOPE, flops_of, matmul_peak, timed
+from inference.graphed import CUDAGraphDenoiser
+from inference.sampler import DDIMSampler, make_scheduler
+from training.model.fast_paths import FastPaths, apply_fast_paths, compile_regions, to_channels_last
+from training.model.sampling_defaults import sd_scheduler_config
+from training.model.unet import VidRDUNet
+
+STEPS, GUIDANCE = 50, 10.0
+
+
+def clock(fn: Callable[[], object]) -> float:
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def seconds(fn: Callable[[], object], n: int = 3) -> float:
+    """Best of ``n`` wall-clock runs after one warm-up (host jitter only adds time)."""
+    fn()
+    return min(clock(fn) for _ in range(n))
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).norm() / a.norm()).item()
+
+
+def fresh_vidrd(dtype=torch.bfloat16) -> VidRDUNet:
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        m = VidRDUNet(sample_size=32)
+    # Random, non-zero temporal output layers, so the temporal path's arithmetic counts in every comparison.
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    return m.to(dtype).eval().requires_grad_(False)
+
+
+def peer_unet(dtype=torch.bfloat16) -> torch.nn.Module:
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        return UNet3DConditionModel(**MODELSCOPE).to(dtype).eval().requires_grad_(False)
+
+
+def sampling_inputs(dtype=torch.bfloat16):
+    g = torch.Generator("cuda").manual_seed(0)
+    z = torch.randn(1, 4, 16, 32, 32, device="cuda", generator=g).to(dtype)
+    cond = torch.randn(1, 77, 1024, device="cuda", generator=g).to(dtype)
+    return z, cond, torch.zeros_like(cond)
+
+
+def sampling_row(
+    name: str,
+    denoiser,
+    scheduler_config: dict,
+    setup_s: float = 0.0,
+    dtype: torch.dtype = torch.bfloat16,
+    timing: bool = True,
+) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
+    """Time one CFG call and the 50-step loop; also return the loop's z_0 and one call's output."""
+    z, cond, uncond = sampling_inputs(dtype)
+    sampler = DDIMSampler(denoiser, make_scheduler(scheduler_config), STEPS, GUIDANCE)
+    x2, t2, c2 = torch.cat([z, z]), torch.full((2,), 500, device="cuda"), torch.cat([uncond, cond])
+    row: dict = dict(model=name)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        one = denoiser(x2, t2, c2)  # first call: compiles / captures
+        torch.cuda.synchronize()
+        row["first_call_s"] = round(time.perf_counter() - t0 + setup_s, 1)
+        if timing:
+            row["call_ms"] = round(timed(lambda: denoiser(x2, t2, c2)) * 1e3, 2)
+            row["steps50_s"] = round(seconds(lambda: sampler.sample(z, cond, uncond), n=2), 3)
+        out = sampler.sample(z, cond, uncond)
+    print(json.dumps(row), flush=True)
+    return row, (out, one)
+
+
+def part_sampling(peak: float, ablate: bool) -> list[dict]:
+    rows = []
+    eps, vpred = sd_scheduler_config("epsilon"), sd_scheduler_config("v_prediction")
+    peer = peer_unet()
+    r, _ = sampling_row("peer eager", lambda x, t, c: peer(x, t, encoder_hidden_states=c).sample, eps)
+    rows.append(r)
+    compiled = torch.compile(peer)
+    r, _ = sampling_row("peer torch.compile", lambda x, t, c: compiled(x, t, encoder_hidden_states=c).sample, eps)
+    rows.append(r)
+    peer = compiled = None
+    torch._dynamo.reset()
+    torch.cuda.empty_cache()
+
+    # The bf16 yardstick: the plain path in fp32 vs in bf16, same noise.
+    ref32 = fresh_vidrd(torch.float32)
+    _, (out32, one32) = sampling_row("VidRD plain fp32 (reference)", ref32, vpred, dtype=torch.float32, timing=False)
+    ref32 = None
+    torch.cuda.empty_cache()
+
+    plain = fresh_vidrd()
+    r, (out_plain, one_plain) = sampling_row("VidRD plain (eager)", plain, vpred)
+    r.update(err_vs_fp32_video=round(rel_err(out32, out_plain), 4),
+             err_vs_fp32_call=round(rel_err(one32, one_plain), 4))  # fmt: skip
+    rows.append(r)
+    variants: list[tuple[str, FastPaths]] = []
+    if ablate:
+        variants += [
+            ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, cuda_graphs=True)),
+            ("VidRD + channels-last + CUDA graphs", FastPaths(channels_last=True, compile=False, cuda_graphs=True)),
+            ("VidRD + regional compile + CUDA graphs", FastPaths(channels_last=False, compile=True, cuda_graphs=True)),
+        ]
+    variants.append(("VidRD fast (default: channels-last + regional compile + CUDA graphs)", FastPaths()))
+    for name, fast in variants:
+        torch._dynamo.reset()
+        m = fresh_vidrd()
+        t0 = time.perf_counter()
+        if fast.channels_last:
+            to_channels_last(m)
+        if fast.compile:
+            compile_regions(m)
+        den = CUDAGraphDenoiser(m) if fast.cuda_graphs else m
+        r, (out, one) = sampling_row(name, den, vpred, setup_s=time.perf_counter() - t0)
+        r.update(err_vs_plain_video=round(rel_err(out_plain, out), 4),
+                 err_vs_plain_call=round(rel_err(one_plain, one), 4))  # fmt: skip
+        rows.append(r)
+        m = den = None
+        torch.cuda.empty_cache()
+    for r in rows:
+        r["x_peer_eager"] = round(rows[0]["steps50_s"] / r["steps50_s"], 2)
+        r["x_peer_compiled"] = round(rows[1]["steps50_s"] / r["steps50_s"], 2)
+    rows += end_to_end()
+    return rows
+
+
+def end_to_end() -> list[dict]:
+    from benchmarks.bench_sampling import PROMPT, vidrd_components
+    from inference.long_video import LongVideoConfig, clips_needed
+    from inference.pipeline import GenerationSettings, VidRDPipeline
+    from inference.prompts import VideoRequest
+
+    rows = []
+    torch._dynamo.reset()
+    pipe = VidRDPipeline(vidrd_components(), "cuda", torch.bfloat16)  # fast paths on by default
+
+    def run(frames: int) -> None:
+        st = GenerationSettings(frames=frames, steps=STEPS, guidance=GUIDANCE, long=LongVideoConfig(16, 8, 1.0, 1.0))
+        for _ in pipe.generate([VideoRequest([PROMPT])], st, progress=False):
+            pass
+
+    first = clock(lambda: run(16))
+    pipe._emb.clear()
+    torch.cuda.reset_peak_memory_stats()
+    s16 = seconds(lambda: run(16), n=2)
+    peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    rows.append(dict(model="VidRD fast, pipeline", what="16 frames: text + sampling + VAE decode",
+                     seconds=round(s16, 3), first_run_s=round(first, 1), peak_GiB=peak_gib))  # fmt: skip
+    s64 = seconds(lambda: run(64), n=1)
+    k = clips_needed(64, 16)
+    rows.append(dict(model="VidRD fast, pipeline", what=f"64 frames FNR/PNS/DSG, {k} clips of 16 (M=8)",
+                     seconds=round(s64, 3), per_clip=round(s64 / k, 3)))  # fmt: skip
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float) -> dict:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
+    g = torch.Generator("cuda").manual_seed(0)
+    x = torch.randn(batch, 4, 8, 32, 32, device="cuda", generator=g).bfloat16()
+    t = torch.randint(0, 1000, (batch,), device="cuda", generator=g)
+    c = torch.randn(batch, 77, 1024, device="cuda", generator=g).bfloat16()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        fwd(x, t, c).float().square().mean().backward()
+        opt.step()
+
+    row = dict(model=name, batch=batch, frames=8, trainable_M=round(sum(p.numel() for p in params) / 1e6, 1))
+    try:
+        if flops is None:
+            flops = flops_of(step)
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        row["first_step_s"] = round(time.perf_counter() - t0, 1)
+        torch.cuda.reset_peak_memory_stats()
+        sec = timed(step, warmup=2, iters=5, repeats=2)
+        row.update(ms=round(sec * 1e3, 1), samples_per_s=round(batch / sec, 1), tflop=round(flops / 1e12, 2),
+                   tflops=round(flops / sec / 1e12, 1), of_matmul_peak=round(flops / sec / 1e12 / peak, 3),
+                   peak_GiB=round(torch.cuda.max_memory_allocated() / 2**30, 1))  # fmt: skip
+    except torch.cuda.OutOfMemoryError:
+        row["error"] = "OOM"
+    row["_flops"] = flops
+    print(json.dumps({k: v for k, v in row.items() if k != "_flops"}), flush=True)
+    opt = None
+    return row
+
+
+def part_training(peak: float, batches: list[int]) -> list[dict]:
+    rows = []
+    for batch in batches:
+        torch._dynamo.reset()
+        m = fresh_vidrd().train()
+        m.set_trainable(spatial_transformers=True)
+        plain = train_row("VidRD plain (eager)", m, m, batch, None, peak)
+        rows.append(plain)
+        m = None
+        torch.cuda.empty_cache()
+        m = fresh_vidrd().train()
+        m.set_trainable(spatial_transformers=True)
+        apply_fast_paths(m, FastPaths())
+        rows.append(train_row("VidRD fast (channels-last + regional compile)", m, m, batch, plain["_flops"], peak))
+        m = None
+        torch.cuda.empty_cache()
+    peer = peer_unet().train()
+    for n, p in peer.named_parameters():
+        p.requires_grad_("temp_" in n or "transformer_in" in n)
+    fwd = lambda x, t, c: peer(x, t, encoder_hidden_states=c).sample  # noqa: E731
+    rows.append(train_row("peer eager (temporal trainable)", peer, fwd, 16, None, peak))
+    for r in rows:
+        r.pop("_flops", None)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["sampling", "training"], required=True)
+    ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--no-ablate", action="store_true", help="sampling: only plain and the full fast path")
+    ap.add_argument("--batches", default="16,32", help="training: batch sizes (8 frames each)")
+    args = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True  # both paths, peer included: fixed shapes
+    peak = matmul_peak()
+    print(json.dumps({"matmul_tflops": round(peak, 1)}), flush=True)
+    if args.part == "sampling":
+        rows = part_sampling(peak, not args.no_ablate)
+    else:
+        rows = part_training(peak, [int(b) for b in args.batches.split(",")])
+    import diffusers
+
+    env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, diffusers=diffusers.__version__,
+               matmul_tflops=round(peak, 1), steps=STEPS, guidance=GUIDANCE, dtype="bf16", size="256x256",
+               date=time.strftime("%Y-%m-%d"))  # fmt: skip
+    print(json.dumps(env))
+    for r in rows:
+        print(" | ".join(f"{k}={v}" for k, v in r.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The fast paths (channels-last, regional compile, CUDA graphs) compute what the plain path computes.
+
+On CPU the compile path runs through dynamo + AOTAutograd with the ``aot_eager`` backend (Inductor's C++
+compile would take minutes here); Inductor and CUDA graphs are checked by the CUDA tests at the end, run
+on the GPU machine, and by ``benchmarks/bench_fast.py`` at full size in bf16.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from inference.graphed import CUDAGraphDenoiser
+from inference.pipeline import VidRDPipeline
+from inference.prompts import VideoRequest
+from tests.test_generate import collect, settings
+from tests.tiny_sd import TEMPORAL, UNET
+from training.model.fast_paths import FastPaths, apply_fast_paths, compile_regions, repeated_units, to_channels_last
+from training.model.loading import unet_from_config
+from training.model.temporal import TempAttn
+
+CPU_COMPILE = FastPaths(channels_last=False, compile=True, cuda_graphs=False, compile_backend="aot_eager")
+
+
+def moved_unet(seed: int = 0) -> torch.nn.Module:
+    """A tiny UNet whose temporal layers are not the identity (zero-init layers perturbed)."""
+    torch.manual_seed(seed)
+    unet = unet_from_config(dict(UNET), **TEMPORAL)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return unet
+
+
+def inputs(b=2, f=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 4, f, 8, 8, generator=g), torch.tensor([10, 700])[:b], torch.randn(b, 7, 32, generator=g)
+
+
+def test_defaults_are_on_for_cuda_only():
+    assert FastPaths.for_device("cuda") == FastPaths()
+    assert FastPaths().channels_last and FastPaths().compile and FastPaths().cuda_graphs
+    assert not FastPaths.for_device("cpu").any
+    assert not FastPaths.for_device("cuda", enabled=False).any
+
+
+def test_channels_last_unet_equals_plain_and_feeds_nhwc():
+    plain = moved_unet().eval()
+    fast = to_channels_last(moved_unet().eval())
+    assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    conv3d = fast.down_blocks[0].temp_convs[0].net[-1].weight
+    assert conv3d.is_contiguous(memory_format=torch.channels_last_3d)
+    seen = []
+    nhwc = torch.channels_last
+    fast.conv_in.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=nhwc)))
+    x, t, c = inputs()
+    with torch.no_grad():
+        a, b = plain(x, t, c), fast(x, t, c)
+    assert seen == [True]
+    assert (a - b).abs().max().item() < 1e-5
+
+
+def test_temp_attn_keeps_the_callers_layout():
+    torch.manual_seed(0)
+    attn = TempAttn(32, head_dim=8)
+    with torch.no_grad():
+        attn.attn.to_out.weight.normal_(0, 0.1)
+    x = torch.randn(6, 32, 5, 4)
+    with torch.no_grad():
+        a = attn(x, num_frames=3)
+        b = attn(x.contiguous(memory_format=torch.channels_last), num_frames=3)
+    assert a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last)
+    assert (a - b).abs().max().item() < 1e-6 and (a - x).abs().max().item() > 1e-3
+
+
+def test_compiled_regions_give_the_same_forward_and_gradients():
+    plain, fast = moved_unet(), moved_unet()
+    n = compile_regions(fast, backend="aot_eager")
+    units = repeated_units(fast)
+    assert n == len(units) and n > 10
+    assert all(u._compiled_call_impl is not None for u in units)
+    assert {type(u).__name__ for u in units} >= {"ResnetBlock2D", "TempConv", "Transformer2DModel", "TempAttn"}
+    plain.set_trainable()
+    fast.set_trainable()
+    x, t, c = inputs()
+    plain(x, t, c).square().mean().backward()
+    fast(x, t, c).square().mean().backward()
+    grads = {n: p.grad for n, p in plain.named_parameters() if p.requires_grad}
+    assert grads
+    for name, p in fast.named_parameters():
+        if name in grads:
+            assert torch.allclose(p.grad, grads[name], atol=1e-5, rtol=1e-4), name
+        else:
+            assert p.grad is None, name
+
+
+def test_pipeline_switch_same_video(ckpt):
+    plain = VidRDPipeline.from_checkpoint(str(ckpt), fast=False)
+    assert not plain.fast.any and plain.denoiser is plain.unet
+    default_cpu = VidRDPipeline.from_checkpoint(str(ckpt))
+    assert not default_cpu.fast.any  # on by default only on CUDA
+    fast = VidRDPipeline.from_checkpoint(
+        str(ckpt), fast=FastPaths(channels_last=True, compile=True, cuda_graphs=False, compile_backend="aot_eager")
+    )
+    assert fast.unet.memory_format == torch.channels_last
+    assert fast.unet.down_blocks[0].resnets[0]._compiled_call_impl is not None
+    req = [VideoRequest(["a red square"])]
+    a, b = collect(plain, req, settings(frames=12)), collect(fast, req, settings(frames=12))
+    assert a.shape == b.shape == (1, 12, 32, 32, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_graphed_denoiser_passes_through_off_cuda():
+    calls = []
+
+    def den(x, t, c):
+        calls.append(x.shape)
+        return x * 2
+
+    g = CUDAGraphDenoiser(den)
+    x = torch.ones(1, 4, 2, 3, 3)
+    assert torch.equal(g(x, torch.tensor([5]), torch.zeros(1, 2, 3)), x * 2)
+    assert calls == [x.shape] and g.num_graphs == 0
+
+
+def test_apply_fast_paths_off_changes_nothing():
+    unet = moved_unet()
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    apply_fast_paths(unet, FastPaths.off())
+    assert unet.memory_format == torch.contiguous_format
+    assert all(u._compiled_call_impl is None for u in repeated_units(unet))
+    assert all(torch.equal(before[k], v) and v.is_contiguous() for k, v in unet.state_dict().items())
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+
+
+@cuda
+def test_cuda_graph_replay_equals_eager_and_follows_new_inputs():
+    unet = moved_unet().cuda().eval().requires_grad_(False)
+    g = CUDAGraphDenoiser(unet)
+    x, t, c = (a.cuda() for a in inputs())
+    with torch.no_grad():
+        ref1, out1 = unet(x, t, c), g(x, t, c)
+        x2, t2 = torch.randn_like(x), torch.tensor([999, 1], device="cuda")
+        ref2, out2 = unet(x2, t2, c), g(x2, t2, c)
+        g(x[:1], t[:1], c[:1])
+    assert (out1 - ref1).abs().max().item() < 1e-4
+    assert (out2 - ref2).abs().max().item() < 1e-4 and (out2 - out1).abs().max().item() > 1e-2
+    assert g.num_graphs == 2
+
+
+@cuda
+def test_inductor_fast_paths_match_plain_bf16_on_cuda():
+    plain = moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False)
+    fast = apply_fast_paths(moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False), FastPaths())
+    den = CUDAGraphDenoiser(fast)
+    x, t, c = (a.cuda() for a in inputs())
+    x, c = x.bfloat16(), c.bfloat16()
+    with torch.no_grad():
+        a, b = plain(x, t, c).float(), den(x, t, c).float()
+    assert (a - b).abs().max().item() <= 0.02 * a.abs().max().item()
+
+
+def test_training_module_applies_fast_paths_on_setup(monkeypatch):
+    import lightning as L
+
+    from training.unet_module import VidRDModule
+
+    def module(fast: bool) -> VidRDModule:
+        m = VidRDModule(fast=fast)
+        m.trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+        return m
+
+    on_cpu = module(fast=True)
+    on_cpu.setup("fit")  # the default resolves to nothing on CPU
+    assert not any(u._compiled_call_impl is not None for u in repeated_units(on_cpu.unet))
+
+    seen = []
+
+    def as_if_cuda(device, enabled=True):
+        seen.append((torch.device(device).type, enabled))
+        return CPU_COMPILE if enabled else FastPaths.off()
+
+    monkeypatch.setattr(FastPaths, "for_device", staticmethod(as_if_cuda))
+    plain, fast = module(fast=False), module(fast=True)
+    plain.setup("fit")
+    fast.setup("fit")
+    fast.setup("validate")  # applied once
+    assert seen == [("cpu", False), ("cpu", True), ("cpu", True)]
+    assert all(u._compiled_call_impl is not None for u in repeated_units(fast.unet))
+    assert not any(u._compiled_call_impl is not None for u in repeated_units(plain.unet))
+    z, ctx = torch.randn(2, 4, 4, 8, 8), plain.text(["a red square", "a blue square"])
+    noise, t = torch.randn_like(z), torch.tensor([200, 700])
+    a, b = plain.denoising_loss(z, ctx, t, noise), fast.denoising_loss(z, ctx, t, noise)
+    a.backward()
+    b.backward()
+    assert torch.allclose(a, b, atol=1e-6)
+    ga = [p.grad for p in plain._trainable()]
+    gb = [p.grad for p in fast._trainable()]
+    assert all(torch.allclose(x, y, atol=1e-6, rtol=1e-4) for x, y in zip(ga, gb, strict=True))
