@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_unet import MODELSCOPE, flops_of, matmul_peak, timed
 from inference.graphed import CUDAGraphDenoiser
 from inference.sampler import DDIMSampler, make_scheduler
-from training.model.fast_paths import FastPaths, apply_fast_paths, compile_regions, to_channels_last
+from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.sampling_defaults import sd_scheduler_config
 from training.model.unet import VidRDUNet
 
@@ -113,18 +113,42 @@ def sampling_row(
     return row, (out, one)
 
 
-def part_sampling(peak: float, ablate: bool) -> list[dict]:
+FP_CL_GRAPHS = FastPaths(channels_last=True, compile=False, cuda_graphs=True)
+FP_AUTOTUNE = FastPaths(compile_mode="max-autotune-no-cudagraphs")
+VARIANTS = {
+    "graphs": ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, cuda_graphs=True)),
+    "cl_graphs": ("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS),
+    "compile_graphs": ("VidRD + regional compile + CUDA graphs", FastPaths(channels_last=False, cuda_graphs=True)),
+    "autotune": ("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE),
+    "fast": ("VidRD fast (default: channels-last + regional compile + CUDA graphs)", FastPaths()),
+}
+
+
+def profile_call(denoiser, rows: int = 30) -> None:
+    """Print where the GPU time of one CFG call goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    z, cond, uncond = sampling_inputs()
+    args = torch.cat([z, z]), torch.full((2,), 500, device="cuda"), torch.cat([uncond, cond])
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        denoiser(*args)
+        torch.cuda.synchronize()
+    print_profile(prof, rows)
+
+
+def part_sampling(peak: float, variants: list[str], peer: bool, e2e: bool, profile: bool) -> list[dict]:
     rows = []
     eps, vpred = sd_scheduler_config("epsilon"), sd_scheduler_config("v_prediction")
-    peer = peer_unet()
-    r, _ = sampling_row("peer eager", lambda x, t, c: peer(x, t, encoder_hidden_states=c).sample, eps)
-    rows.append(r)
-    compiled = torch.compile(peer)
-    r, _ = sampling_row("peer torch.compile", lambda x, t, c: compiled(x, t, encoder_hidden_states=c).sample, eps)
-    rows.append(r)
-    peer = compiled = None
-    torch._dynamo.reset()
-    torch.cuda.empty_cache()
+    if peer:
+        p = peer_unet()
+        r, _ = sampling_row("peer eager", lambda x, t, c: p(x, t, encoder_hidden_states=c).sample, eps)
+        rows.append(r)
+        compiled = torch.compile(p)
+        r, _ = sampling_row("peer torch.compile", lambda x, t, c: compiled(x, t, encoder_hidden_states=c).sample, eps)
+        rows.append(r)
+        p = compiled = None
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
 
     # The bf16 yardstick: the plain path in fp32 vs in bf16, same noise.
     ref32 = fresh_vidrd(torch.float32)
@@ -134,36 +158,37 @@ def part_sampling(peak: float, ablate: bool) -> list[dict]:
 
     plain = fresh_vidrd()
     r, (out_plain, one_plain) = sampling_row("VidRD plain (eager)", plain, vpred)
+    plain = None
     r.update(err_vs_fp32_video=round(rel_err(out32, out_plain), 4),
              err_vs_fp32_call=round(rel_err(one32, one_plain), 4))  # fmt: skip
     rows.append(r)
-    variants: list[tuple[str, FastPaths]] = []
-    if ablate:
-        variants += [
-            ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, cuda_graphs=True)),
-            ("VidRD + channels-last + CUDA graphs", FastPaths(channels_last=True, compile=False, cuda_graphs=True)),
-            ("VidRD + regional compile + CUDA graphs", FastPaths(channels_last=False, compile=True, cuda_graphs=True)),
-        ]
-    variants.append(("VidRD fast (default: channels-last + regional compile + CUDA graphs)", FastPaths()))
-    for name, fast in variants:
+    plain = None
+    for key in variants:
+        name, fast = VARIANTS[key]
         torch._dynamo.reset()
         m = fresh_vidrd()
         t0 = time.perf_counter()
-        if fast.channels_last:
-            to_channels_last(m)
-        if fast.compile:
-            compile_regions(m)
+        apply_fast_paths(m, fast)
         den = CUDAGraphDenoiser(m) if fast.cuda_graphs else m
         r, (out, one) = sampling_row(name, den, vpred, setup_s=time.perf_counter() - t0)
-        r.update(err_vs_plain_video=round(rel_err(out_plain, out), 4),
-                 err_vs_plain_call=round(rel_err(one_plain, one), 4))  # fmt: skip
+        r.update(
+            err_vs_plain_video=round(rel_err(out_plain, out), 4),
+            err_vs_plain_call=round(rel_err(one_plain, one), 4),
+            err_vs_fp32_video=round(rel_err(out32, out), 4),
+            err_vs_fp32_call=round(rel_err(one32, one), 4),
+        )
+        print(json.dumps(r), flush=True)
         rows.append(r)
+        if profile:
+            profile_call(den)
         m = den = None
         torch.cuda.empty_cache()
-    for r in rows:
-        r["x_peer_eager"] = round(rows[0]["steps50_s"] / r["steps50_s"], 2)
-        r["x_peer_compiled"] = round(rows[1]["steps50_s"] / r["steps50_s"], 2)
-    rows += end_to_end()
+    if peer:
+        for r in rows:
+            r["x_peer_eager"] = round(rows[0]["steps50_s"] / r["steps50_s"], 2)
+            r["x_peer_compiled"] = round(rows[1]["steps50_s"] / r["steps50_s"], 2)
+    if e2e:
+        rows += end_to_end()  # same dynamo caches as the last variant: only the VAE compiles here
     return rows
 
 
@@ -174,7 +199,6 @@ def end_to_end() -> list[dict]:
     from inference.prompts import VideoRequest
 
     rows = []
-    torch._dynamo.reset()
     pipe = VidRDPipeline(vidrd_components(), "cuda", torch.bfloat16)  # fast paths on by default
 
     def run(frames: int) -> None:
@@ -198,7 +222,7 @@ def end_to_end() -> list[dict]:
     return rows
 
 
-def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float) -> dict:
+def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float, profile: bool = False) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
     g = torch.Generator("cuda").manual_seed(0)
@@ -224,6 +248,14 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float)
         row.update(ms=round(sec * 1e3, 1), samples_per_s=round(batch / sec, 1), tflop=round(flops / 1e12, 2),
                    tflops=round(flops / sec / 1e12, 1), of_matmul_peak=round(flops / sec / 1e12 / peak, 3),
                    peak_GiB=round(torch.cuda.max_memory_allocated() / 2**30, 1))  # fmt: skip
+        if profile:
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as torch_profile
+
+            with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+                step()
+                torch.cuda.synchronize()
+            print_profile(prof)
     except torch.cuda.OutOfMemoryError:
         row["error"] = "OOM"
     row["_flops"] = flops
@@ -232,37 +264,71 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float)
     return row
 
 
-def part_training(peak: float, batches: list[int]) -> list[dict]:
+def part_training(peak: float, batches: list[int], profile: bool) -> list[dict]:
+    """Plain at the first batch size (its FLOP count is the reference), fast at every batch size.
+
+    FLOPs are linear in the batch (every op is per-sample: 41.33 TFLOP at batch 8, 82.66 at 16 in
+    ``bench_unet.py``), so larger batches, where the eager model would not fit, reuse the count scaled.
+    """
     rows = []
+    m = fresh_vidrd().train()
+    m.set_trainable(spatial_transformers=True)
+    plain = train_row("VidRD plain (eager)", m, m, batches[0], None, peak)
+    rows.append(plain)
+    m = None
+    torch.cuda.empty_cache()
     for batch in batches:
-        torch._dynamo.reset()
-        m = fresh_vidrd().train()
-        m.set_trainable(spatial_transformers=True)
-        plain = train_row("VidRD plain (eager)", m, m, batch, None, peak)
-        rows.append(plain)
-        m = None
-        torch.cuda.empty_cache()
         m = fresh_vidrd().train()
         m.set_trainable(spatial_transformers=True)
         apply_fast_paths(m, FastPaths())
-        rows.append(train_row("VidRD fast (channels-last + regional compile)", m, m, batch, plain["_flops"], peak))
+        flops = plain["_flops"] * batch // batches[0]
+        rows.append(train_row("VidRD fast (channels-last + regional compile)", m, m, batch, flops, peak, profile))
+        profile = False
         m = None
         torch.cuda.empty_cache()
     peer = peer_unet().train()
     for n, p in peer.named_parameters():
         p.requires_grad_("temp_" in n or "transformer_in" in n)
     fwd = lambda x, t, c: peer(x, t, encoder_hidden_states=c).sample  # noqa: E731
-    rows.append(train_row("peer eager (temporal trainable)", peer, fwd, 16, None, peak))
+    rows.append(train_row("peer eager (temporal trainable)", peer, fwd, batches[0], None, peak))
     for r in rows:
         r.pop("_flops", None)
     return rows
+
+
+KERNEL_KINDS = (
+    ("attention", ("sdpa", "flash", "fmha", "attention")),
+    ("conv", ("xmma", "implicit_gemm", "conv", "dgrad", "wgrad", "nchw", "nhwc")),
+    ("gemm", ("nvjet", "gemm", "cutlass", "sm90")),
+    ("triton (fused elementwise/norms)", ("triton",)),
+)
+
+
+def print_profile(prof, rows: int = 30) -> None:
+    """Top kernels, then GPU time by kind of kernel."""
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=90))
+    kinds: dict[str, float] = {}
+    for e in prof.key_averages():
+        name = e.key.lower()
+        kind = next((k for k, keys in KERNEL_KINDS if any(w in name for w in keys)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / 1e3
+    print(json.dumps({"gpu_ms_by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["sampling", "training"], required=True)
     ap.add_argument("--json", help="write the rows here")
-    ap.add_argument("--no-ablate", action="store_true", help="sampling: only plain and the full fast path")
+    ap.add_argument(
+        "--variants", default="fast", help=f"sampling: fast-path variants besides plain, from {list(VARIANTS)}"
+    )
+    ap.add_argument("--no-peer", action="store_true", help="sampling: leave out the peer (its compile takes minutes)")
+    ap.add_argument("--no-e2e", action="store_true", help="sampling: leave out the end-to-end pipeline runs")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="print where the GPU time goes (each sampling variant; the first fast training step)",
+    )
     ap.add_argument("--batches", default="16,32", help="training: batch sizes (8 frames each)")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -270,9 +336,9 @@ def main() -> None:
     peak = matmul_peak()
     print(json.dumps({"matmul_tflops": round(peak, 1)}), flush=True)
     if args.part == "sampling":
-        rows = part_sampling(peak, not args.no_ablate)
+        rows = part_sampling(peak, args.variants.split(","), not args.no_peer, not args.no_e2e, args.profile)
     else:
-        rows = part_training(peak, [int(b) for b in args.batches.split(",")])
+        rows = part_training(peak, [int(b) for b in args.batches.split(",")], args.profile)
     import diffusers
 
     env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, diffusers=diffusers.__version__,

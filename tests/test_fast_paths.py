@@ -150,15 +150,24 @@ def test_cuda_graph_replay_equals_eager_and_follows_new_inputs():
 
 
 @cuda
-def test_inductor_fast_paths_match_plain_bf16_on_cuda():
+def test_inductor_fast_paths_match_plain_within_bf16_tolerance_on_cuda():
+    """Within bf16 tolerance: the fast bf16 output is no further from the fp32 result than the plain bf16 one
+    is (up to a factor for different rounding order)."""
+    ref = moved_unet().cuda().eval().requires_grad_(False)
     plain = moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False)
     fast = apply_fast_paths(moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False), FastPaths())
     den = CUDAGraphDenoiser(fast)
     x, t, c = (a.cuda() for a in inputs())
-    x, c = x.bfloat16(), c.bfloat16()
     with torch.no_grad():
-        a, b = plain(x, t, c).float(), den(x, t, c).float()
-    assert (a - b).abs().max().item() <= 0.02 * a.abs().max().item()
+        r = ref(x, t, c)
+        a = plain(x.bfloat16(), t, c.bfloat16()).float()
+        b = den(x.bfloat16(), t, c.bfloat16()).float()
+
+    def err(y):
+        return ((y - r).norm() / r.norm()).item()
+
+    assert err(a) < 0.05
+    assert err(b) <= 2 * err(a) + 1e-3, (err(a), err(b))
 
 
 def test_training_module_applies_fast_paths_on_setup(monkeypatch):
