@@ -136,19 +136,20 @@ def profile_call(denoiser, rows: int = 30) -> None:
     print_profile(prof, rows)
 
 
-def part_sampling(peak: float, variants: list[str], peer: bool, e2e: bool, profile: bool) -> list[dict]:
+def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profile: bool) -> list[dict]:
     rows = []
     eps, vpred = sd_scheduler_config("epsilon"), sd_scheduler_config("v_prediction")
-    if peer:
+    if peer != "none":
         p = peer_unet()
         r, _ = sampling_row("peer eager", lambda x, t, c: p(x, t, encoder_hidden_states=c).sample, eps)
         rows.append(r)
+    if peer == "all":
         compiled = torch.compile(p)
         r, _ = sampling_row("peer torch.compile", lambda x, t, c: compiled(x, t, encoder_hidden_states=c).sample, eps)
         rows.append(r)
-        p = compiled = None
-        torch._dynamo.reset()
-        torch.cuda.empty_cache()
+    p = compiled = None
+    torch._dynamo.reset()
+    torch.cuda.empty_cache()
 
     # The bf16 yardstick: the plain path in fp32 vs in bf16, same noise.
     ref32 = fresh_vidrd(torch.float32)
@@ -183,9 +184,10 @@ def part_sampling(peak: float, variants: list[str], peer: bool, e2e: bool, profi
             profile_call(den)
         m = den = None
         torch.cuda.empty_cache()
-    if peer:
-        for r in rows:
+    for r in rows:
+        if peer != "none":
             r["x_peer_eager"] = round(rows[0]["steps50_s"] / r["steps50_s"], 2)
+        if peer == "all":
             r["x_peer_compiled"] = round(rows[1]["steps50_s"] / r["steps50_s"], 2)
     if e2e:
         rows += end_to_end()  # same dynamo caches as the last variant: only the VAE compiles here
@@ -322,7 +324,12 @@ def main() -> None:
     ap.add_argument(
         "--variants", default="fast", help=f"sampling: fast-path variants besides plain, from {list(VARIANTS)}"
     )
-    ap.add_argument("--no-peer", action="store_true", help="sampling: leave out the peer (its compile takes minutes)")
+    ap.add_argument(
+        "--peer",
+        choices=["all", "eager", "none"],
+        default="all",
+        help="sampling: the peer eager and compiled, eager only (its compile takes minutes), or none",
+    )
     ap.add_argument("--no-e2e", action="store_true", help="sampling: leave out the end-to-end pipeline runs")
     ap.add_argument(
         "--profile",
@@ -336,7 +343,7 @@ def main() -> None:
     peak = matmul_peak()
     print(json.dumps({"matmul_tflops": round(peak, 1)}), flush=True)
     if args.part == "sampling":
-        rows = part_sampling(peak, args.variants.split(","), not args.no_peer, not args.no_e2e, args.profile)
+        rows = part_sampling(peak, args.variants.split(","), args.peer, not args.no_e2e, args.profile)
     else:
         rows = part_training(peak, [int(b) for b in args.batches.split(",")], args.profile)
     import diffusers
