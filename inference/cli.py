@@ -43,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the output file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16" if torch.cuda.is_available() else "fp32")
+    p.add_argument(
+        "--no-fast",
+        action="store_true",
+        help="plain eager path: no channels-last, regional torch.compile or CUDA graphs (these are on by default "
+        "on CUDA; the first clip then includes about a minute of compiling; same outputs within bf16 rounding)",
+    )
     p.add_argument("--decode-chunk", type=int, help="decode this many frames at a time (bounds VAE memory)")
     p.add_argument("--out", required=True, help=f"output file, one of {', '.join(SUFFIXES)} (PNG: a frame strip)")
     p.set_defaults(func=run)
@@ -65,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if Path(args.out).suffix not in SUFFIXES:
             raise ValueError(f"--out must end in one of {SUFFIXES}")
         pipe = VidRDPipeline.from_checkpoint(
-            args.checkpoint, args.device, DTYPES[args.dtype], decode_chunk=args.decode_chunk
+            args.checkpoint, args.device, DTYPES[args.dtype], decode_chunk=args.decode_chunk, fast=not args.no_fast
         )
     except (PromptError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

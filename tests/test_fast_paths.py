@@ -207,3 +207,22 @@ def test_training_module_applies_fast_paths_on_setup(monkeypatch):
     ga = [p.grad for p in plain._trainable()]
     gb = [p.grad for p in fast._trainable()]
     assert all(torch.allclose(x, y, atol=1e-6, rtol=1e-4) for x, y in zip(ga, gb, strict=True))
+
+
+def test_generate_cli_no_fast_flag_reaches_the_pipeline(ckpt, tmp_path, monkeypatch):
+    from vidrd.cli import main
+
+    seen = []
+    real = VidRDPipeline.from_checkpoint.__func__
+
+    def spy(cls, path, device="cpu", dtype=torch.float32, **kw):
+        seen.append(kw["fast"])
+        return real(cls, path, device, dtype, **kw)
+
+    monkeypatch.setattr(VidRDPipeline, "from_checkpoint", classmethod(spy))
+    small = ["--steps", "2", "--height", "32", "--width", "32", "--clip-frames", "4", "--prompt-frames", "2"]
+    for extra in ([], ["--no-fast"]):
+        out = tmp_path / f"v{len(extra)}.gif"
+        args = ["generate", "--checkpoint", str(ckpt), "--prompt", "a red square", "--frames", "4", *small]
+        assert main([*args, *extra, "--out", str(out)]) == 0 and out.exists()
+    assert seen == [True, False]
