@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--no-fast",
         action="store_true",
         help="plain eager path: no channels-last, regional torch.compile or CUDA graphs (these are on by default "
-        "on CUDA; the first clip then includes about a minute of compiling; same outputs within bf16 rounding)",
+        "on CUDA, where the first clip includes about 1.5 minutes of compiling; same outputs within bf16 rounding)",
     )
     p.add_argument("--decode-chunk", type=int, help="decode this many frames at a time (bounds VAE memory)")
     p.add_argument("--out", required=True, help=f"output file, one of {', '.join(SUFFIXES)} (PNG: a frame strip)")
