@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -157,6 +158,20 @@ class _Window:
         where = f" after {self.decoded} frames" if self.decoded else ""
         return VideoDecodeError(f"cannot decode{where}: {e}")
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turn the decoder's errors raised inside into a :class:`VideoDecodeError` naming the frame."""
+        try:
+            yield
+        except VideoDecodeError:
+            raise
+        except _DECODE_ERRORS as e:
+            raise self.error(e) from e
+
+    def require_frames(self) -> None:
+        if self.decoded == 0:
+            raise VideoDecodeError("no frames decoded")
+
 
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError)
 
@@ -189,29 +204,21 @@ def decode_resized(
 
     out: list[np.ndarray] = []
     window = _Window(start, end)
-    try:
-        with _open(src) as container:
-            stream, fps = _video_stream(container, threads)
-            w, h = _frame_size(stream)
-            box, ow, oh = fit_size(w, h, short_side, max_aspect)
-            whole = box == (0, 0, w, h)
-            for frame in window.frames(container, stream, fps):
-                if whole and (frame.width, frame.height) == (w, h):
-                    out.append(
-                        frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BILINEAR").to_ndarray()
-                    )
-                else:
-                    rgb = frame.to_ndarray(format="rgb24")[box[1] : box[3], box[0] : box[2]]
-                    out.append(cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA))
-                if max_frames is not None and len(out) >= max_frames:
-                    break
-    except VideoDecodeError:
-        raise
-    except _DECODE_ERRORS as e:
-        raise window.error(e) from e
+    with window.reading(), _open(src) as container:
+        stream, fps = _video_stream(container, threads)
+        w, h = _frame_size(stream)
+        box, ow, oh = fit_size(w, h, short_side, max_aspect)
+        whole = box == (0, 0, w, h)
+        for frame in window.frames(container, stream, fps):
+            if whole and (frame.width, frame.height) == (w, h):
+                out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BILINEAR").to_ndarray())
+            else:
+                rgb = frame.to_ndarray(format="rgb24")[box[1] : box[3], box[0] : box[2]]
+                out.append(cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA))
+            if max_frames is not None and len(out) >= max_frames:
+                break
+    window.require_frames()
     count = window.decoded
-    if count == 0:
-        raise VideoDecodeError("no frames decoded")
     frames = np.stack(out) if out else np.zeros((0, oh, ow, 3), np.uint8)
     return frames, VideoInfo(count, fps, w, h), VideoInfo(len(frames), fps, ow, oh)
 
@@ -236,34 +243,28 @@ def transcode_resized(
     buf = io.BytesIO()
     kept = 0
     window = _Window(start, end)
-    try:
-        with _open(src) as container:
-            stream, fps = _video_stream(container, threads)
-            w, h = _frame_size(stream)
-            box, ow, oh = fit_size(w, h, short_side, max_aspect)
-            if box != (0, 0, w, h) or not fps:
-                return None
-            with av.open(buf, mode="w", format="mp4") as out:
-                ost = _add_h264(out, ow, oh, fps, crf, preset, threads)
-                frame_time = 1 / Fraction(fps).limit_denominator(1001)
-                for frame in window.frames(container, stream, fps):
-                    if (frame.width, frame.height) != (w, h):
-                        return None  # the size changes mid-stream: let the RGB path handle it
-                    yuv = frame.reformat(width=ow, height=oh, format="yuv420p", interpolation="BILINEAR")
-                    yuv.pts, yuv.time_base = kept, frame_time  # renumber: the output is its own timeline
-                    for pkt in ost.encode(yuv):
-                        out.mux(pkt)
-                    kept += 1
-                    if max_frames is not None and kept >= max_frames:
-                        break
-                for pkt in ost.encode():
+    with window.reading(), _open(src) as container:
+        stream, fps = _video_stream(container, threads)
+        w, h = _frame_size(stream)
+        box, ow, oh = fit_size(w, h, short_side, max_aspect)
+        if box != (0, 0, w, h) or not fps:
+            return None
+        with av.open(buf, mode="w", format="mp4") as out:
+            ost = _add_h264(out, ow, oh, fps, crf, preset, threads)
+            frame_time = 1 / Fraction(fps).limit_denominator(1001)
+            for frame in window.frames(container, stream, fps):
+                if (frame.width, frame.height) != (w, h):
+                    return None  # the size changes mid-stream: let the RGB path handle it
+                yuv = frame.reformat(width=ow, height=oh, format="yuv420p", interpolation="BILINEAR")
+                yuv.pts, yuv.time_base = kept, frame_time  # renumber: the output is its own timeline
+                for pkt in ost.encode(yuv):
                     out.mux(pkt)
-    except VideoDecodeError:
-        raise
-    except _DECODE_ERRORS as e:
-        raise window.error(e) from e
-    if window.decoded == 0:
-        raise VideoDecodeError("no frames decoded")
+                kept += 1
+                if max_frames is not None and kept >= max_frames:
+                    break
+            for pkt in ost.encode():
+                out.mux(pkt)
+    window.require_frames()
     return buf.getvalue(), VideoInfo(window.decoded, fps, w, h), VideoInfo(kept, fps, ow, oh)
 
 
@@ -279,20 +280,17 @@ def decode_clip(src: Source, indices: list[int], fps: float) -> np.ndarray:
     wanted = sorted(set(indices))
     got: dict[int, np.ndarray] = {}
     window = _Window(None, None)
-    try:
-        with _open(src) as container:
-            stream, _ = _video_stream(container)
-            first = wanted[0] / fps
-            if first > 1.0 and stream.time_base:
-                container.seek(int(first / stream.time_base), stream=stream, backward=True)
-            for n, frame in enumerate(window.frames(container, stream, fps)):
-                idx = round(float(frame.time) * fps) if frame.time is not None else n
-                if idx in wanted:
-                    got[idx] = frame.to_ndarray(format="rgb24")
-                if idx >= wanted[-1]:
-                    break
-    except _DECODE_ERRORS as e:
-        raise window.error(e) from e
+    with window.reading(), _open(src) as container:
+        stream, _ = _video_stream(container)
+        first = wanted[0] / fps
+        if first > 1.0 and stream.time_base:
+            container.seek(int(first / stream.time_base), stream=stream, backward=True)
+        for n, frame in enumerate(window.frames(container, stream, fps)):
+            idx = round(float(frame.time) * fps) if frame.time is not None else n
+            if idx in wanted:
+                got[idx] = frame.to_ndarray(format="rgb24")
+            if idx >= wanted[-1]:
+                break
     missing = [i for i in wanted if i not in got]
     if missing:
         raise VideoDecodeError(f"frames {missing[:5]} not found (video shorter than its metadata says?)")
@@ -313,26 +311,20 @@ def decode_sampled(
     out: list[np.ndarray] = []
     times: list[float] = []
     window = _Window(None, None)
-    try:
-        with _open(src) as container:
-            stream, fps = _video_stream(container, threads)
-            w, h = _frame_size(stream)
-            scale = short_side / min(w, h)
-            ow, oh = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
-            nxt = 0.0
-            for frame in window.frames(container, stream, fps):
-                t = float(frame.time) if frame.time is not None else (window.decoded - 1) / fps
-                if t + 1e-6 < nxt:
-                    continue
-                out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
-                times.append(t)
-                if max_samples and len(out) > max_samples:
-                    out, times, every = out[::2], times[::2], 2 * every
-                nxt = (int(t / every + 1e-6) + 1) * every
-    except VideoDecodeError:
-        raise
-    except _DECODE_ERRORS as e:
-        raise window.error(e) from e
-    if window.decoded == 0:
-        raise VideoDecodeError("no frames decoded")
+    with window.reading(), _open(src) as container:
+        stream, fps = _video_stream(container, threads)
+        w, h = _frame_size(stream)
+        scale = short_side / min(w, h)
+        ow, oh = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+        nxt = 0.0
+        for frame in window.frames(container, stream, fps):
+            t = float(frame.time) if frame.time is not None else (window.decoded - 1) / fps
+            if t + 1e-6 < nxt:
+                continue
+            out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
+            times.append(t)
+            if max_samples and len(out) > max_samples:
+                out, times, every = out[::2], times[::2], 2 * every
+            nxt = (int(t / every + 1e-6) + 1) * every
+    window.require_frames()
     return np.stack(out), np.asarray(times, dtype=np.float64), VideoInfo(window.decoded, fps, w, h)

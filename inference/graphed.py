@@ -14,8 +14,6 @@ import torch
 
 from inference.sampler import Denoiser
 
-ShapeKey = tuple
-
 
 @dataclass
 class _Captured:
@@ -37,7 +35,7 @@ class CUDAGraphDenoiser:
     def __init__(self, denoiser: Denoiser, warmup: int = 2):
         self.denoiser = denoiser
         self.warmup = warmup
-        self._graphs: dict[ShapeKey, _Captured] = {}
+        self._graphs: dict[tuple, _Captured] = {}  # by (shape, dtype, device) of the three inputs
         self._pool = None
 
     @property
