@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -266,11 +267,24 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float,
     return row
 
 
-def part_training(peak: float, batches: list[int], profile: bool) -> list[dict]:
-    """Plain at the first batch size (its FLOP count is the reference), fast at every batch size.
+TRAIN_VARIANTS = {
+    "fast": ("VidRD fast (training set)", FastPaths.for_training("cuda")),
+    "no_pack": ("VidRD fast, Temp-Attn not packed", replace(FastPaths.for_training("cuda"), pack_temporal_attention=0)),
+    "no_gn": (
+        "VidRD fast, GroupNorm's own lowering",
+        replace(FastPaths.for_training("cuda"), channel_stats_group_norm=False),
+    ),
+    "sampling_set": ("VidRD fast, sampling set (channels-last + compile)", FastPaths(cuda_graphs=False)),
+}
 
-    FLOPs are linear in the batch (every op is per-sample: 41.33 TFLOP at batch 8, 82.66 at 16 in
-    ``bench_unet.py``), so larger batches, where the eager model would not fit, reuse the count scaled.
+
+def part_training(peak: float, batches: list[int], variants: list[str], profile: bool, peer: bool) -> list[dict]:
+    """Plain at the first batch size (its FLOP count is the reference: the fast paths do the same arithmetic,
+    and packed Temp-Attn rows would count masked-out scores), the first variant at every batch size, the
+    others (ablations) at the first.
+
+    FLOPs are linear in the batch (every op is per sample: ``bench_unet.py`` counted exactly twice the
+    FLOPs at batch 16 as at 8), so larger batches, where the eager model would not fit, reuse the count scaled.
     """
     rows = []
     m = fresh_vidrd().train()
@@ -279,20 +293,24 @@ def part_training(peak: float, batches: list[int], profile: bool) -> list[dict]:
     rows.append(plain)
     m = None
     torch.cuda.empty_cache()
-    for batch in batches:
+    runs = [(key, b) for key in variants for b in (batches if key == variants[0] else batches[:1])]
+    for key, batch in runs:
+        name, fast = TRAIN_VARIANTS[key]
+        torch._dynamo.reset()
         m = fresh_vidrd().train()
         m.set_trainable(spatial_transformers=True)
-        apply_fast_paths(m, FastPaths())
+        apply_fast_paths(m, fast)
         flops = plain["_flops"] * batch // batches[0]
-        rows.append(train_row("VidRD fast (channels-last + regional compile)", m, m, batch, flops, peak, profile))
+        rows.append(train_row(name, m, m, batch, flops, peak, profile))
         profile = False
         m = None
         torch.cuda.empty_cache()
-    peer = peer_unet().train()
-    for n, p in peer.named_parameters():
-        p.requires_grad_("temp_" in n or "transformer_in" in n)
-    fwd = lambda x, t, c: peer(x, t, encoder_hidden_states=c).sample  # noqa: E731
-    rows.append(train_row("peer eager (temporal trainable)", peer, fwd, batches[0], None, peak))
+    if peer:
+        p = peer_unet().train()
+        for n, param in p.named_parameters():
+            param.requires_grad_("temp_" in n or "transformer_in" in n)
+        fwd = lambda x, t, c: p(x, t, encoder_hidden_states=c).sample  # noqa: E731
+        rows.append(train_row("peer eager (temporal trainable)", p, fwd, batches[0], None, peak))
     for r in rows:
         r.pop("_flops", None)
     return rows
@@ -328,7 +346,8 @@ def main() -> None:
         "--peer",
         choices=["all", "eager", "none"],
         default="all",
-        help="sampling: the peer eager and compiled, eager only (its compile takes minutes), or none",
+        help="sampling: the peer eager and compiled, eager only (its compile takes minutes), or none; "
+        "training: none leaves the peer out",
     )
     ap.add_argument("--no-e2e", action="store_true", help="sampling: leave out the end-to-end pipeline runs")
     ap.add_argument(
@@ -336,7 +355,12 @@ def main() -> None:
         action="store_true",
         help="print where the GPU time goes (each sampling variant; the first fast training step)",
     )
-    ap.add_argument("--batches", default="16,32", help="training: batch sizes (8 frames each)")
+    ap.add_argument("--batches", default="16,24", help="training: batch sizes (8 frames each)")
+    ap.add_argument(
+        "--train-variants",
+        default="fast",
+        help=f"training: fast-path sets, the first at every batch, from {list(TRAIN_VARIANTS)}",
+    )
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.benchmark = True  # both paths, peer included: fixed shapes
@@ -345,7 +369,8 @@ def main() -> None:
     if args.part == "sampling":
         rows = part_sampling(peak, args.variants.split(","), args.peer, not args.no_e2e, args.profile)
     else:
-        rows = part_training(peak, [int(b) for b in args.batches.split(",")], args.profile)
+        batches = [int(b) for b in args.batches.split(",")]
+        rows = part_training(peak, batches, args.train_variants.split(","), args.profile, args.peer != "none")
     import diffusers
 
     env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, diffusers=diffusers.__version__,

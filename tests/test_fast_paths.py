@@ -14,11 +14,27 @@ from inference.pipeline import VidRDPipeline
 from inference.prompts import VideoRequest
 from tests.test_generate import collect, settings
 from tests.tiny_sd import TEMPORAL, UNET
-from training.model.fast_paths import FastPaths, apply_fast_paths, compile_regions, repeated_units, to_channels_last
+from training.model.fast_paths import (
+    TRAINING_PACK_LENGTH,
+    FastPaths,
+    apply_fast_paths,
+    compile_regions,
+    repeated_units,
+    to_channels_last,
+)
+from training.model.group_norm import ChannelStatsGroupNorm, use_channel_stats_group_norm
 from training.model.loading import unet_from_config
-from training.model.temporal import TempAttn
+from training.model.temporal import TempAttn, TemporalSelfAttention
 
 CPU_COMPILE = FastPaths(channels_last=False, compile=True, cuda_graphs=False, compile_backend="aot_eager")
+# The training set of fast paths, with the compile that runs on CPU.
+CPU_TRAINING = FastPaths(
+    channels_last=False,
+    pack_temporal_attention=16,
+    channel_stats_group_norm=True,
+    cuda_graphs=False,
+    compile_backend="aot_eager",
+)
 
 
 def moved_unet(seed: int = 0) -> torch.nn.Module:
@@ -39,8 +55,57 @@ def inputs(b=2, f=4, seed=1):
 def test_defaults_are_on_for_cuda_only():
     assert FastPaths.for_device("cuda") == FastPaths()
     assert FastPaths().channels_last and FastPaths().compile and FastPaths().cuda_graphs
-    assert not FastPaths.for_device("cpu").any
-    assert not FastPaths.for_device("cuda", enabled=False).any
+    assert not FastPaths().pack_temporal_attention and not FastPaths().channel_stats_group_norm  # not in sampling
+    train = FastPaths.for_training("cuda")
+    assert train.channels_last and train.compile and not train.cuda_graphs
+    assert train.pack_temporal_attention == TRAINING_PACK_LENGTH and train.channel_stats_group_norm
+    for make in (FastPaths.for_device, FastPaths.for_training):
+        assert not make("cpu").any
+        assert not make("cuda", enabled=False).any
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 5, 7), (2, 32, 3, 4, 5)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_from_channel_statistics_equals_group_norm(shape, layout, affine):
+    torch.manual_seed(0)
+    x = torch.randn(*shape) * 3 + torch.linspace(-4, 4, shape[1]).view(1, -1, *[1] * (len(shape) - 2))
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    x.requires_grad_()
+    ref, ours = torch.nn.GroupNorm(8, shape[1], affine=affine), torch.nn.GroupNorm(8, shape[1], affine=affine)
+    if affine:
+        with torch.no_grad():
+            ref.weight.normal_()
+            ref.bias.normal_()
+    ours.load_state_dict(ref.state_dict())
+    assert use_channel_stats_group_norm(ours) == 1 and isinstance(ours, ChannelStatsGroupNorm)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    a, b = ref(x), ours(x)
+    torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-5)
+    wrt = [x, *ref.parameters()]
+    ga = torch.autograd.grad(a.sin().sum(), wrt)
+    gb = torch.autograd.grad(b.sin().sum(), [x, *ours.parameters()])
+    for u, v in zip(gb, ga, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        half = ours.to(torch.bfloat16)(x.detach().bfloat16())
+    assert half.dtype == torch.bfloat16 and ((half.float() - a).norm() / a.norm()).item() < 0.01
+
+
+def test_training_fast_paths_swap_group_norms_inside_compiled_units_only():
+    unet = apply_fast_paths(moved_unet(), CPU_TRAINING)
+    units = repeated_units(unet)
+    in_units = {id(m) for u in units for m in u.modules()}
+    norms = [m for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert any(isinstance(m, ChannelStatsGroupNorm) for m in norms)
+    assert all(isinstance(m, ChannelStatsGroupNorm) == (id(m) in in_units) for m in norms)
+    assert type(unet.conv_norm_out) is torch.nn.GroupNorm  # eager: GroupNorm's own kernel is the fast one there
+    attns = [m for m in unet.modules() if isinstance(m, TemporalSelfAttention)]
+    assert attns and all(a.pack_length == 16 for a in attns)
+    # Without compile the GroupNorm swap is left out (it only pays inside compiled code).
+    eager = apply_fast_paths(moved_unet(), FastPaths(channels_last=False, channel_stats_group_norm=True, compile=False))
+    assert not any(isinstance(m, ChannelStatsGroupNorm) for m in eager.modules())
 
 
 def test_channels_last_unet_equals_plain_and_feeds_nhwc():
@@ -59,7 +124,7 @@ def test_channels_last_unet_equals_plain_and_feeds_nhwc():
     assert (a - b).abs().max().item() < 1e-5
 
 
-def test_temp_attn_keeps_the_callers_layout():
+def test_temp_attn_keeps_the_callers_layout_or_the_models():
     torch.manual_seed(0)
     attn = TempAttn(32, head_dim=8)
     with torch.no_grad():
@@ -70,11 +135,22 @@ def test_temp_attn_keeps_the_callers_layout():
         b = attn(x.contiguous(memory_format=torch.channels_last), num_frames=3)
     assert a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last)
     assert (a - b).abs().max().item() < 1e-6 and (a - x).abs().max().item() > 1e-3
+    # A channels-last model hands NHWC on even after an NCHW producer (SD's spatial transformer).
+    to_channels_last(attn)
+    with torch.no_grad():
+        c = attn(x, num_frames=3)
+    assert c.is_contiguous(memory_format=torch.channels_last) and not c.is_contiguous()
+    assert (a - c).abs().max().item() < 1e-6
 
 
-def test_compiled_regions_give_the_same_forward_and_gradients():
+@pytest.mark.parametrize("training_set", [False, True], ids=["sampling-set", "training-set"])
+def test_compiled_regions_give_the_same_forward_and_gradients(training_set):
     plain, fast = moved_unet(), moved_unet()
-    n = compile_regions(fast, backend="aot_eager")
+    if training_set:
+        apply_fast_paths(fast, CPU_TRAINING)  # + packed Temp-Attn rows and channel-statistics GroupNorm
+        n = len(repeated_units(fast))
+    else:
+        n = compile_regions(fast, backend="aot_eager")
     units = repeated_units(fast)
     assert n == len(units) and n > 10
     assert all(u._compiled_call_impl is not None for u in units)
@@ -188,15 +264,16 @@ def test_training_module_applies_fast_paths_on_setup(monkeypatch):
 
     def as_if_cuda(device, enabled=True):
         seen.append((torch.device(device).type, enabled))
-        return CPU_COMPILE if enabled else FastPaths.off()
+        return CPU_TRAINING if enabled else FastPaths.off()
 
-    monkeypatch.setattr(FastPaths, "for_device", staticmethod(as_if_cuda))
+    monkeypatch.setattr(FastPaths, "for_training", staticmethod(as_if_cuda))
     plain, fast = module(fast=False), module(fast=True)
     plain.setup("fit")
     fast.setup("fit")
     fast.setup("validate")  # applied once
     assert seen == [("cpu", False), ("cpu", True), ("cpu", True)]
     assert all(u._compiled_call_impl is not None for u in repeated_units(fast.unet))
+    assert any(isinstance(m, ChannelStatsGroupNorm) for m in fast.unet.modules())
     assert not any(u._compiled_call_impl is not None for u in repeated_units(plain.unet))
     z, ctx = torch.randn(2, 4, 4, 8, 8), plain.text(["a red square", "a blue square"])
     noise, t = torch.randn_like(z), torch.tensor([200, 700])
@@ -226,3 +303,28 @@ def test_generate_cli_no_fast_flag_reaches_the_pipeline(ckpt, tmp_path, monkeypa
         args = ["generate", "--checkpoint", str(ckpt), "--prompt", "a red square", "--frames", "4", *small]
         assert main([*args, *extra, "--out", str(out)]) == 0 and out.exists()
     assert seen == [True, False]
+
+
+@cuda
+def test_inductor_training_fast_paths_match_within_bf16_tolerance_on_cuda():
+    """Forward + backward of the training set (packed Temp-Attn rows, channel-statistics GroupNorm, Inductor)
+    in bf16 is no further from fp32 than the plain bf16 step is, in the loss and in the gradients."""
+
+    def step(unet, dtype):
+        unet = unet.cuda().to(dtype)
+        unet.set_trainable()
+        x, t, c = (a.cuda() for a in inputs())
+        loss = unet(x.to(dtype), t, c.to(dtype)).float().square().mean()
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.float().flatten() for p in unet.trainable_parameters()])
+
+    ref_loss, ref_g = step(moved_unet(), torch.float32)
+    plain_loss, plain_g = step(moved_unet(), torch.bfloat16)
+    fast_loss, fast_g = step(apply_fast_paths(moved_unet(), FastPaths.for_training("cuda")), torch.bfloat16)
+
+    def err(g):
+        return ((g - ref_g).norm() / ref_g.norm()).item()
+
+    assert abs(plain_loss - ref_loss) / ref_loss < 0.02 and err(plain_g) < 0.05
+    assert abs(fast_loss - ref_loss) <= 2 * abs(plain_loss - ref_loss) + 1e-3 * ref_loss
+    assert err(fast_g) <= 2 * err(plain_g) + 1e-3, (err(plain_g), err(fast_g))

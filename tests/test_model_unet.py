@@ -138,3 +138,76 @@ def test_sliced_temporal_attention_equals_one_call():
     g_sliced = torch.autograd.grad(sliced.square().sum(), (q, k, v))
     for a, b in zip(g_sliced, g_whole, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_packed_temporal_attention_equals_one_row_per_pixel():
+    from training.model.temporal import TemporalSelfAttention, block_diagonal_mask, sequences_per_row
+
+    assert sequences_per_row(48, 8, 64) == 8 and sequences_per_row(48, 8, 128) == 16
+    assert sequences_per_row(12, 8, 128) == 4  # the largest power of two dividing the count
+    assert sequences_per_row(7, 8, 128) == 1 and sequences_per_row(64, 16, 8) == 1  # nothing to pack
+    mask = block_diagonal_mask(3, 2, torch.device("cpu"))
+    assert mask.shape == (6, 6) and mask[:3, :3].all() and not mask[:3, 3:].any() and mask.sum() == 18
+
+    torch.manual_seed(0)
+    attn = TemporalSelfAttention(32, head_dim=8)
+    x = torch.randn(24, 6, 32, requires_grad=True)
+    rows = attn(x)
+    g_rows = torch.autograd.grad(rows.square().sum(), (x, attn.to_qkv.weight))
+    attn.pack_length = 24  # 4 sequences of 6 frames per row
+    packed = attn(x)
+    g_packed = torch.autograd.grad(packed.square().sum(), (x, attn.to_qkv.weight))
+    torch.testing.assert_close(packed, rows)
+    for a, b in zip(g_packed, g_rows, strict=True):
+        torch.testing.assert_close(a, b)
+    # A sequence only sees its own frames: changing one pixel's frames changes no other pixel's output.
+    with torch.no_grad():
+        x2 = x.clone()
+        x2[5] += 1.0
+        moved = (attn(x2) - packed).abs().amax(dim=(1, 2))
+    assert moved[5] > 1e-3 and moved[torch.arange(24) != 5].max() == 0
+
+
+def test_text_attends_once_per_video_and_equals_the_per_frame_context(pair):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from training.model.video_cross_attention import PerVideoCrossAttnProcessor, cross_attentions
+
+    unet = unet_from_config(dict(UNET), **TEMPORAL)
+    unet.load_state_dict(pair[1].state_dict())
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    attns = cross_attentions(unet)
+    assert attns and all(isinstance(a.processor, PerVideoCrossAttnProcessor) for a in attns)
+    seen = []
+    attns[0].register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["encoder_hidden_states"].shape[0]), with_kwargs=True
+    )
+    x, t, ctx = inputs(b=2, f=5)
+    unet.set_trainable()
+    per_video = unet(x, t, ctx)
+    g_video = torch.autograd.grad(per_video.square().sum(), list(unet.trainable_parameters()))
+    assert seen == [2]  # the context was not repeated per frame
+
+    for a in attns:  # SD's own processor: the UNet falls back to repeating the context per frame
+        a.set_processor(AttnProcessor2_0())
+    per_frame = unet(x, t, ctx)
+    g_frame = torch.autograd.grad(per_frame.square().sum(), list(unet.trainable_parameters()))
+    assert seen == [2, 10]
+    torch.testing.assert_close(per_video, per_frame)
+    for a, b in zip(g_video, g_frame, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_per_video_cross_attention_refuses_a_context_that_does_not_divide_the_frames():
+    from diffusers.models.attention_processor import Attention
+
+    from training.model.video_cross_attention import PerVideoCrossAttnProcessor
+
+    attn = Attention(16, cross_attention_dim=8, heads=2, dim_head=8)
+    attn.set_processor(PerVideoCrossAttnProcessor())
+    same = attn(torch.randn(6, 4, 16), encoder_hidden_states=torch.randn(6, 3, 8))  # one context per row
+    assert same.shape == (6, 4, 16)
+    with pytest.raises(ValueError, match="whole number of frames"):
+        attn(torch.randn(5, 4, 16), encoder_hidden_states=torch.randn(2, 3, 8))

@@ -41,8 +41,9 @@ class VidRDModule(L.LightningModule):
         export_dir: write a VidRD checkpoint folder here at the end of ``fit`` (EMA weights when EMA is on),
             ready for ``vidrd generate --checkpoint``.
         seed: seed of the tiny random weights.
-        fast: on CUDA, channels-last weights and activations and a regional ``torch.compile`` of the UNet's and
-            VAE's repeated blocks (``training.model.fast_paths``; same arithmetic, compiled on the first steps).
+        fast: on CUDA, ``FastPaths.for_training``: channels-last weights and activations, packed Temp-Attn rows,
+            a channels-last GroupNorm and a regional ``torch.compile`` of the UNet's and VAE's repeated blocks
+            (``training.model.fast_paths``; same arithmetic, compiled on the first steps).
             Nothing changes on CPU. False: the plain eager path.
     """
 
@@ -95,7 +96,7 @@ class VidRDModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         # The device is known here (strategy root device) but the model is not yet moved or wrapped in DDP;
         # channels-last strides survive the move, and in-place compiled modules keep their parameter names.
-        fast = FastPaths.for_device(self.trainer.strategy.root_device, self.hparams.fast)
+        fast = FastPaths.for_training(self.trainer.strategy.root_device, self.hparams.fast)
         if fast.any and not self._fast_applied:
             apply_fast_paths(self.unet, fast)
             apply_fast_paths(self.vae, fast)

@@ -1,6 +1,7 @@
-"""Fast paths for the VidRD UNet (and the temporal VAE): channels-last memory and regional ``torch.compile``.
+"""Fast paths for the VidRD UNet (and the temporal VAE): channels-last memory, packed temporal attention,
+a channels-last GroupNorm and regional ``torch.compile``.
 
-Both change how the same arithmetic is laid out and launched, not what is computed, so outputs match
+Each changes how the same arithmetic is laid out and launched, not what is computed, so outputs match
 the plain path to floating-point rounding (``tests/test_fast_paths.py``; on GPU in bf16,
 ``benchmarks/bench_fast.py`` reports the difference). CUDA graphs for the fixed-shape sampling loop live
 in ``inference/graphed.py``: they only make sense where one shape is replayed many times.
@@ -10,13 +11,20 @@ in ``inference/graphed.py``: they only make sense where one shape is replayed ma
   ``channels_last``, Temp-Conv's Conv3d weights ``channels_last_3d`` (the folded ``[B*F, C, H, W]``
   activations in NHWC, unfolded to ``[B, C, F, H, W]``, are exactly NDHWC, so Temp-Conv stays
   transpose-free too).
+* **packed temporal attention**: Temp-Attn's sequences are only F frames long; GPU attention kernels
+  work in tiles of 64-128 queries, so each pixel's 8 or 16 frames leave most of a tile idle. Consecutive
+  sequences are packed into rows of ``pack_temporal_attention`` tokens under a block-diagonal mask
+  (``training.model.temporal.TemporalSelfAttention``): the same scores, far fewer and fuller tiles.
+* **GroupNorm from channel statistics** (``training.model.group_norm``): in channels-last memory, a
+  reduction per group walks memory with stride C; per-channel statistics first read it in order.
 * **regional compile**: each repeated unit (ResNet, Temp-Conv, spatial transformer, Temp-Attn, up/down
   samplers) is compiled on its own, so instances of one class share compiled code and compile time
   stays a fraction of compiling the whole UNet; Inductor fuses GroupNorm + SiLU, GEGLU, residual adds
   and the layout copies around attention.
 
-On by default on CUDA (:func:`FastPaths.for_device`); off on CPU, where Inductor's compile time
-outweighs what it saves and torch's CPU conv backward mishandles channels-last inputs.
+On by default on CUDA (:meth:`FastPaths.for_device` for sampling, :meth:`FastPaths.for_training`); off on
+CPU, where Inductor's compile time outweighs what it saves and torch's CPU conv backward mishandles
+channels-last inputs.
 """
 
 from __future__ import annotations
@@ -26,9 +34,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from training.model.group_norm import use_channel_stats_group_norm
+from training.model.temporal import TemporalSelfAttention
+
 # One compiled graph per (unit class, input shape): the SD 2.1 UNet has ~14 ResNet shapes, and training
 # and sampling each add their own; dynamo's default of 8 per code object would drop the rest to eager.
 RECOMPILE_LIMIT = 64
+# 8 frames x 8 sequences per Temp-Attn row: within noise of 32 and 128 on H100, all ~2x one row per pixel.
+TRAINING_PACK_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,8 @@ class FastPaths:
     """Which speed-ups to apply. ``cuda_graphs`` is used by sampling only (``inference.graphed``)."""
 
     channels_last: bool = True
+    pack_temporal_attention: int = 0  # tokens per packed Temp-Attn row; 0: one row per pixel
+    channel_stats_group_norm: bool = False  # inside compiled regions (training.model.group_norm)
     compile: bool = True
     cuda_graphs: bool = True
     compile_backend: str = "inductor"
@@ -47,14 +62,37 @@ class FastPaths:
 
     @classmethod
     def for_device(cls, device: torch.device | str, enabled: bool = True) -> FastPaths:
-        """Defaults: everything on for CUDA, nothing on other devices or when ``enabled`` is False."""
+        """Sampling defaults: channels-last, regional compile and CUDA graphs on CUDA; nothing on other
+        devices or when ``enabled`` is False."""
         if not enabled or torch.device(device).type != "cuda":
             return cls.off()
         return cls()
 
+    @classmethod
+    def for_training(cls, device: torch.device | str, enabled: bool = True) -> FastPaths:
+        """Training defaults on CUDA: channels-last, packed Temp-Attn rows, GroupNorm from channel statistics
+        and regional compile (no CUDA graphs: those are for the sampling loop); nothing elsewhere.
+
+        Packing and the channel-statistics GroupNorm pay in the training step's forward + backward at 8
+        frames and not in 16-frame sampling (``benchmarks/bench_temporal_units.py``, H100), hence two sets.
+        """
+        if not enabled or torch.device(device).type != "cuda":
+            return cls.off()
+        return cls(
+            pack_temporal_attention=TRAINING_PACK_LENGTH,
+            channel_stats_group_norm=True,
+            cuda_graphs=False,
+        )
+
     @property
     def any(self) -> bool:
-        return self.channels_last or self.compile or self.cuda_graphs
+        return (
+            self.channels_last
+            or bool(self.pack_temporal_attention)
+            or self.channel_stats_group_norm
+            or self.compile
+            or self.cuda_graphs
+        )
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:
@@ -67,6 +105,14 @@ def to_channels_last(module: nn.Module) -> nn.Module:
         if hasattr(m, "memory_format"):
             m.memory_format = torch.channels_last
     return module
+
+
+def pack_temporal_attention(module: nn.Module, pack_length: int) -> int:
+    """Set every Temp-Attn's packed row length (0: unpacked); returns how many attentions were set."""
+    attns = [m for m in module.modules() if isinstance(m, TemporalSelfAttention)]
+    for a in attns:
+        a.pack_length = pack_length
+    return len(attns)
 
 
 def repeated_units(model: nn.Module) -> list[nn.Module]:
@@ -99,9 +145,15 @@ def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | Non
 
 
 def apply_fast_paths(model: nn.Module, fast: FastPaths) -> nn.Module:
-    """Apply ``fast``'s channels-last and compile settings to a UNet or VAE in place."""
+    """Apply ``fast``'s settings to a UNet or VAE in place (the GroupNorm swap only in compiled regions,
+    where it pays)."""
     if fast.channels_last:
         to_channels_last(model)
+    if fast.pack_temporal_attention:
+        pack_temporal_attention(model, fast.pack_temporal_attention)
     if fast.compile:
+        if fast.channel_stats_group_norm:
+            for unit in repeated_units(model):
+                use_channel_stats_group_norm(unit)
         compile_regions(model, fast.compile_backend, fast.compile_mode)
     return model

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -79,33 +80,95 @@ def frame_position_encoding(num_frames: int, dim: int, device: torch.device, dty
 
 # Temporal attention runs one short sequence per pixel, so its batch is B*H*W: 65,536 for 64 clips of
 # 32x32 latents. cuDNN's fused attention backward fails at that size on H100 (torch 2.11,
-# "mha_graph.execute ... is_good()"), so larger batches go through SDPA in slices of this many sequences.
+# "mha_graph.execute ... is_good()") and the memory-efficient kernel puts the batch in a grid dimension of
+# at most 65,535, so larger batches go through SDPA in slices of this many sequences.
 SDPA_MAX_SEQUENCES = 32768
 
 
-def sliced_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, max_sequences: int = SDPA_MAX_SEQUENCES):
-    """``F.scaled_dot_product_attention`` over ``[N, heads, F, d]`` in slices of at most ``max_sequences``."""
+# For rows of 8-16 frames the memory-efficient kernel is the fastest on H100 (benchmarks/bench_temporal_units.py:
+# 16 Temp-Attns, forward + backward at batch 16: 28.6 ms vs 37.1 for SDPA's own choice (cuDNN), 87.7 for flash;
+# sampling: 1.15 vs 1.56 ms). SDPA's choice is tuned for long sequences; this keeps its order otherwise.
+CUDA_SDPA_PRIORITY = [
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.MATH,
+]
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if not q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with sdpa_kernel(CUDA_SDPA_PRIORITY, set_priority=True):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def sliced_sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    max_sequences: int = SDPA_MAX_SEQUENCES,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` over ``[N, heads, L, d]`` in slices of at most ``max_sequences``;
+    ``mask`` (``[L, L]``, True = attend) is shared by all."""
     if q.shape[0] <= max_sequences:
-        return F.scaled_dot_product_attention(q, k, v)
+        return _sdpa(q, k, v, mask)
     return torch.cat([
-        F.scaled_dot_product_attention(q[i : i + max_sequences], k[i : i + max_sequences], v[i : i + max_sequences])
+        _sdpa(q[i : i + max_sequences], k[i : i + max_sequences], v[i : i + max_sequences], mask)
         for i in range(0, q.shape[0], max_sequences)
     ])  # fmt: skip
 
 
-class TemporalSelfAttention(nn.Module):
-    """Multi-head self-attention over a short sequence (the frames), through SDPA."""
+@lru_cache(maxsize=16)
+def _block_diagonal_cached(num_frames: int, per_row: int, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        return block_diagonal_mask(num_frames, per_row, device)
 
-    def __init__(self, dim: int, head_dim: int = 64):
+
+def block_diagonal_mask(num_frames: int, per_row: int, device: torch.device) -> torch.Tensor:
+    """``[per_row*F, per_row*F]`` boolean mask: position i may attend to j iff both lie in one F-frame sequence."""
+    seq = torch.arange(per_row * num_frames, device=device) // num_frames
+    return seq[:, None] == seq[None, :]
+
+
+def sequences_per_row(num_sequences: int, num_frames: int, pack_length: int) -> int:
+    """How many F-frame sequences to pack into one attention row of at most ``pack_length`` tokens:
+    the largest power of two that fits and divides ``num_sequences`` (1 means no packing)."""
+    per_row = 1
+    while per_row * 2 * num_frames <= pack_length and num_sequences % (per_row * 2) == 0:
+        per_row *= 2
+    return per_row
+
+
+class TemporalSelfAttention(nn.Module):
+    """Multi-head self-attention over a short sequence (the frames), through SDPA.
+
+    ``pack_length`` > 0 packs consecutive sequences into rows of up to that many tokens, attended with a
+    block-diagonal mask: the same result, but GPU attention kernels work on tiles of 64-128 queries and a
+    row of 8 or 16 frames leaves most of each tile idle (and launches one tile per pixel and head).
+    Off by default (CPU's math kernel would compute the masked-out scores, and on H100 it pays in training,
+    8 frames, but not in sampling, 16 frames: ``benchmarks/bench_temporal_units.py``); ``fast_paths`` turns it
+    on for training on CUDA.
+    """
+
+    def __init__(self, dim: int, head_dim: int = 64, pack_length: int = 0):
         super().__init__()
         self.heads = max(1, dim // head_dim)
         self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
+        self.pack_length = pack_length
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, f, d = x.shape
-        q, k, v = self.to_qkv(x).view(n, f, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = sliced_sdpa(q, k, v)
+        per_row = sequences_per_row(n, f, self.pack_length) if self.pack_length else 1
+        rows, length = n // per_row, per_row * f
+        q, k, v = self.to_qkv(x).view(rows, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if per_row == 1:
+            out = sliced_sdpa(q, k, v)
+        else:
+            build = block_diagonal_mask if torch.compiler.is_compiling() else _block_diagonal_cached
+            out = sliced_sdpa(q, k, v, mask=build(f, per_row, x.device))
         return self.to_out(out.transpose(1, 2).reshape(n, f, d))
 
 
@@ -125,6 +188,10 @@ class TempAttn(nn.Module):
         self.ff = FeedForward(channels, mult=ff_mult, activation_fn="geglu")
         _zero(self.attn.to_out)
         _zero(self.ff.net[-1])
+        # Output layout: the caller's, or channels-last once the model is (training.model.fast_paths). SD's
+        # spatial transformer before it returns NCHW (its final ``.contiguous()``); handing that on would make
+        # every following convolution convert its input to NHWC and back, forward and backward.
+        self.memory_format = torch.contiguous_format
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
@@ -134,7 +201,8 @@ class TempAttn(nn.Module):
         pe = encode(num_frames, c, t.device, t.dtype)
         t = t + self.attn(self.norm1(t) + pe)
         t = (t + self.ff(self.norm2(t))).view(b, h * w, num_frames, c)
-        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            # Keep the caller's NHWC layout: [b, F, h*w, c] in memory is exactly the channels-last [b*F, c, h, w].
+        nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        if nhwc or self.memory_format == torch.channels_last:
+            # NHWC out: [b, F, h*w, c] in memory is exactly the channels-last [b*F, c, h, w].
             return t.transpose(1, 2).reshape(bf, h, w, c).permute(0, 3, 1, 2)
         return t.permute(0, 2, 3, 1).reshape(bf, c, h, w)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from training.model.temporal import TempAttn, TempConv
+from training.model.video_cross_attention import PerVideoCrossAttnProcessor, cross_attentions, use_per_video_context
 
 TEMPORAL_MARKERS = (".temp_convs.", ".temp_attentions.")
 SPATIAL_TRANSFORMER_MARKER = ".transformer_blocks."
@@ -111,6 +112,8 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             block.temp_convs = nn.ModuleList(tconv(r.conv2.out_channels) for r in block.resnets)
             attns = getattr(block, "attentions", None) or []
             block.temp_attentions = nn.ModuleList(tattn(a.proj_out.out_features) for a in attns)
+        use_per_video_context(self)
+        self._cross_attns = cross_attentions(self)  # a plain list: not registered twice as submodules
         self.gradient_checkpointing = False
         # Layout of the folded frames fed to the 2D layers; training.model.fast_paths sets channels_last on GPU.
         self.memory_format = torch.contiguous_format
@@ -179,7 +182,9 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         t = t.expand(b) if t.ndim == 0 else t
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
         temb = temb.repeat_interleave(f, dim=0)
-        ctx = encoder_hidden_states.repeat_interleave(f, dim=0)
+        # The text once per video (video_cross_attention); repeated per frame only if someone swapped the processors.
+        per_video = all(isinstance(a.processor, PerVideoCrossAttnProcessor) for a in self._cross_attns)
+        ctx = encoder_hidden_states if per_video else encoder_hidden_states.repeat_interleave(f, dim=0)
 
         x = self.conv_in(x)
         skips = [x]
