@@ -33,6 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_unet import timed
 from training.model.group_norm import use_channel_stats_group_norm
 from training.model.temporal import TempConv, block_diagonal_mask, sequences_per_row
 
@@ -45,16 +46,9 @@ CASES = {"training": (16, 8, True), "training forward": (16, 8, False), "samplin
 HEAD_DIM = 64
 
 
-def cuda_ms(fn: Callable[[], object], iters: int = 10) -> float:
-    for _ in range(2):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
+def cuda_ms(fn: Callable[[], object]) -> float:
+    """Milliseconds per call: one mean over 10 calls after 2 warm-up calls."""
+    return timed(fn, warmup=2, iters=10, repeats=1) * 1e3
 
 
 def attention_variants(f: int) -> dict[str, Callable]:
