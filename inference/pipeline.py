@@ -89,7 +89,7 @@ class VidRDPipeline:
         self.vae = torch.nn.Module.to(comps.vae, self.device, dtype).eval().requires_grad_(False)
         self.text = comps.text_encoder.to(self.device)
         self.fast = fast if isinstance(fast, FastPaths) else FastPaths.for_device(self.device, fast)
-        if self.fast.channels_last or self.fast.compile:
+        if self.fast.any:
             apply_fast_paths(self.unet, self.fast)
             apply_fast_paths(self.vae, self.fast)
             # Fixed shapes, called many times: let cuDNN time its algorithms once per shape.

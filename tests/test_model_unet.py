@@ -211,3 +211,10 @@ def test_per_video_cross_attention_refuses_a_context_that_does_not_divide_the_fr
     assert same.shape == (6, 4, 16)
     with pytest.raises(ValueError, match="whole number of frames"):
         attn(torch.randn(5, 4, 16), encoder_hidden_states=torch.randn(2, 3, 8))
+
+
+def test_a_context_batch_that_is_not_one_row_per_video_is_a_clear_error(pair):
+    _, unet = pair
+    x, t, ctx = inputs(b=2, f=6)
+    with pytest.raises(ValueError, match="3 rows for 2 videos"):
+        unet(x, t, torch.cat([ctx, ctx[:1]]))  # 12 frames / 3 rows would divide: must not pass silently

@@ -175,6 +175,9 @@ class VidRDUNet(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """``sample [B, C, F, H, W]``, ``timestep`` scalar or ``[B]``, text ``[B, L, D]`` -> ``[B, C, F, H, W]``."""
         b, c, f, h, w = sample.shape
+        if encoder_hidden_states.shape[0] != b:
+            # Per-video cross-attention would otherwise pair frames with the wrong text whenever the counts divide.
+            raise ValueError(f"encoder_hidden_states has {encoder_hidden_states.shape[0]} rows for {b} videos")
         # An explicit layout: a channel-strided input (e.g. latents straight from the VAE encoder) would make the
         # folded view channels-last by accident, and torch 2.13's CPU conv backward segfaults on that layout.
         x = sample.transpose(1, 2).reshape(b * f, c, h, w).contiguous(memory_format=self.memory_format)
