@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_unet import MODELSCOPE, flops_of, matmul_peak, timed
-from inference.graphed import CUDAGraphDenoiser
-from inference.sampler import DDIMSampler, make_scheduler
+from inference.graphed import CUDAGraphed
+from inference.sampler import DDIMSampler, GuidedStep, make_scheduler
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.sampling_defaults import sd_scheduler_config
 from training.model.unet import VidRDUNet
@@ -95,10 +95,12 @@ def sampling_row(
     setup_s: float = 0.0,
     dtype: torch.dtype = torch.bfloat16,
     timing: bool = True,
+    step=None,
 ) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
-    """Time one CFG call and the 50-step loop; also return the loop's z_0 and one call's output."""
+    """Time one CFG call and the 50-step loop (``step``: the sampler's step, default eager around
+    ``denoiser``); also return the loop's z_0 and one call's output."""
     z, cond, uncond = sampling_inputs(dtype)
-    sampler = DDIMSampler(denoiser, make_scheduler(scheduler_config), STEPS, GUIDANCE)
+    sampler = DDIMSampler(denoiser, make_scheduler(scheduler_config), STEPS, GUIDANCE, step=step)
     x2, t2, c2 = torch.cat([z, z]), torch.full((2,), 500, device="cuda"), torch.cat([uncond, cond])
     row: dict = dict(model=name)
     with torch.no_grad():
@@ -116,12 +118,19 @@ def sampling_row(
 
 FP_CL_GRAPHS = FastPaths(channels_last=True, compile=False, cuda_graphs=True)
 FP_AUTOTUNE = FastPaths(compile_mode="max-autotune-no-cudagraphs")
+# name, fast paths, whether the CUDA graph holds the whole guided DDIM step (True) or the UNet call alone.
 VARIANTS = {
-    "graphs": ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, cuda_graphs=True)),
-    "cl_graphs": ("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS),
-    "compile_graphs": ("VidRD + regional compile + CUDA graphs", FastPaths(channels_last=False, cuda_graphs=True)),
-    "autotune": ("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE),
-    "fast": ("VidRD fast (default: channels-last + regional compile + CUDA graphs)", FastPaths()),
+    "graphs": ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, cuda_graphs=True), True),
+    "cl_graphs": ("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS, True),
+    "compile_graphs": (
+        "VidRD + regional compile + CUDA graphs",
+        FastPaths(channels_last=False, cuda_graphs=True),
+        True,
+    ),
+    "autotune": ("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE, True),
+    "call_graph": ("VidRD fast, graph of the UNet call only (update eager)", FastPaths(), False),
+    "layers": ("VidRD fast, each layer compiled alone (not per unit)", FastPaths(compile_pairs=False), True),
+    "fast": ("VidRD fast (default: channels-last + regional compile + CUDA graphs)", FastPaths(), True),
 }
 
 
@@ -166,13 +175,14 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
     rows.append(r)
     plain = None
     for key in variants:
-        name, fast = VARIANTS[key]
+        name, fast, whole_step = VARIANTS[key]
         torch._dynamo.reset()
         m = fresh_vidrd()
         t0 = time.perf_counter()
         apply_fast_paths(m, fast)
-        den = CUDAGraphDenoiser(m) if fast.cuda_graphs else m
-        r, (out, one) = sampling_row(name, den, vpred, setup_s=time.perf_counter() - t0)
+        den = CUDAGraphed(m) if fast.cuda_graphs else m
+        step = CUDAGraphed(GuidedStep(m)) if fast.cuda_graphs and whole_step else None
+        r, (out, one) = sampling_row(name, den, vpred, setup_s=time.perf_counter() - t0, step=step)
         r.update(
             err_vs_plain_video=round(rel_err(out_plain, out), 4),
             err_vs_plain_call=round(rel_err(one_plain, one), 4),
@@ -183,7 +193,7 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
         rows.append(r)
         if profile:
             profile_call(den)
-        m = den = None
+        m = den = step = None
         torch.cuda.empty_cache()
     for r in rows:
         if peer != "none":
@@ -275,6 +285,10 @@ TRAIN_VARIANTS = {
         replace(FastPaths.for_training("cuda"), channel_stats_group_norm=False),
     ),
     "sampling_set": ("VidRD fast, sampling set (channels-last + compile)", FastPaths(cuda_graphs=False)),
+    "layers": (
+        "VidRD fast, each layer compiled alone (not per unit)",
+        replace(FastPaths.for_training("cuda"), compile_pairs=False),
+    ),
 }
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.graphed import CUDAGraphDenoiser
+from inference.graphed import CUDAGraphed
 from inference.long_video import LongVideoConfig, clips_needed, generate_latent_clips, kept_frames
 from inference.prompts import VideoRequest
-from inference.sampler import DDIMSampler, make_scheduler
+from inference.sampler import DDIMSampler, GuidedStep, make_scheduler
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import SDComponents, load_vidrd
 from training.model.vae import TemporalVAE
@@ -95,7 +95,7 @@ class VidRDPipeline:
             # Fixed shapes, called many times: let cuDNN time its algorithms once per shape.
             torch.backends.cudnn.benchmark = True
         # Kept for the pipeline's life, so captured graphs are reused across videos of the same shape.
-        self.denoiser = CUDAGraphDenoiser(self.unet) if self.fast.cuda_graphs else self.unet
+        self.step = CUDAGraphed(GuidedStep(self.unet)) if self.fast.cuda_graphs else GuidedStep(self.unet)
         self.scheduler_config = {**comps.scheduler_config, "prediction_type": comps.prediction_type}
         self.decode_chunk = decode_chunk
         self._emb: dict[str, torch.Tensor] = {}
@@ -126,7 +126,7 @@ class VidRDPipeline:
         gens = [
             torch.Generator().manual_seed(r.seed if r.seed is not None else s.seed + b) for b, r in enumerate(requests)
         ]
-        sampler = DDIMSampler(self.denoiser, make_scheduler(self.scheduler_config), s.steps, s.guidance)
+        sampler = DDIMSampler(self.unet, make_scheduler(self.scheduler_config), s.steps, s.guidance, step=self.step)
         latent = (self.unet.config.in_channels, cfg.clip_frames, s.height // self.vae_scale, s.width // self.vae_scale)
         bar = tqdm(total=n_clips * s.steps, desc="denoising", unit="step", disable=not progress)
 

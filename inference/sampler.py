@@ -1,11 +1,18 @@
-"""DDIM with classifier-free guidance for one clip, through diffusers' DDIMScheduler.
+"""DDIM with classifier-free guidance for one clip, on diffusers' DDIMScheduler's noise schedule.
 
 The conditional and unconditional passes go through the UNet as one batch. A ``step_hook`` may
 replace the latents after any step; long-video generation uses it for DSG (paper eq. 8).
+
+Deterministic DDIM (eta = 0, no clipping or thresholding of x_0, SD's settings) is linear in the latents
+and the model output for every prediction type: ``z_prev = a_t z + b_t out``. The sampler computes
+``(a_t, b_t)`` from the scheduler's own alphas and runs each step as tensor arithmetic only
+(:class:`GuidedStep`), so a CUDA graph can capture the whole step, UNet, guidance and update together
+(``inference.graphed``). Any other scheduler setting takes ``scheduler.step``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +25,8 @@ from training.model.sampling_defaults import sd_scheduler_config
 # Called after each step with (step index, timestep t, latents z_{t-1}); returns the latents to keep.
 StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (z, t, coef = (a, b, w), cond, uncond or None) -> z_prev
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def make_scheduler(config: dict[str, Any] | None = None, prediction_type: str | None = None) -> DDIMScheduler:
@@ -28,13 +37,65 @@ def make_scheduler(config: dict[str, Any] | None = None, prediction_type: str | 
     return DDIMScheduler.from_config(cfg)
 
 
+def ddim_update_coefficients(scheduler: DDIMScheduler, t: int) -> tuple[float, float] | None:
+    """``(a, b)`` with ``z_prev = a z + b out`` for the deterministic DDIM step from ``t`` (eta = 0), exactly as
+    ``scheduler.step`` computes it; None where that step is not linear (x_0 clipped or thresholded)."""
+    cfg = scheduler.config
+    if cfg.clip_sample or cfg.thresholding:
+        return None
+    prev = t - cfg.num_train_timesteps // scheduler.num_inference_steps
+    ac = float(scheduler.alphas_cumprod[t])
+    acp = float(scheduler.alphas_cumprod[prev]) if prev >= 0 else float(scheduler.final_alpha_cumprod)
+    sa, sb, spa, spb = math.sqrt(ac), math.sqrt(1 - ac), math.sqrt(acp), math.sqrt(1 - acp)
+    # z_prev = sqrt(acp) x0 + sqrt(1 - acp) eps, with (x0, eps) linear in (z, out) per prediction type.
+    if cfg.prediction_type == "epsilon":  # x0 = (z - sb out) / sa, eps = out
+        return spa / sa, spb - spa * sb / sa
+    if cfg.prediction_type == "v_prediction":  # x0 = sa z - sb out, eps = sa out + sb z
+        return spa * sa + spb * sb, spb * sa - spa * sb
+    if cfg.prediction_type == "sample":  # x0 = out, eps = (z - sa out) / sb
+        return spb / sb, spa - spb * sa / sb
+    raise ValueError(f"unknown prediction_type {cfg.prediction_type!r}")
+
+
+class GuidedStep:
+    """One guided DDIM step as tensor arithmetic only: ``z_prev = a z + b (u + w (c - u))``.
+
+    ``coef`` is ``(a, b, w)`` (float32, on z's device) and ``t`` a 0-dim timestep tensor, so the step has no
+    host-side values and one CUDA graph serves every step. ``uncond=None``: no guidance, one pass on ``cond``.
+    The update is computed in float32 whatever the latents' dtype.
+    """
+
+    def __init__(self, denoiser: Denoiser):
+        self.denoiser = denoiser
+
+    def __call__(
+        self, z: torch.Tensor, t: torch.Tensor, coef: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None
+    ) -> torch.Tensor:
+        if uncond is None:
+            out = self.denoiser(z, t.expand(z.shape[0]), cond).float()
+        else:
+            both = self.denoiser(torch.cat([z, z]), t.expand(2 * z.shape[0]), torch.cat([uncond, cond])).float()
+            u, c = both.chunk(2)
+            out = u + coef[2] * (c - u)
+        return (coef[0] * z.float() + coef[1] * out).to(z.dtype)
+
+
 class DDIMSampler:
     """Denoise ``[B, C, F, h, w]`` latents with DDIM + CFG.
 
-    ``denoiser(latents, t, context)`` is the UNet (or anything with its signature).
+    ``denoiser(latents, t, context)`` is the UNet (or anything with its signature). ``step`` replaces the
+    default :class:`GuidedStep` on it, e.g. with a CUDA-graphed one (``inference.graphed``) that a pipeline
+    keeps across videos.
     """
 
-    def __init__(self, denoiser: Denoiser, scheduler: DDIMScheduler, steps: int = 50, guidance: float = 10.0):
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        scheduler: DDIMScheduler,
+        steps: int = 50,
+        guidance: float = 10.0,
+        step: Step | None = None,
+    ):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.denoiser = denoiser
@@ -42,6 +103,9 @@ class DDIMSampler:
         self.steps = steps
         self.guidance = guidance
         self.scheduler.set_timesteps(steps)
+        self.step = step if step is not None else GuidedStep(denoiser)
+        coefs = [ddim_update_coefficients(scheduler, t) for t in self.timesteps]
+        self.coefficients = None if None in coefs else [(a, b, guidance) for a, b in coefs]
 
     @property
     def timesteps(self) -> list[int]:
@@ -71,9 +135,17 @@ class DDIMSampler:
         progress: bool = False,
     ) -> torch.Tensor:
         """Run all DDIM steps from ``z`` (= z_T) and return z_0."""
-        for k, t in enumerate(tqdm(self.timesteps, desc="steps", leave=False, disable=not progress)):
-            out = self.predict(z, t, cond, uncond)
-            z = self.scheduler.step(out, t, z).prev_sample
+        steps = tqdm(self.timesteps, desc="steps", leave=False, disable=not progress)
+        if self.coefficients is not None:
+            # Every step's inputs made on the device up front: the loop itself copies nothing from the host.
+            ts = torch.tensor(self.timesteps, device=z.device)
+            coefs = torch.tensor(self.coefficients, dtype=torch.float32, device=z.device)
+            uncond_or_none = None if self.guidance == 1.0 else uncond
+        for k, t in enumerate(steps):
+            if self.coefficients is not None:
+                z = self.step(z, ts[k], coefs[k], cond, uncond_or_none)
+            else:
+                z = self.scheduler.step(self.predict(z, t, cond, uncond), t, z).prev_sample
             if step_hook is not None:
                 z = step_hook(k, t, z)
         return z

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from inference.graphed import CUDAGraphDenoiser
+from inference.graphed import CUDAGraphed
 from inference.pipeline import VidRDPipeline
 from inference.prompts import VideoRequest
+from inference.sampler import GuidedStep
 from tests.test_generate import collect, settings
 from tests.tiny_sd import TEMPORAL, UNET
 from training.model.fast_paths import (
@@ -143,18 +144,27 @@ def test_temp_attn_keeps_the_callers_layout_or_the_models():
     assert (a - c).abs().max().item() < 1e-6
 
 
-@pytest.mark.parametrize("training_set", [False, True], ids=["sampling-set", "training-set"])
-def test_compiled_regions_give_the_same_forward_and_gradients(training_set):
+LAYERS = {"ResnetBlock2D", "TempConv", "Transformer2DModel", "TempAttn"}
+
+
+@pytest.mark.parametrize(
+    "training_set,pairs", [(False, True), (True, True), (False, False)], ids=["sampling-set", "training-set", "layers"]
+)
+def test_compiled_regions_give_the_same_forward_and_gradients(training_set, pairs):
     plain, fast = moved_unet(), moved_unet()
     if training_set:
         apply_fast_paths(fast, CPU_TRAINING)  # + packed Temp-Attn rows and channel-statistics GroupNorm
         n = len(repeated_units(fast))
     else:
-        n = compile_regions(fast, backend="aot_eager")
-    units = repeated_units(fast)
+        n = compile_regions(fast, backend="aot_eager", pairs=pairs)
+    units = repeated_units(fast, pairs)
     assert n == len(units) and n > 10
     assert all(u._compiled_call_impl is not None for u in units)
-    assert {type(u).__name__ for u in units} >= {"ResnetBlock2D", "TempConv", "Transformer2DModel", "TempAttn"}
+    kinds = {type(u).__name__ for u in units}
+    if pairs:
+        assert kinds == {"ResTempUnit", "AttnTempUnit", "Downsample2D", "Upsample2D"}
+    else:
+        assert kinds == LAYERS | {"Downsample2D", "Upsample2D"}
     plain.set_trainable()
     fast.set_trainable()
     x, t, c = inputs()
@@ -171,14 +181,14 @@ def test_compiled_regions_give_the_same_forward_and_gradients(training_set):
 
 def test_pipeline_switch_same_video(ckpt):
     plain = VidRDPipeline.from_checkpoint(str(ckpt), fast=False)
-    assert not plain.fast.any and plain.denoiser is plain.unet
+    assert not plain.fast.any and isinstance(plain.step, GuidedStep) and plain.step.denoiser is plain.unet
     default_cpu = VidRDPipeline.from_checkpoint(str(ckpt))
     assert not default_cpu.fast.any  # on by default only on CUDA
     fast = VidRDPipeline.from_checkpoint(
         str(ckpt), fast=FastPaths(channels_last=True, compile=True, cuda_graphs=False, compile_backend="aot_eager")
     )
     assert fast.unet.memory_format == torch.channels_last
-    assert fast.unet.down_blocks[0].resnets[0]._compiled_call_impl is not None
+    assert fast.unet.down_blocks[0].res_units[0]._compiled_call_impl is not None
     req = [VideoRequest(["a red square"])]
     a, b = collect(plain, req, settings(frames=12)), collect(fast, req, settings(frames=12))
     assert a.shape == b.shape == (1, 12, 32, 32, 3)
@@ -192,7 +202,7 @@ def test_graphed_denoiser_passes_through_off_cuda():
         calls.append(x.shape)
         return x * 2
 
-    g = CUDAGraphDenoiser(den)
+    g = CUDAGraphed(den)
     x = torch.ones(1, 4, 2, 3, 3)
     assert torch.equal(g(x, torch.tensor([5]), torch.zeros(1, 2, 3)), x * 2)
     assert calls == [x.shape] and g.num_graphs == 0
@@ -213,7 +223,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @cuda
 def test_cuda_graph_replay_equals_eager_and_follows_new_inputs():
     unet = moved_unet().cuda().eval().requires_grad_(False)
-    g = CUDAGraphDenoiser(unet)
+    g = CUDAGraphed(unet)
     x, t, c = (a.cuda() for a in inputs())
     with torch.no_grad():
         ref1, out1 = unet(x, t, c), g(x, t, c)
@@ -232,7 +242,7 @@ def test_inductor_fast_paths_match_plain_within_bf16_tolerance_on_cuda():
     ref = moved_unet().cuda().eval().requires_grad_(False)
     plain = moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False)
     fast = apply_fast_paths(moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False), FastPaths())
-    den = CUDAGraphDenoiser(fast)
+    den = CUDAGraphed(fast)
     x, t, c = (a.cuda() for a in inputs())
     with torch.no_grad():
         r = ref(x, t, c)

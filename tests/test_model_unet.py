@@ -218,3 +218,19 @@ def test_a_context_batch_that_is_not_one_row_per_video_is_a_clear_error(pair):
     x, t, ctx = inputs(b=2, f=6)
     with pytest.raises(ValueError, match="3 rows for 2 videos"):
         unet(x, t, torch.cat([ctx, ctx[:1]]))  # 12 frames / 3 rows would divide: must not pass silently
+
+
+def test_units_run_every_layer_once_and_stay_out_of_the_state_dict(pair):
+    import copy
+
+    _, unet = pair
+    layers = {id(m) for b in unet.modules() for name in ("resnets", "temp_convs", "attentions", "temp_attentions")
+              for m in (getattr(b, name, None) or [])}  # fmt: skip
+    in_units = [id(m) for b in unet.modules() for u in [*getattr(b, "res_units", []), *getattr(b, "attn_units", [])]
+                for m in u.children()]  # fmt: skip
+    assert sorted(in_units) == sorted(layers) and len(set(in_units)) == len(in_units)
+    assert not any("units" in k for k in unet.state_dict())
+    # A copy's units run the copy's layers, not the original's.
+    twin = copy.deepcopy(unet)
+    assert twin.up_blocks[1].res_units[0].resnet is twin.up_blocks[1].resnets[0]
+    assert twin.up_blocks[1].attn_units[0].temp_attention is twin.up_blocks[1].temp_attentions[0]

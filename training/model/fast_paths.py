@@ -17,10 +17,10 @@ in ``inference/graphed.py``: they only make sense where one shape is replayed ma
   (``training.model.temporal.TemporalSelfAttention``): the same scores, far fewer and fuller tiles.
 * **GroupNorm from channel statistics** (``training.model.group_norm``): in channels-last memory, a
   reduction per group walks memory with stride C; per-channel statistics first read it in order.
-* **regional compile**: each repeated unit (ResNet, Temp-Conv, spatial transformer, Temp-Attn, up/down
-  samplers) is compiled on its own, so instances of one class share compiled code and compile time
-  stays a fraction of compiling the whole UNet; Inductor fuses GroupNorm + SiLU, GEGLU, residual adds
-  and the layout copies around attention.
+* **regional compile**: each repeated unit (ResNet + Temp-Conv, spatial transformer + Temp-Attn, up/down
+  samplers; ``training.model.units``) is compiled on its own, so instances of one class share compiled code
+  and compile time stays a fraction of compiling the whole UNet; Inductor fuses GroupNorm + SiLU, GEGLU,
+  residual adds and the layout changes between a 2D layer and its temporal layer.
 
 On by default on CUDA (:meth:`FastPaths.for_device` for sampling, :meth:`FastPaths.for_training`); off on
 CPU, where Inductor's compile time outweighs what it saves and torch's CPU conv backward mishandles
@@ -52,6 +52,7 @@ class FastPaths:
     pack_temporal_attention: int = 0  # tokens per packed Temp-Attn row; 0: one row per pixel
     channel_stats_group_norm: bool = False  # inside compiled regions (training.model.group_norm)
     compile: bool = True
+    compile_pairs: bool = True  # a 2D layer and its temporal layer as one region (training.model.units)
     cuda_graphs: bool = True
     compile_backend: str = "inductor"
     compile_mode: str | None = None
@@ -115,20 +116,28 @@ def pack_temporal_attention(module: nn.Module, pack_length: int) -> int:
     return len(attns)
 
 
-def repeated_units(model: nn.Module) -> list[nn.Module]:
-    """The units regional compilation compiles: every block's ResNets, Temp-Convs, spatial transformers,
-    Temp-Attns and up/down samplers (the UNet's and, for the VAE, the decoder's)."""
+def repeated_units(model: nn.Module, pairs: bool = True) -> list[nn.Module]:
+    """The units regional compilation compiles: every block's (ResNet + Temp-Conv) and (spatial transformer +
+    Temp-Attn) units (``training.model.units``; with ``pairs=False`` each of those layers on its own), and the
+    layers of blocks that have no units: up/down samplers, and the VAE's encoder and its mid-block attention."""
     units: list[nn.Module] = []
     for block in model.modules():
+        paired = {"resnets", "temp_convs"} if getattr(block, "res_units", None) else set()
+        if getattr(block, "attn_units", None):
+            paired |= {"attentions", "temp_attentions"}
+        if pairs:
+            units.extend(getattr(block, "res_units", None) or [])
+            units.extend(getattr(block, "attn_units", None) or [])
         for name in ("resnets", "temp_convs", "attentions", "temp_attentions", "downsamplers", "upsamplers"):
             children = getattr(block, name, None)
-            if isinstance(children, nn.ModuleList):
+            if isinstance(children, nn.ModuleList) and not (pairs and name in paired):
                 units.extend(children)
     return units
 
 
-def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | None = None) -> int:
-    """``torch.compile`` each repeated unit in place (``nn.Module.compile``); returns how many.
+def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | None = None, pairs: bool = True) -> int:
+    """``torch.compile`` each repeated unit (:func:`repeated_units`) in place (``nn.Module.compile``);
+    returns how many.
 
     Static shapes (``dynamic=False``): sampling and training run few, fixed shapes, and kernels
     specialised to them are the fast ones.
@@ -138,7 +147,7 @@ def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | Non
     cfg = torch._dynamo.config
     limit_name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     setattr(cfg, limit_name, max(getattr(cfg, limit_name), RECOMPILE_LIMIT))
-    units = repeated_units(model)
+    units = repeated_units(model, pairs)
     for unit in units:
         unit.compile(backend=backend, mode=mode, dynamic=False)
     return len(units)
@@ -153,7 +162,7 @@ def apply_fast_paths(model: nn.Module, fast: FastPaths) -> nn.Module:
         pack_temporal_attention(model, fast.pack_temporal_attention)
     if fast.compile:
         if fast.channel_stats_group_norm:
-            for unit in repeated_units(model):
+            for unit in repeated_units(model, fast.compile_pairs):
                 use_channel_stats_group_norm(unit)
-        compile_regions(model, fast.compile_backend, fast.compile_mode)
+        compile_regions(model, fast.compile_backend, fast.compile_mode, fast.compile_pairs)
     return model

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from training.model.temporal import TempAttn, TempConv
+from training.model.units import attach_units
 from training.model.video_cross_attention import PerVideoCrossAttnProcessor, cross_attentions, use_per_video_context
 
 TEMPORAL_MARKERS = (".temp_convs.", ".temp_attentions.")
@@ -112,6 +113,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             block.temp_convs = nn.ModuleList(tconv(r.conv2.out_channels) for r in block.resnets)
             attns = getattr(block, "attentions", None) or []
             block.temp_attentions = nn.ModuleList(tattn(a.proj_out.out_features) for a in attns)
+            attach_units(block)
         use_per_video_context(self)
         self._cross_attns = cross_attentions(self)  # a plain list: not registered twice as submodules
         self.gradient_checkpointing = False
@@ -157,15 +159,11 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
 
-    def _resnet(self, block, i: int, h, temb, f: int):
-        return self._run(lambda x, e: block.temp_convs[i](block.resnets[i](x, e), f), h, temb)
+    def _resnet(self, block, i: int, h, temb, f: int, skip=None):
+        return self._run(block.res_units[i], h, temb, f, skip)
 
     def _attn(self, block, i: int, h, ctx, f: int):
-        def unit(x, c):
-            x = block.attentions[i](x, encoder_hidden_states=c, return_dict=False)[0]
-            return block.temp_attentions[i](x, f)
-
-        return self._run(unit, h, ctx)
+        return self._run(block.attn_units[i], h, ctx, f)
 
     def forward(
         self,
@@ -211,8 +209,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         for block in self.up_blocks:
             has_attn = bool(block.temp_attentions)
             for i in range(len(block.resnets)):
-                x = torch.cat([x, skips.pop()], dim=1)
-                x = self._resnet(block, i, x, temb, f)
+                x = self._resnet(block, i, x, temb, f, skip=skips.pop())
                 if has_attn:
                     x = self._attn(block, i, x, ctx, f)
             for up in block.upsamplers or []:

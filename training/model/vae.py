@@ -16,6 +16,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from training.model.temporal import TempConv
+from training.model.units import attach_units
 
 
 def _is_temporal(name: str) -> bool:
@@ -63,6 +64,7 @@ class TemporalVAE(ModelMixin, ConfigMixin):
                 TempConv(r.conv2.out_channels, temp_conv_layers, temp_kernel_frames, norm_num_groups, 1e-6)
                 for r in block.resnets
             )
+            attach_units(block)
         self.memory_format = torch.contiguous_format  # channels_last on GPU: training.model.fast_paths
 
     @property
@@ -104,14 +106,14 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         dec = self.vae.decoder
         x = dec.conv_in(self.vae.post_quant_conv(z))
         mid = dec.mid_block
-        x = mid.temp_convs[0](mid.resnets[0](x, None), num_frames)
-        for i, (attn, resnet) in enumerate(zip(mid.attentions, mid.resnets[1:], strict=True)):
+        x = mid.res_units[0](x, None, num_frames)
+        for attn, unit in zip(mid.attentions, mid.res_units[1:], strict=True):
             if attn is not None:
                 x = attn(x, temb=None)
-            x = mid.temp_convs[i + 1](resnet(x, None), num_frames)
+            x = unit(x, None, num_frames)
         for block in dec.up_blocks:
-            for resnet, tconv in zip(block.resnets, block.temp_convs, strict=True):
-                x = tconv(resnet(x, None), num_frames)
+            for unit in block.res_units:
+                x = unit(x, None, num_frames)
             for up in block.upsamplers or []:
                 x = up(x)
         return dec.conv_out(dec.conv_act(dec.conv_norm_out(x)))

@@ -1,0 +1,118 @@
+"""DDIM + CFG as one linear update per step: the same z_{t-1} as diffusers' DDIMScheduler.step."""
+
+import pytest
+import torch
+
+from inference.graphed import CUDAGraphed
+from inference.sampler import DDIMSampler, GuidedStep, ddim_update_coefficients, make_scheduler
+
+
+def mixing_denoiser(z, t, ctx):
+    """Depends on the latents, the timestep and the text, so every term of the update is exercised."""
+    return torch.tanh(0.7 * z + 0.3 * z.mean(dim=2, keepdim=True)) + t.view(-1, 1, 1, 1, 1) / 1000 + ctx.mean()
+
+
+def reference_sample(denoiser, scheduler, steps, guidance, z, cond, uncond):
+    """The loop the sampler replaces: guided output, then ``scheduler.step``."""
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        n = z.shape[0]
+        if guidance == 1.0:
+            out = denoiser(z, torch.full((n,), int(t)), cond)
+        else:
+            u, c = denoiser(torch.cat([z, z]), torch.full((2 * n,), int(t)), torch.cat([uncond, cond])).chunk(2)
+            out = u + guidance * (c - u)
+        z = scheduler.step(out, t, z).prev_sample
+    return z
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_update_coefficients_equal_scheduler_step(prediction_type, spacing):
+    sched = make_scheduler({"timestep_spacing": spacing}, prediction_type)
+    sched.set_timesteps(25)
+    g = torch.Generator().manual_seed(0)
+    z, out = torch.randn(2, 4, 3, 5, 5, generator=g, dtype=torch.float64), torch.randn(2, 4, 3, 5, 5, generator=g)
+    out = out.double()
+    for t in sched.timesteps:  # the last step has no previous timestep: final_alpha_cumprod
+        a, b = ddim_update_coefficients(sched, int(t))
+        ref = sched.step(out, t, z).prev_sample
+        assert torch.allclose(a * z + b * out, ref, rtol=1e-5, atol=1e-6), (prediction_type, int(t))
+
+
+@pytest.mark.parametrize("guidance", [7.5, 1.0])
+def test_sampler_equals_the_scheduler_loop(guidance):
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 4, 3, 6, 6, generator=g)
+    cond, uncond = torch.randn(2, 5, 8, generator=g), torch.zeros(2, 5, 8)
+    sampler = DDIMSampler(mixing_denoiser, make_scheduler(prediction_type="v_prediction"), steps=20, guidance=guidance)
+    assert sampler.coefficients is not None and len(sampler.coefficients) == 20
+    ref = reference_sample(
+        mixing_denoiser, make_scheduler(prediction_type="v_prediction"), 20, guidance, z, cond, uncond
+    )
+    out = sampler.sample(z, cond, uncond)
+    assert out.dtype == z.dtype and (out - ref).abs().max().item() < 1e-4
+    assert (out - z).abs().max().item() > 0.1
+
+
+def test_clipped_x0_is_not_linear_and_takes_scheduler_step():
+    sched = make_scheduler({"clip_sample": True, "clip_sample_range": 0.5})
+    sampler = DDIMSampler(mixing_denoiser, sched, steps=10, guidance=3.0)
+    assert sampler.coefficients is None and ddim_update_coefficients(sched, 901) is None
+    g = torch.Generator().manual_seed(2)
+    z, cond = torch.randn(1, 4, 2, 4, 4, generator=g), torch.randn(1, 3, 8, generator=g)
+    ref = reference_sample(
+        mixing_denoiser, make_scheduler({"clip_sample": True, "clip_sample_range": 0.5}), 10, 3.0, z, cond, 0 * cond
+    )
+    assert torch.allclose(sampler.sample(z, cond, 0 * cond), ref, atol=1e-6)
+
+
+def test_step_hook_sees_every_step_and_its_result_is_kept():
+    seen = []
+
+    def hook(k, t, z):
+        seen.append((k, t))
+        return torch.zeros_like(z) if k == 9 else z
+
+    sampler = DDIMSampler(mixing_denoiser, make_scheduler(), steps=10, guidance=2.0)
+    out = sampler.sample(torch.randn(1, 4, 2, 4, 4), torch.ones(1, 3, 8), torch.zeros(1, 3, 8), step_hook=hook)
+    assert [k for k, _ in seen] == list(range(10)) and [t for _, t in seen] == sampler.timesteps
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_bf16_latents_are_updated_in_float32():
+    step = GuidedStep(lambda z, t, c: torch.ones_like(z))
+    z = torch.ones(1, 1, 1, 1, 1, dtype=torch.bfloat16)
+    # In bf16, a z = 1 + 2^-8 would round (to even) to 1 before b out = 2^-8 is added, and 1 + 2^-8 rounds to 1
+    # again; in float32 the sum is 1 + 2^-7, which bf16 holds exactly.
+    coef = torch.tensor([1 + 2**-8, 2**-8, 1.0])
+    out = step(z, torch.tensor(1), coef, torch.zeros(1, 1, 1), None)
+    assert out.dtype == torch.bfloat16 and out.item() == 1 + 2**-7
+
+
+def test_graphed_step_passes_through_off_cuda_with_none_arguments():
+    calls = []
+
+    def fn(z, t, coef, cond, uncond):
+        calls.append(uncond is None)
+        return z * coef[0]
+
+    g = CUDAGraphed(fn)
+    z = torch.ones(1, 4, 2, 3, 3)
+    out = g(z, torch.tensor(5), torch.tensor([2.0, 0.0, 1.0]), torch.zeros(1, 2, 3), None)
+    assert torch.equal(out, z * 2) and calls == [True] and g.num_graphs == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+def test_graphed_step_equals_eager_step_on_cuda():
+    def den(z, t, ctx):
+        return mixing_denoiser(z, t, ctx)
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(1, 4, 3, 6, 6, generator=g).cuda()
+    cond, uncond = torch.randn(1, 5, 8, generator=g).cuda(), torch.zeros(1, 5, 8).cuda()
+    eager = DDIMSampler(den, make_scheduler(), steps=12, guidance=5.0)
+    graphed = DDIMSampler(den, make_scheduler(), steps=12, guidance=5.0, step=CUDAGraphed(GuidedStep(den)))
+    a, b = eager.sample(z, cond, uncond), graphed.sample(z, cond, uncond)
+    assert graphed.step.num_graphs == 1  # one capture replayed for all 12 steps
+    assert (a - b).abs().max().item() < 1e-5
