@@ -105,7 +105,7 @@ class DDIMSampler:
         self.scheduler.set_timesteps(steps)
         self.step = step if step is not None else GuidedStep(denoiser)
         coefs = [ddim_update_coefficients(scheduler, t) for t in self.timesteps]
-        self.coefficients = None if None in coefs else [(a, b, guidance) for a, b in coefs]
+        self.coefficients: list[tuple[float, float]] | None = None if None in coefs else coefs
 
     @property
     def timesteps(self) -> list[int]:
@@ -139,7 +139,7 @@ class DDIMSampler:
         if self.coefficients is not None:
             # Every step's inputs made on the device up front: the loop itself copies nothing from the host.
             ts = torch.tensor(self.timesteps, device=z.device)
-            coefs = torch.tensor(self.coefficients, dtype=torch.float32, device=z.device)
+            coefs = torch.tensor([(a, b, self.guidance) for a, b in self.coefficients], device=z.device)
             uncond_or_none = None if self.guidance == 1.0 else uncond
         for k, t in enumerate(steps):
             if self.coefficients is not None:
