@@ -122,15 +122,16 @@ def repeated_units(model: nn.Module, pairs: bool = True) -> list[nn.Module]:
     layers of blocks that have no units: up/down samplers, and the VAE's encoder and its mid-block attention."""
     units: list[nn.Module] = []
     for block in model.modules():
-        paired = {"resnets", "temp_convs"} if getattr(block, "res_units", None) else set()
-        if getattr(block, "attn_units", None):
-            paired |= {"attentions", "temp_attentions"}
+        res, attn = getattr(block, "res_units", None) or [], getattr(block, "attn_units", None) or []
+        covered: set[str] = set()
         if pairs:
-            units.extend(getattr(block, "res_units", None) or [])
-            units.extend(getattr(block, "attn_units", None) or [])
+            units += res + attn
+            covered = ({"resnets", "temp_convs"} if res else set()) | (
+                {"attentions", "temp_attentions"} if attn else set()
+            )
         for name in ("resnets", "temp_convs", "attentions", "temp_attentions", "downsamplers", "upsamplers"):
             children = getattr(block, name, None)
-            if isinstance(children, nn.ModuleList) and not (pairs and name in paired):
+            if isinstance(children, nn.ModuleList) and name not in covered:
                 units.extend(children)
     return units
 
