@@ -21,6 +21,7 @@ The bf16 8192^3 matmul rate, measured first, is the limit every TFLOP/s figure i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_unet import MODELSCOPE, flops_of, matmul_peak, timed
 from inference.graphed import CUDAGraphed
-from inference.sampler import DDIMSampler, GuidedStep, make_scheduler
+from inference.sampler import DDIMSampler, GuidedStep, guidance_pass, make_scheduler
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.sampling_defaults import sd_scheduler_config
 from training.model.unet import VidRDUNet
@@ -88,6 +89,16 @@ def sampling_inputs(dtype=torch.bfloat16):
     return z, cond, torch.zeros_like(cond)
 
 
+def cfg_call(denoiser, graphed: bool = False) -> Callable:
+    """One CFG call, ``(z, t, cond, uncond) -> [uncond out; cond out]``, as the sampler makes it
+    (``inference.sampler.guidance_pass``), optionally as a CUDA graph."""
+
+    def call(z, t, cond, uncond):
+        return torch.cat(guidance_pass(denoiser, z, t, cond, uncond))
+
+    return CUDAGraphed(call) if graphed else call
+
+
 def sampling_row(
     name: str,
     denoiser,
@@ -96,42 +107,63 @@ def sampling_row(
     dtype: torch.dtype = torch.bfloat16,
     timing: bool = True,
     step=None,
+    graphed: bool = False,
 ) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
-    """Time one CFG call and the 50-step loop (``step``: the sampler's step, default eager around
-    ``denoiser``); also return the loop's z_0 and one call's output."""
+    """Time one CFG call (a CUDA graph of it when ``graphed``) and the 50-step loop (``step``: the sampler's
+    step, default eager around ``denoiser``); also return the loop's z_0 and one call's output."""
     z, cond, uncond = sampling_inputs(dtype)
     sampler = DDIMSampler(denoiser, make_scheduler(scheduler_config), STEPS, GUIDANCE, step=step)
-    x2, t2, c2 = torch.cat([z, z]), torch.full((2,), 500, device="cuda"), torch.cat([uncond, cond])
+    call, t = cfg_call(denoiser, graphed), torch.tensor(500, device="cuda")
     row: dict = dict(model=name)
     with torch.no_grad():
         t0 = time.perf_counter()
-        one = denoiser(x2, t2, c2)  # first call: compiles / captures
+        one = call(z, t, cond, uncond)  # first call: compiles / captures
         torch.cuda.synchronize()
         row["first_call_s"] = round(time.perf_counter() - t0 + setup_s, 1)
         if timing:
-            row["call_ms"] = round(timed(lambda: denoiser(x2, t2, c2)) * 1e3, 2)
+            row["call_ms"] = round(timed(lambda: call(z, t, cond, uncond)) * 1e3, 2)
             row["steps50_s"] = round(seconds(lambda: sampler.sample(z, cond, uncond), n=2), 3)
         out = sampler.sample(z, cond, uncond)
     print(json.dumps(row), flush=True)
     return row, (out, one)
 
 
-FP_CL_GRAPHS = FastPaths(channels_last=True, compile=False, cuda_graphs=True)
+FP_CL_GRAPHS = FastPaths(channels_last=True, compile=False, fuse_projections=False)
 FP_AUTOTUNE = FastPaths(compile_mode="max-autotune-no-cudagraphs")
-# name, fast paths, whether the CUDA graph holds the whole guided DDIM step (True) or the UNet call alone.
+# name, fast paths (with CUDA graphs: one graph of the whole guided DDIM step).
 VARIANTS = {
-    "graphs": ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, cuda_graphs=True), True),
-    "cl_graphs": ("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS, True),
+    "graphs": ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, fuse_projections=False)),
+    "cl_graphs": ("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS),
     "compile_graphs": (
         "VidRD + regional compile + CUDA graphs",
-        FastPaths(channels_last=False, cuda_graphs=True),
-        True,
+        FastPaths(channels_last=False, fuse_projections=False),
     ),
-    "autotune": ("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE, True),
-    "call_graph": ("VidRD fast, graph of the UNet call only (update eager)", FastPaths(), False),
-    "layers": ("VidRD fast, each layer compiled alone (not per unit)", FastPaths(compile_pairs=False), True),
-    "fast": ("VidRD fast (default: channels-last + regional compile + CUDA graphs)", FastPaths(), True),
+    "autotune": ("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE),
+    "unfused": ("VidRD fast, attention projections not fused", FastPaths(fuse_projections=False)),
+    # The guidance pass gets the latents twice, as for any denoiser (not the layers before the text once).
+    "repeated_sample": ("VidRD fast, latents repeated for guidance (no shared prefix)", FastPaths()),
+    # The up path's skip concatenation as a plain torch.cat (Inductor lays it out NCHW, then transposes back).
+    "nchw_cat": ("VidRD fast, skip concatenation as plain torch.cat", FastPaths()),
+    "layers": ("VidRD fast, each layer compiled alone (not per unit)", FastPaths(compile_pairs=False)),
+    "fast": (
+        "VidRD fast (default: channels-last + fused projections + regional compile + CUDA graphs)",
+        FastPaths(),
+    ),
 }
+
+
+@contextlib.contextmanager
+def plain_cat(active: bool):
+    """While active, the units concatenate skips with a plain ``torch.cat`` (the ablation of ``cat_channels``)."""
+    import training.model.units as units
+
+    kept = units.cat_channels
+    if active:
+        units.cat_channels = lambda x, skip: torch.cat([x, skip], dim=1)
+    try:
+        yield
+    finally:
+        units.cat_channels = kept
 
 
 def profile_call(denoiser, rows: int = 30) -> None:
@@ -139,7 +171,9 @@ def profile_call(denoiser, rows: int = 30) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     z, cond, uncond = sampling_inputs()
-    args = torch.cat([z, z]), torch.full((2,), 500, device="cuda"), torch.cat([uncond, cond])
+    args = z, torch.tensor(500, device="cuda"), cond, uncond
+    with torch.no_grad():
+        denoiser(*args)  # compiled / captured before the profile
     with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
         denoiser(*args)
         torch.cuda.synchronize()
@@ -175,14 +209,17 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
     rows.append(r)
     plain = None
     for key in variants:
-        name, fast, whole_step = VARIANTS[key]
+        name, fast = VARIANTS[key]
         torch._dynamo.reset()
         m = fresh_vidrd()
         t0 = time.perf_counter()
         apply_fast_paths(m, fast)
-        den = CUDAGraphed(m) if fast.cuda_graphs else m
-        step = CUDAGraphed(GuidedStep(m)) if fast.cuda_graphs and whole_step else None
-        r, (out, one) = sampling_row(name, den, vpred, setup_s=time.perf_counter() - t0, step=step)
+        den = (lambda x, t, c, m=m: m(x, t, c)) if key == "repeated_sample" else m
+        step = CUDAGraphed(GuidedStep(den)) if fast.cuda_graphs else None
+        with plain_cat(key == "nchw_cat"):  # units are traced on their first call, inside the row
+            r, (out, one) = sampling_row(
+                name, den, vpred, setup_s=time.perf_counter() - t0, step=step, graphed=fast.cuda_graphs
+            )
         r.update(
             err_vs_plain_video=round(rel_err(out_plain, out), 4),
             err_vs_plain_call=round(rel_err(one_plain, one), 4),
@@ -192,7 +229,7 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
         print(json.dumps(r), flush=True)
         rows.append(r)
         if profile:
-            profile_call(den)
+            profile_call(cfg_call(den, fast.cuda_graphs))
         m = den = step = None
         torch.cuda.empty_cache()
     for r in rows:
@@ -284,11 +321,15 @@ TRAIN_VARIANTS = {
         "VidRD fast, GroupNorm's own lowering",
         replace(FastPaths.for_training("cuda"), channel_stats_group_norm=False),
     ),
-    "sampling_set": ("VidRD fast, sampling set (channels-last + compile)", FastPaths(cuda_graphs=False)),
+    "sampling_set": (
+        "VidRD fast, sampling set (channels-last + compile)",
+        FastPaths(cuda_graphs=False, fuse_projections=False),
+    ),
     "layers": (
         "VidRD fast, each layer compiled alone (not per unit)",
         replace(FastPaths.for_training("cuda"), compile_pairs=False),
     ),
+    "nchw_cat": ("VidRD fast, skip concatenation as plain torch.cat", FastPaths.for_training("cuda")),
 }
 
 
@@ -315,7 +356,8 @@ def part_training(peak: float, batches: list[int], variants: list[str], profile:
         m.set_trainable(spatial_transformers=True)
         apply_fast_paths(m, fast)
         flops = plain["_flops"] * batch // batches[0]
-        rows.append(train_row(name, m, m, batch, flops, peak, profile))
+        with plain_cat(key == "nchw_cat"):
+            rows.append(train_row(name, m, m, batch, flops, peak, profile))
         profile = False
         m = None
         torch.cuda.empty_cache()

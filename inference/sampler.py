@@ -57,6 +57,24 @@ def ddim_update_coefficients(scheduler: DDIMScheduler, t: int) -> tuple[float, f
     raise ValueError(f"unknown prediction_type {cfg.prediction_type!r}")
 
 
+def guidance_pass(
+    denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unconditional and conditional outputs for ``z`` at timestep ``t`` (0-dim), from one denoiser call.
+
+    A denoiser that says it takes several contexts per sample (``accepts_contexts_per_sample``: the VidRD
+    UNet, which then runs the layers before its first cross-attention once) gets ``z`` once; any other gets
+    ``z`` twice in one batch.
+    """
+    ctx = torch.cat([uncond, cond])
+    if getattr(denoiser, "accepts_contexts_per_sample", False):
+        both = denoiser(z, t.expand(z.shape[0]), ctx, contexts_per_sample=2)
+    else:
+        both = denoiser(torch.cat([z, z]), t.expand(2 * z.shape[0]), ctx)
+    u, c = both.chunk(2)
+    return u, c
+
+
 class GuidedStep:
     """One guided DDIM step as tensor arithmetic only: ``z_prev = a z + b (u + w (c - u))``.
 
@@ -74,8 +92,7 @@ class GuidedStep:
         if uncond is None:
             out = self.denoiser(z, t.expand(z.shape[0]), cond).float()
         else:
-            both = self.denoiser(torch.cat([z, z]), t.expand(2 * z.shape[0]), torch.cat([uncond, cond])).float()
-            u, c = both.chunk(2)
+            u, c = (o.float() for o in guidance_pass(self.denoiser, z, t, cond, uncond))
             out = u + coef[2] * (c - u)
         return (coef[0] * z.float() + coef[1] * out).to(z.dtype)
 
@@ -119,10 +136,7 @@ class DDIMSampler:
         """Guided model output: ``uncond + w * (cond - uncond)``; one UNet call for both halves."""
         if self.guidance == 1.0:
             return self.denoiser(z, torch.full((z.shape[0],), t, device=z.device), cond)
-        both = self.denoiser(
-            torch.cat([z, z]), torch.full((2 * z.shape[0],), t, device=z.device), torch.cat([uncond, cond])
-        )
-        u, c = both.chunk(2)
+        u, c = guidance_pass(self.denoiser, z, torch.tensor(t, device=z.device), cond, uncond)
         return u + self.guidance * (c - u)
 
     @torch.no_grad()

@@ -34,6 +34,7 @@ CPU_TRAINING = FastPaths(
     pack_temporal_attention=16,
     channel_stats_group_norm=True,
     cuda_graphs=False,
+    fuse_projections=False,
     compile_backend="aot_eager",
 )
 
@@ -60,6 +61,7 @@ def test_defaults_are_on_for_cuda_only():
     train = FastPaths.for_training("cuda")
     assert train.channels_last and train.compile and not train.cuda_graphs
     assert train.pack_temporal_attention == TRAINING_PACK_LENGTH and train.channel_stats_group_norm
+    assert FastPaths().fuse_projections and not train.fuse_projections  # fused weights are for inference
     for make in (FastPaths.for_device, FastPaths.for_training):
         assert not make("cpu").any
         assert not make("cuda", enabled=False).any
@@ -105,7 +107,10 @@ def test_training_fast_paths_swap_group_norms_inside_compiled_units_only():
     attns = [m for m in unet.modules() if isinstance(m, TemporalSelfAttention)]
     assert attns and all(a.pack_length == 16 for a in attns)
     # Without compile the GroupNorm swap is left out (it only pays inside compiled code).
-    eager = apply_fast_paths(moved_unet(), FastPaths(channels_last=False, channel_stats_group_norm=True, compile=False))
+    eager = apply_fast_paths(
+        moved_unet(),
+        FastPaths(channels_last=False, channel_stats_group_norm=True, compile=False, fuse_projections=False),
+    )
     assert not any(isinstance(m, ChannelStatsGroupNorm) for m in eager.modules())
 
 
@@ -206,6 +211,52 @@ def test_graphed_denoiser_passes_through_off_cuda():
     x = torch.ones(1, 4, 2, 3, 3)
     assert torch.equal(g(x, torch.tensor([5]), torch.zeros(1, 2, 3)), x * 2)
     assert calls == [x.shape] and g.num_graphs == 0
+
+
+def test_fused_attention_projections_compute_the_same_and_share_the_weights():
+    from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+
+    from tests.tiny_sd import VAE
+    from training.model.fused_projections import fuse_attention_projections
+    from training.model.loading import vae_from_config
+    from training.model.video_cross_attention import PerVideoCrossAttnProcessor
+
+    plain, fused = moved_unet().eval(), moved_unet().eval()
+    with pytest.raises(ValueError, match="for inference"):
+        fuse_attention_projections(fused)  # trainable: gradients would miss the original layers
+    fused.requires_grad_(False)
+    params_before = sum(p.numel() for p in fused.parameters())
+    n = fuse_attention_projections(fused)
+    attns = [m for m in fused.modules() if isinstance(m, Attention)]
+    assert n == len(attns) > 0 and fuse_attention_projections(fused) == 0  # once only
+    cross = [a for a in attns if a.is_cross_attention]
+    assert cross and all(isinstance(a.processor, PerVideoCrossAttnProcessor) for a in cross)
+    assert all(isinstance(a.processor, FusedAttnProcessor2_0) for a in attns if not a.is_cross_attention)
+    # The separate layers are views of the fused weight: no second copy, and loading into either reaches both.
+    a = attns[0]
+    assert a.to_k.weight.data_ptr() == a.to_qkv.weight.data_ptr() + a.to_q.weight.numel() * a.to_q.weight.element_size()
+    with torch.no_grad():
+        a.to_k.weight.add_(1.0)
+    assert torch.equal(a.to_qkv.weight[a.to_q.out_features : 2 * a.to_q.out_features], a.to_k.weight)
+    with torch.no_grad():
+        a.to_k.weight.sub_(1.0)
+    storage = {p.untyped_storage().data_ptr() for p in fused.parameters()}
+    assert len(storage) < sum(1 for _ in fused.parameters())  # shared storage, not new memory
+    assert sum(p.numel() for p in fused.parameters()) > params_before  # (numel counts the views twice)
+    x, t, c = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x, t, c), plain(x, t, c), rtol=1e-5, atol=1e-5)
+
+    torch.manual_seed(0)
+    vae_plain = vae_from_config(dict(VAE)).eval().requires_grad_(False)
+    vae_fused = vae_from_config(dict(VAE)).eval().requires_grad_(False)
+    vae_fused.load_state_dict(vae_plain.state_dict())
+    assert fuse_attention_projections(vae_fused) > 0
+    video = torch.randn(1, 3, 3, 16, 16)
+    with torch.no_grad():
+        z = vae_plain.encode(video, sample=False)
+        torch.testing.assert_close(vae_fused.encode(video, sample=False), z, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(vae_fused.decode(z), vae_plain.decode(z), rtol=1e-5, atol=1e-5)
 
 
 def test_apply_fast_paths_off_changes_nothing():

@@ -234,3 +234,51 @@ def test_units_run_every_layer_once_and_stay_out_of_the_state_dict(pair):
     twin = copy.deepcopy(unet)
     assert twin.up_blocks[1].res_units[0].resnet is twin.up_blocks[1].resnets[0]
     assert twin.up_blocks[1].attn_units[0].temp_attention is twin.up_blocks[1].temp_attentions[0]
+
+
+def moved_copy(pair) -> VidRDUNet:
+    """The pair's UNet with every weight perturbed, temporal layers included (not the identity)."""
+    unet = unet_from_config(dict(UNET), **TEMPORAL).eval()
+    unet.load_state_dict(pair[1].state_dict())
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return unet
+
+
+def test_several_contexts_per_sample_equal_the_repeated_sample_and_share_the_layers_before_the_text(pair):
+    unet = moved_copy(pair)
+    x, t, ctx = inputs(b=2, f=3)
+    ctx3 = torch.cat([ctx, torch.zeros_like(ctx), -ctx])  # row j*B + i: sample i under text j
+    batches: dict[str, list[int]] = {}
+    for name, m in [("first", unet.down_blocks[0].resnets[0]), ("attn", unet.down_blocks[0].attentions[0]),
+                    ("last", unet.up_blocks[-1].resnets[-1])]:  # fmt: skip
+        m.register_forward_pre_hook(lambda m, a, name=name: batches.setdefault(name, []).append(a[0].shape[0]))
+    with torch.no_grad():
+        shared = unet(x, t, ctx3, contexts_per_sample=3)
+        repeated = unet(torch.cat([x] * 3), torch.cat([t] * 3), ctx3)
+    assert shared.shape == repeated.shape == (6, *x.shape[1:])
+    torch.testing.assert_close(shared, repeated, rtol=1e-5, atol=1e-5)
+    # The ResNet before the first cross-attention ran once per sample; everything from the text on, per copy.
+    assert batches == {"first": [2 * 3, 6 * 3], "attn": [6 * 3, 6 * 3], "last": [6 * 3, 6 * 3]}
+    assert (shared[:2] - shared[2:4]).abs().max() > 1e-3  # the copies did see different texts
+
+
+def test_contexts_per_sample_and_timesteps_are_checked(pair):
+    _, unet = pair
+    x, t, ctx = inputs(b=2, f=3)
+    with pytest.raises(ValueError, match="2 rows for 2 videos x 2 contexts"):
+        unet(x, t, ctx, contexts_per_sample=2)
+    with pytest.raises(ValueError, match="timestep has shape"):
+        unet(x, torch.cat([t, t]), torch.cat([ctx, ctx]), contexts_per_sample=2)  # one per sample, not per copy
+
+
+def test_channel_concatenation_keeps_channels_last_inputs_channels_last():
+    from training.model.units import cat_channels
+
+    x, skip = torch.randn(3, 5, 4, 6), torch.randn(3, 7, 4, 6)
+    plain = cat_channels(x, skip)
+    assert torch.equal(plain, torch.cat([x, skip], dim=1)) and plain.is_contiguous()
+    nhwc = cat_channels(x.to(memory_format=torch.channels_last), skip.to(memory_format=torch.channels_last))
+    assert torch.equal(nhwc, plain)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and not nhwc.is_contiguous()

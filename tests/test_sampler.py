@@ -116,3 +116,29 @@ def test_graphed_step_equals_eager_step_on_cuda():
     a, b = eager.sample(z, cond, uncond), graphed.sample(z, cond, uncond)
     assert graphed.step.num_graphs == 1  # one capture replayed for all 12 steps
     assert (a - b).abs().max().item() < 1e-5
+
+
+def test_guidance_pass_gives_a_shared_sample_to_a_denoiser_that_takes_it():
+    from inference.sampler import guidance_pass
+
+    calls = []
+
+    def plain(z, t, ctx):
+        calls.append(("plain", z.shape[0], t.shape[0], ctx.shape[0]))
+        return mixing_denoiser(z, t, ctx) * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1)
+
+    def shared(z, t, ctx, contexts_per_sample=1):
+        calls.append(("shared", z.shape[0], t.shape[0], ctx.shape[0]))
+        k = contexts_per_sample
+        return plain(torch.cat([z] * k), torch.cat([t] * k), ctx)
+
+    shared.accepts_contexts_per_sample = True
+    g = torch.Generator().manual_seed(3)
+    z, cond, uncond = torch.randn(2, 4, 3, 5, 5, generator=g), torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8)
+    t = torch.tensor(400)
+    u0, c0 = guidance_pass(plain, z, t, cond, uncond)
+    u1, c1 = guidance_pass(shared, z, t, cond, uncond)
+    assert calls == [("plain", 4, 4, 4), ("shared", 2, 2, 4), ("plain", 4, 4, 4)]
+    torch.testing.assert_close(u0, u1)
+    torch.testing.assert_close(c0, c1)
+    assert (u0 - c0).abs().max() > 1e-3

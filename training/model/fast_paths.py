@@ -17,6 +17,8 @@ in ``inference/graphed.py``: they only make sense where one shape is replayed ma
   (``training.model.temporal.TemporalSelfAttention``): the same scores, far fewer and fuller tiles.
 * **GroupNorm from channel statistics** (``training.model.group_norm``): in channels-last memory, a
   reduction per group walks memory with stride C; per-channel statistics first read it in order.
+* **fused attention projections** (sampling; ``training.model.fused_projections``): one GEMM for each
+  self-attention's queries, keys and values and one for each cross-attention's keys and values.
 * **regional compile**: each repeated unit (ResNet + Temp-Conv, spatial transformer + Temp-Attn, up/down
   samplers; ``training.model.units``) is compiled on its own, so instances of one class share compiled code
   and compile time stays a fraction of compiling the whole UNet; Inductor fuses GroupNorm + SiLU, GEGLU,
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from training.model.fused_projections import fuse_attention_projections
 from training.model.group_norm import use_channel_stats_group_norm
 from training.model.temporal import TemporalSelfAttention
 
@@ -53,18 +56,19 @@ class FastPaths:
     channel_stats_group_norm: bool = False  # inside compiled regions (training.model.group_norm)
     compile: bool = True
     compile_pairs: bool = True  # a 2D layer and its temporal layer as one region (training.model.units)
+    fuse_projections: bool = True  # sampling only: fused weights are views, gradients would miss the originals
     cuda_graphs: bool = True
     compile_backend: str = "inductor"
     compile_mode: str | None = None
 
     @classmethod
     def off(cls) -> FastPaths:
-        return cls(channels_last=False, compile=False, cuda_graphs=False)
+        return cls(channels_last=False, compile=False, cuda_graphs=False, fuse_projections=False)
 
     @classmethod
     def for_device(cls, device: torch.device | str, enabled: bool = True) -> FastPaths:
-        """Sampling defaults: channels-last, regional compile and CUDA graphs on CUDA; nothing on other
-        devices or when ``enabled`` is False."""
+        """Sampling defaults: channels-last, fused attention projections, regional compile and CUDA graphs on
+        CUDA; nothing on other devices or when ``enabled`` is False."""
         if not enabled or torch.device(device).type != "cuda":
             return cls.off()
         return cls()
@@ -72,7 +76,8 @@ class FastPaths:
     @classmethod
     def for_training(cls, device: torch.device | str, enabled: bool = True) -> FastPaths:
         """Training defaults on CUDA: channels-last, packed Temp-Attn rows, GroupNorm from channel statistics
-        and regional compile (no CUDA graphs: those are for the sampling loop); nothing elsewhere.
+        and regional compile (no CUDA graphs: those are for the sampling loop; no fused projections: gradients
+        would reach only the fused copies); nothing elsewhere.
 
         Packing and the channel-statistics GroupNorm pay in the training step's forward + backward at 8
         frames and not in 16-frame sampling (``benchmarks/bench_temporal_units.py``, H100), hence two sets.
@@ -83,6 +88,7 @@ class FastPaths:
             pack_temporal_attention=TRAINING_PACK_LENGTH,
             channel_stats_group_norm=True,
             cuda_graphs=False,
+            fuse_projections=False,
         )
 
     @property
@@ -93,6 +99,7 @@ class FastPaths:
             or self.channel_stats_group_norm
             or self.compile
             or self.cuda_graphs
+            or self.fuse_projections
         )
 
 
@@ -161,6 +168,8 @@ def apply_fast_paths(model: nn.Module, fast: FastPaths) -> nn.Module:
         to_channels_last(model)
     if fast.pack_temporal_attention:
         pack_temporal_attention(model, fast.pack_temporal_attention)
+    if fast.fuse_projections:
+        fuse_attention_projections(model)
     if fast.compile:
         if fast.channel_stats_group_norm:
             for unit in repeated_units(model, fast.compile_pairs):

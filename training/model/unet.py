@@ -47,6 +47,8 @@ class VidRDUNet(ModelMixin, ConfigMixin):
     """
 
     _supports_gradient_checkpointing = True
+    # forward takes contexts_per_sample (guidance runs the layers before the first cross-attention once).
+    accepts_contexts_per_sample = True
 
     @register_to_config
     def __init__(
@@ -170,22 +172,40 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         sample: torch.Tensor,
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor,
+        contexts_per_sample: int = 1,
     ) -> torch.Tensor:
-        """``sample [B, C, F, H, W]``, ``timestep`` scalar or ``[B]``, text ``[B, L, D]`` -> ``[B, C, F, H, W]``."""
+        """``sample [B, C, F, H, W]``, ``timestep`` scalar or ``[B]``, text ``[B, L, D]`` -> ``[B, C, F, H, W]``.
+
+        ``contexts_per_sample = k`` denoises each sample under k texts (guidance: the unconditional and the
+        conditional one): text ``[k*B, L, D]``, output ``[k*B, ...]`` whose row ``j*B + i`` is sample i under
+        text row ``j*B + i``, as if ``sample`` had been repeated k times. The layers before the first
+        cross-attention see the same input in every copy, so they run once and their output is repeated.
+        """
         b, c, f, h, w = sample.shape
-        if encoder_hidden_states.shape[0] != b:
+        k = contexts_per_sample
+        if k < 1 or encoder_hidden_states.shape[0] != k * b:
             # Per-video cross-attention would otherwise pair frames with the wrong text whenever the counts divide.
-            raise ValueError(f"encoder_hidden_states has {encoder_hidden_states.shape[0]} rows for {b} videos")
+            raise ValueError(
+                f"encoder_hidden_states has {encoder_hidden_states.shape[0]} rows for {b} videos x {k} contexts"
+            )
         # An explicit layout: a channel-strided input (e.g. latents straight from the VAE encoder) would make the
         # folded view channels-last by accident, and torch 2.13's CPU conv backward segfaults on that layout.
         x = sample.transpose(1, 2).reshape(b * f, c, h, w).contiguous(memory_format=self.memory_format)
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
+        if t.shape != (b,):
+            raise ValueError(f"timestep has shape {tuple(t.shape)}; expected a scalar or one per sample ({b})")
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
         temb = temb.repeat_interleave(f, dim=0)
         # The text once per video (video_cross_attention); repeated per frame only if someone swapped the processors.
         per_video = all(isinstance(a.processor, PerVideoCrossAttnProcessor) for a in self._cross_attns)
         ctx = encoder_hidden_states if per_video else encoder_hidden_states.repeat_interleave(f, dim=0)
+
+        def widen(x: torch.Tensor, temb: torch.Tensor, skips: list[torch.Tensor]):
+            # Before the first layer that reads the text: from here on the k copies differ.
+            if k == 1 or x.shape[0] == k * b * f:
+                return x, temb, skips
+            return torch.cat([x] * k), torch.cat([temb] * k), [torch.cat([s] * k) for s in skips]
 
         x = self.conv_in(x)
         skips = [x]
@@ -194,6 +214,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             for i in range(len(block.resnets)):
                 x = self._resnet(block, i, x, temb, f)
                 if has_attn:
+                    x, temb, skips = widen(x, temb, skips)
                     x = self._attn(block, i, x, ctx, f)
                 skips.append(x)
             for down in block.downsamplers or []:
@@ -201,6 +222,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
                 skips.append(x)
 
         mid = self.mid_block
+        x, temb, skips = widen(x, temb, skips)
         x = self._resnet(mid, 0, x, temb, f)
         for i in range(len(mid.attentions)):
             x = self._attn(mid, i, x, ctx, f)
@@ -216,4 +238,4 @@ class VidRDUNet(ModelMixin, ConfigMixin):
                 x = up(x, skips[-1].shape[-2:])
 
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
-        return x.view(b, f, *x.shape[1:]).transpose(1, 2)
+        return x.view(k * b, f, *x.shape[1:]).transpose(1, 2)

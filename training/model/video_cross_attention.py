@@ -10,7 +10,7 @@ the key/value work and memory divided by F.
 from __future__ import annotations
 
 import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0, FusedAttnProcessor2_0
 from torch import nn
 
 
@@ -18,11 +18,12 @@ class PerVideoCrossAttnProcessor:
     """A diffusers attention processor for ``attn2``: accepts a context with one row per video.
 
     When the context's batch equals the queries' (per-frame context, or a plain image model) it is SD's
-    own ``AttnProcessor2_0`` unchanged.
+    own ``AttnProcessor2_0`` unchanged. ``fused``: the attention's key/value projections are one layer
+    (``training.model.fused_projections``), run by ``FusedAttnProcessor2_0``.
     """
 
-    def __init__(self) -> None:
-        self.base = AttnProcessor2_0()
+    def __init__(self, fused: bool = False) -> None:
+        self.base = FusedAttnProcessor2_0() if fused else AttnProcessor2_0()
 
     def __call__(
         self,
