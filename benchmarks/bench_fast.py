@@ -26,7 +26,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -128,30 +128,6 @@ def sampling_row(
     return row, (out, one)
 
 
-FP_CL_GRAPHS = FastPaths(channels_last=True, compile=False, fuse_projections=False)
-FP_AUTOTUNE = FastPaths(compile_mode="max-autotune-no-cudagraphs")
-# name, fast paths (with CUDA graphs: one graph of the whole guided DDIM step).
-VARIANTS = {
-    "graphs": ("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, fuse_projections=False)),
-    "cl_graphs": ("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS),
-    "compile_graphs": (
-        "VidRD + regional compile + CUDA graphs",
-        FastPaths(channels_last=False, fuse_projections=False),
-    ),
-    "autotune": ("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE),
-    "unfused": ("VidRD fast, attention projections not fused", FastPaths(fuse_projections=False)),
-    # The guidance pass gets the latents twice, as for any denoiser (not the layers before the text once).
-    "repeated_sample": ("VidRD fast, latents repeated for guidance (no shared prefix)", FastPaths()),
-    # The up path's skip concatenation as a plain torch.cat (Inductor lays it out NCHW, then transposes back).
-    "nchw_cat": ("VidRD fast, skip concatenation as plain torch.cat", FastPaths()),
-    "layers": ("VidRD fast, each layer compiled alone (not per unit)", FastPaths(compile_pairs=False)),
-    "fast": (
-        "VidRD fast (default: channels-last + fused projections + regional compile + CUDA graphs)",
-        FastPaths(),
-    ),
-}
-
-
 @contextlib.contextmanager
 def plain_cat(active: bool):
     """While active, the units concatenate skips with a plain ``torch.cat`` (the ablation of ``cat_channels``)."""
@@ -164,6 +140,47 @@ def plain_cat(active: bool):
         yield
     finally:
         units.cat_channels = kept
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A measured configuration: fast paths, plus the two levers in model code that no ``FastPaths`` switch turns
+    off (for their ablations)."""
+
+    name: str
+    fast: FastPaths
+    shared_sample: bool = True  # guidance gives the UNet the latents once (inference.sampler.guidance_pass)
+    nhwc_cat: bool = True  # skips concatenated on the NHWC views (training.model.units.cat_channels)
+
+    def denoiser(self, unet):
+        """The UNet, or a wrapper that hides ``contexts_per_sample`` so guidance repeats the latents."""
+        return unet if self.shared_sample else (lambda x, t, c: unet(x, t, c))
+
+    def levers(self):
+        """Context in which the units are traced (their first call) with this variant's concatenation."""
+        return plain_cat(not self.nhwc_cat)
+
+
+FP_CL_GRAPHS = FastPaths(channels_last=True, compile=False, fuse_projections=False)
+FP_AUTOTUNE = FastPaths(compile_mode="max-autotune-no-cudagraphs")
+# With CUDA graphs: one graph of the whole guided DDIM step.
+VARIANTS = {
+    "graphs": Variant("VidRD + CUDA graphs", FastPaths(channels_last=False, compile=False, fuse_projections=False)),
+    "cl_graphs": Variant("VidRD + channels-last + CUDA graphs", FP_CL_GRAPHS),
+    "compile_graphs": Variant(
+        "VidRD + regional compile + CUDA graphs", FastPaths(channels_last=False, fuse_projections=False)
+    ),
+    "autotune": Variant("VidRD fast, compile mode max-autotune-no-cudagraphs", FP_AUTOTUNE),
+    "unfused": Variant("VidRD fast, attention projections not fused", FastPaths(fuse_projections=False)),
+    "repeated_sample": Variant(
+        "VidRD fast, latents repeated for guidance (no shared prefix)", FastPaths(), shared_sample=False
+    ),
+    "nchw_cat": Variant("VidRD fast, skip concatenation as plain torch.cat", FastPaths(), nhwc_cat=False),
+    "layers": Variant("VidRD fast, each layer compiled alone (not per unit)", FastPaths(compile_pairs=False)),
+    "fast": Variant(
+        "VidRD fast (default: channels-last + fused projections + regional compile + CUDA graphs)", FastPaths()
+    ),
+}
 
 
 def profile_call(denoiser, rows: int = 30) -> None:
@@ -209,14 +226,15 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
     rows.append(r)
     plain = None
     for key in variants:
-        name, fast = VARIANTS[key]
+        v = VARIANTS[key]
+        name, fast = v.name, v.fast
         torch._dynamo.reset()
         m = fresh_vidrd()
         t0 = time.perf_counter()
         apply_fast_paths(m, fast)
-        den = (lambda x, t, c, m=m: m(x, t, c)) if key == "repeated_sample" else m
+        den = v.denoiser(m)
         step = CUDAGraphed(GuidedStep(den)) if fast.cuda_graphs else None
-        with plain_cat(key == "nchw_cat"):  # units are traced on their first call, inside the row
+        with v.levers():
             r, (out, one) = sampling_row(
                 name, den, vpred, setup_s=time.perf_counter() - t0, step=step, graphed=fast.cuda_graphs
             )
@@ -314,22 +332,16 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float,
     return row
 
 
+TRAINING = FastPaths.for_training("cuda")
 TRAIN_VARIANTS = {
-    "fast": ("VidRD fast (training set)", FastPaths.for_training("cuda")),
-    "no_pack": ("VidRD fast, Temp-Attn not packed", replace(FastPaths.for_training("cuda"), pack_temporal_attention=0)),
-    "no_gn": (
-        "VidRD fast, GroupNorm's own lowering",
-        replace(FastPaths.for_training("cuda"), channel_stats_group_norm=False),
+    "fast": Variant("VidRD fast (training set)", TRAINING),
+    "no_pack": Variant("VidRD fast, Temp-Attn not packed", replace(TRAINING, pack_temporal_attention=0)),
+    "no_gn": Variant("VidRD fast, GroupNorm's own lowering", replace(TRAINING, channel_stats_group_norm=False)),
+    "sampling_set": Variant(
+        "VidRD fast, sampling set (channels-last + compile)", FastPaths(cuda_graphs=False, fuse_projections=False)
     ),
-    "sampling_set": (
-        "VidRD fast, sampling set (channels-last + compile)",
-        FastPaths(cuda_graphs=False, fuse_projections=False),
-    ),
-    "layers": (
-        "VidRD fast, each layer compiled alone (not per unit)",
-        replace(FastPaths.for_training("cuda"), compile_pairs=False),
-    ),
-    "nchw_cat": ("VidRD fast, skip concatenation as plain torch.cat", FastPaths.for_training("cuda")),
+    "layers": Variant("VidRD fast, each layer compiled alone (not per unit)", replace(TRAINING, compile_pairs=False)),
+    "nchw_cat": Variant("VidRD fast, skip concatenation as plain torch.cat", TRAINING, nhwc_cat=False),
 }
 
 
@@ -350,14 +362,14 @@ def part_training(peak: float, batches: list[int], variants: list[str], profile:
     torch.cuda.empty_cache()
     runs = [(key, b) for key in variants for b in (batches if key == variants[0] else batches[:1])]
     for key, batch in runs:
-        name, fast = TRAIN_VARIANTS[key]
+        v = TRAIN_VARIANTS[key]
         torch._dynamo.reset()
         m = fresh_vidrd().train()
         m.set_trainable(spatial_transformers=True)
-        apply_fast_paths(m, fast)
+        apply_fast_paths(m, v.fast)
         flops = plain["_flops"] * batch // batches[0]
-        with plain_cat(key == "nchw_cat"):
-            rows.append(train_row(name, m, m, batch, flops, peak, profile))
+        with v.levers():
+            rows.append(train_row(v.name, m, m, batch, flops, peak, profile))
         profile = False
         m = None
         torch.cuda.empty_cache()
@@ -418,6 +430,10 @@ def main() -> None:
         help=f"training: fast-path sets, the first at every batch, from {list(TRAIN_VARIANTS)}",
     )
     args = ap.parse_args()
+    for given, known in ((args.variants, VARIANTS), (args.train_variants, TRAIN_VARIANTS)):
+        unknown = [k for k in given.split(",") if k not in known]
+        if unknown:
+            ap.error(f"unknown variant(s) {unknown}; choose from {list(known)}")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.benchmark = True  # both paths, peer included: fixed shapes
     peak = matmul_peak()
