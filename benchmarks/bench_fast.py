@@ -62,10 +62,13 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / a.norm()).item()
 
 
+LAYOUT = {"name": "official"}  # --layout: which UNet layout every VidRD row builds
+
+
 def fresh_vidrd(dtype=torch.bfloat16) -> VidRDUNet:
     torch.manual_seed(0)
     with torch.device("cuda"):
-        m = VidRDUNet(sample_size=32)
+        m = VidRDUNet(sample_size=32, layout=LAYOUT["name"])
     # Random, non-zero temporal output layers, so the temporal path's arithmetic counts in every comparison.
     with torch.no_grad():
         for p in m.parameters():
@@ -176,7 +179,6 @@ VARIANTS = {
         "VidRD fast, latents repeated for guidance (no shared prefix)", FastPaths(), shared_sample=False
     ),
     "nchw_cat": Variant("VidRD fast, skip concatenation as plain torch.cat", FastPaths(), nhwc_cat=False),
-    "layers": Variant("VidRD fast, each layer compiled alone (not per unit)", FastPaths(compile_pairs=False)),
     "fast": Variant(
         "VidRD fast (default: channels-last + fused projections + regional compile + CUDA graphs)", FastPaths()
     ),
@@ -340,7 +342,6 @@ TRAIN_VARIANTS = {
     "sampling_set": Variant(
         "VidRD fast, sampling set (channels-last + compile)", FastPaths(cuda_graphs=False, fuse_projections=False)
     ),
-    "layers": Variant("VidRD fast, each layer compiled alone (not per unit)", replace(TRAINING, compile_pairs=False)),
     "nchw_cat": Variant("VidRD fast, skip concatenation as plain torch.cat", TRAINING, nhwc_cat=False),
 }
 
@@ -418,6 +419,7 @@ def main() -> None:
         "training: none leaves the peer out",
     )
     ap.add_argument("--no-e2e", action="store_true", help="sampling: leave out the end-to-end pipeline runs")
+    ap.add_argument("--layout", choices=["official", "framewise"], default="official", help="the VidRD UNet layout")
     ap.add_argument(
         "--profile",
         action="store_true",
@@ -434,6 +436,7 @@ def main() -> None:
         unknown = [k for k in given.split(",") if k not in known]
         if unknown:
             ap.error(f"unknown variant(s) {unknown}; choose from {list(known)}")
+    LAYOUT["name"] = args.layout
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.benchmark = True  # both paths, peer included: fixed shapes
     peak = matmul_peak()
@@ -446,8 +449,8 @@ def main() -> None:
     import diffusers
 
     env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, diffusers=diffusers.__version__,
-               matmul_tflops=round(peak, 1), steps=STEPS, guidance=GUIDANCE, dtype="bf16", size="256x256",
-               date=time.strftime("%Y-%m-%d"))  # fmt: skip
+               matmul_tflops=round(peak, 1), layout=args.layout, steps=STEPS, guidance=GUIDANCE, dtype="bf16",
+               size="256x256", date=time.strftime("%Y-%m-%d"))  # fmt: skip
     print(json.dumps(env))
     for r in rows:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))

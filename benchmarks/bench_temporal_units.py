@@ -171,7 +171,7 @@ class TempConvGemm(TempConv):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
         v = x.view(bf // num_frames, num_frames, c, h, w).transpose(1, 2)
-        for layer in self.net:
+        for layer in self.convs:
             v = conv3d_as_gemm(v, layer.weight, layer.bias) if isinstance(layer, torch.nn.Conv3d) else layer(v)
         return x + v.transpose(1, 2).reshape(bf, c, h, w)
 

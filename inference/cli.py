@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from inference.long_video import LongVideoConfig
+from inference.long_video import PAPER, SCHEDULES, LongVideoConfig
 from inference.pipeline import GenerationSettings, VidRDPipeline
 from inference.prompts import PromptError, VideoRequest, read_prompts_file
 from inference.video_out import SUFFIXES, FrameSink
@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="generate a long video with FNR / PNS / DSG",
-        description="Generate videos clip by clip (paper 4.3): N frames per clip, the last M guide the next clip. "
+        description="Generate videos clip by clip (paper 4.3): N frames per clip, the last M guide the next clip "
+        "(--schedule picks the paper's loop or the authors' released one). "
         "Frames are written to --out as each clip finishes. With several prompts (--prompts-file), one file per "
         "video: OUT's name gets _000, _001, ...",
     )
@@ -31,10 +32,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--prompt", action="append", help="prompt; repeat for a story (one prompt per clip)")
     src.add_argument("--prompts-file", help=".txt (one video per line, clips split by ' | ') or .json")
     p.add_argument("--frames", type=int, default=64, help="frames in the video (default 64)")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=PAPER,
+        help="long-video loop: 'paper' (eq. 6-8, seamless join; default) or 'official' (the authors' released "
+        "pipeline: DSG on step indices, all N frames of every clip kept, per-frame VAE decode)",
+    )
     p.add_argument("--clip-frames", type=int, default=16, help="N: frames per clip (default 16)")
-    p.add_argument("--prompt-frames", type=int, default=8, help="M: prompt frames (default 8)")
-    p.add_argument("--alpha", type=float, default=1.0, help="PNS: weight of the previous clip's noise (default 1)")
-    p.add_argument("--beta", type=float, default=1.0, help="DSG: share of guided denoising, 0..1 (default 1)")
+    p.add_argument("--prompt-frames", type=int, help="M: prompt frames (default: paper 8, official 4)")
+    p.add_argument("--alpha", type=float, help="PNS: weight of the reused noise (default: paper 1, official 4)")
+    p.add_argument("--beta", type=float, help="DSG: share of guided denoising, 0..1 (default: paper 1, official 0.4)")
+    p.add_argument(
+        "--negative-prompt",
+        default="",
+        help="text of the unconditional branch (default: empty; the authors' evaluation used 'watermark')",
+    )
+    p.add_argument(
+        "--decode",
+        choices=("temporal", "frames"),
+        help="VAE decode: 'temporal' (the fine-tuned temporal decoder over each clip) or 'frames' (each frame on "
+        "its own, as the release's pipeline does); default: paper temporal, official frames",
+    )
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
     p.add_argument("--guidance", type=float, default=10.0, help="classifier-free guidance scale w (paper: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first video; video b uses seed + b")
@@ -64,9 +83,11 @@ def out_paths(out: str, n: int) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     try:
         requests = read_prompts_file(args.prompts_file) if args.prompts_file else [VideoRequest(list(args.prompt))]
+        long = LongVideoConfig.for_schedule(args.schedule, args.clip_frames, args.prompt_frames, args.alpha, args.beta)
         settings = GenerationSettings(
             frames=args.frames, steps=args.steps, guidance=args.guidance, seed=args.seed, height=args.height,
-            width=args.width, long=LongVideoConfig(args.clip_frames, args.prompt_frames, args.alpha, args.beta),
+            width=args.width, long=long, negative_prompt=args.negative_prompt,
+            temporal_decode=None if args.decode is None else args.decode == "temporal",
         )  # fmt: skip
         if Path(args.out).suffix not in SUFFIXES:
             raise ValueError(f"--out must end in one of {SUFFIXES}")

@@ -31,6 +31,19 @@ fades over the M prompt frames, the reflection-like boundary that lets new conte
 
 Memory is flat in the number of clips: only clip i-1's initial noise (N frames) and its trajectory
 for the frames DSG can copy (the last M frames, at the steps where the condition can hold) are kept.
+
+Two schedules (``LongVideoConfig.schedule``):
+
+* ``paper`` (default): the equations above and the seamless join.
+* ``official``: what the authors' released pipeline runs (``../shared/reference/official-vidrd/README.md``
+  section 10), with its defaults M = 4, alpha = 4, beta = 0.4. FNR/PNS are the same equations (PNS draws
+  noise for all N frames and uses the last N - M). DSG is a rule on step *indices* and step *inputs*: before
+  the UNet call of step i (of T), prompt frame j takes the previous clip's step-i input of frame N-1-j while
+  ``i < (M - j) (T / M) beta``. Every clip keeps all N frames (the reversed prompt frames included), so the
+  video has clips x N frames; the release decodes each frame on its own (``decode_latents(temporal=False)``).
+
+The paper's schedule is the default because it is what the paper specifies and evaluates, and its join
+does not repeat the overlap frames in reverse; the official one reproduces the release's outputs.
 """
 
 from __future__ import annotations
@@ -38,30 +51,73 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from inference.sampler import DDIMSampler
 
+PAPER, OFFICIAL = "paper", "official"
+SCHEDULES = (PAPER, OFFICIAL)
+# Per schedule: (M, alpha, beta). The paper's figures use M = N/2 and full guidance; the release's config
+# (configs/example.yaml) sets extend_overlap_frames 4, extend_noise_recycle 4, extend_denoise_guidance 0.4.
+SCHEDULE_DEFAULTS = {PAPER: (8, 1.0, 1.0), OFFICIAL: (4, 4.0, 0.4)}
+
 
 @dataclass(frozen=True)
 class LongVideoConfig:
-    """N frames per clip, M prompt frames, PNS alpha, DSG beta."""
+    """N frames per clip, M prompt frames, PNS alpha, DSG beta, and which schedule runs them."""
 
     clip_frames: int = 16
     prompt_frames: int = 8
     alpha: float = 1.0
     beta: float = 1.0
+    schedule: str = PAPER
+    fnr: bool = True  # False: every clip starts from fresh noise (the FNR ablation; PNS has nothing to mix)
 
     def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.clip_frames < 2:
             raise ValueError(f"clip_frames (N) must be >= 2, got {self.clip_frames}")
         if not 0 <= self.prompt_frames <= self.clip_frames:
             raise ValueError(f"prompt_frames (M) must be in [0, N={self.clip_frames}], got {self.prompt_frames}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not self.alpha >= 0 or math.isinf(self.alpha):
+            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha}")
         if not 0 <= self.beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+
+    @classmethod
+    def for_schedule(
+        cls,
+        schedule: str = PAPER,
+        clip_frames: int = 16,
+        prompt_frames: int | None = None,
+        alpha: float | None = None,
+        beta: float | None = None,
+    ) -> LongVideoConfig:
+        """The schedule's defaults (:data:`SCHEDULE_DEFAULTS`) with any value given replacing its own."""
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        m, a, b = SCHEDULE_DEFAULTS[schedule]
+        m = min(m, clip_frames) if prompt_frames is None else prompt_frames
+        return cls(clip_frames, m, a if alpha is None else alpha, b if beta is None else beta, schedule)
+
+    @property
+    def official(self) -> bool:
+        return self.schedule == OFFICIAL
+
+    def num_clips(self, frames: int) -> int:
+        """Clips needed for a video of ``frames`` frames."""
+        if not self.official:
+            return clips_needed(frames, self.clip_frames)
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        return math.ceil(frames / self.clip_frames)
+
+    def kept(self, i: int) -> slice:
+        """Frames of clip i that go into the video."""
+        return slice(0, None) if self.official else kept_frames(i)
 
 
 def clips_needed(frames: int, n: int) -> int:
@@ -76,18 +132,64 @@ def video_index(i: int, j: int, n: int) -> int:
     return i * (n - 1) + j
 
 
-def fnr_pns(prev_zT: torch.Tensor, m: int, alpha: float, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """Eq. 6-7: initial noise of clip i from clip i-1's, ``[B, C, N, h, w]``; one generator per video."""
+class NoiseSource(Protocol):
+    """Where the loop's random draws come from (tests inject recorded ones)."""
+
+    def initial(self, shape: tuple[int, int, int, int]) -> torch.Tensor:
+        """Clip 0's noise ``[B, C, N, h, w]`` for ``shape = (C, N, h, w)``, standard normal."""
+
+    def fresh(self, shape: tuple[int, int, int, int], std: float) -> torch.Tensor:
+        """PNS's new noise ``[B, C, F, h, w]`` for ``shape = (C, F, h, w)``, standard deviation ``std``."""
+
+
+class GeneratorNoise:
+    """One ``torch.Generator`` per video, so a video's noise does not depend on the rest of the batch.
+
+    ``frame_major``: clip 0's noise is drawn frame by frame, as the release does (for one video on a CPU
+    generator this reproduces the release's draws bit for bit).
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator], frame_major: bool = False):
+        self.generators = list(generators)
+        self.frame_major = frame_major
+
+    def _draw(self, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+        return torch.randn(shape, generator=g, device=g.device, dtype=torch.float32)
+
+    def initial(self, shape: tuple[int, int, int, int]) -> torch.Tensor:
+        c, n, h, w = shape
+        if self.frame_major:
+            return torch.stack([self._draw((n, c, h, w), g).transpose(0, 1) for g in self.generators])
+        return torch.stack([self._draw((c, n, h, w), g) for g in self.generators])
+
+    def fresh(self, shape: tuple[int, int, int, int], std: float) -> torch.Tensor:
+        return torch.stack([self._draw(shape, g) * std for g in self.generators])
+
+
+def fnr_pns(
+    prev_zT: torch.Tensor,
+    m: int,
+    alpha: float,
+    noise: NoiseSource | Sequence[torch.Generator],
+    draw_all_frames: bool = False,
+) -> torch.Tensor:
+    """Eq. 6-7: initial noise of clip i from clip i-1's, ``[B, C, N, h, w]``.
+
+    ``noise``: a :class:`NoiseSource` or one generator per video. ``draw_all_frames``: draw new noise for all N
+    frames and use the last N - M (the release's order of draws); otherwise only N - M frames are drawn.
+    """
+    if not hasattr(noise, "fresh"):
+        noise = GeneratorNoise(noise)
     rev = prev_zT.flip(2)
-    n = prev_zT.shape[2]
+    _, c, n, h, w = prev_zT.shape
     if m >= n:
         return rev.clone()
-    shape = (prev_zT.shape[1], n - m, *prev_zT.shape[3:])
-    eps = torch.stack([torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in generators])
-    eps = eps.to(device=prev_zT.device, dtype=prev_zT.dtype)
     scale = 1.0 / math.sqrt(1.0 + alpha**2)
+    eps = noise.fresh((c, n if draw_all_frames else n - m, h, w), scale)
+    eps = eps[:, :, m:] if draw_all_frames else eps
+    eps = eps.to(device=prev_zT.device, dtype=prev_zT.dtype)
     out = rev.clone()
-    out[:, :, m:] = alpha * scale * rev[:, :, m:] + scale * eps
+    out[:, :, m:] = alpha * scale * rev[:, :, m:] + eps
     return out
 
 
@@ -127,6 +229,42 @@ class DSGGuide:
         self.previous, self.current = self.current, {}
 
 
+class OfficialDSGGuide:
+    """The release's DSG: before the UNet call of step i, prompt frame j becomes the previous clip's step-i input
+    of frame N-1-j while ``i < (M - j) (T / M) beta`` (Python floats, as the release evaluates it).
+
+    :meth:`before_step` runs on each step's input: on z_T for step 0, then from the sampler's hook on step
+    i-1's output. It records this clip's (already overwritten) inputs of frames N-1-j for the steps where a
+    later clip copies.
+    """
+
+    def __init__(self, steps: int, cfg: LongVideoConfig):
+        n, m = cfg.clip_frames, cfg.prompt_frames
+        self.steps = steps
+        self.copy_plan: list[list[int]] = [
+            [j for j in range(m) if i < (m - j) * (steps / m) * cfg.beta] if m else [] for i in range(steps)
+        ]
+        self.src = [n - 1 - j for j in range(m)]
+        self.previous: dict[int, torch.Tensor] = {}
+        self.current: dict[int, torch.Tensor] = {}
+
+    def before_step(self, i: int, z: torch.Tensor) -> torch.Tensor:
+        js = self.copy_plan[i] if i < self.steps else []
+        if not js:
+            return z
+        if self.previous:
+            z = z.clone()
+            z[:, :, js] = self.previous[i][:, :, js]
+        self.current[i] = z[:, :, self.src].clone()
+        return z
+
+    def hook(self, k: int, _t: int, z: torch.Tensor) -> torch.Tensor:
+        return self.before_step(k + 1, z)
+
+    def next_clip(self) -> None:
+        self.previous, self.current = self.current, {}
+
+
 Conditioning = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -136,7 +274,7 @@ def generate_latent_clips(
     num_clips: int,
     latent_shape: tuple[int, int, int, int],
     cfg: LongVideoConfig,
-    generators: Sequence[torch.Generator],
+    generators: Sequence[torch.Generator] | NoiseSource,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     on_step: Callable[[], None] | None = None,
@@ -144,20 +282,27 @@ def generate_latent_clips(
     """Yield the z_0 latents ``[B, C, N, h, w]`` of clips 0..num_clips-1, one at a time.
 
     ``conditioning(i)`` gives (cond, uncond) text embeddings for clip i (a story changes prompts per
-    clip). ``latent_shape`` is (C, N, h, w). Each video b draws all its noise from ``generators[b]``.
+    clip). ``latent_shape`` is (C, N, h, w). ``generators``: one per video (video b draws all its noise from
+    ``generators[b]``), or any :class:`NoiseSource`.
     """
     c, n, h, w = latent_shape
     if n != cfg.clip_frames:
         raise ValueError(f"latent_shape has {n} frames but clip_frames is {cfg.clip_frames}")
-    guide = DSGGuide(sampler.timesteps, cfg, sampler.num_train_timesteps)
+    noise = generators if hasattr(generators, "fresh") else GeneratorNoise(generators, frame_major=cfg.official)
+    guide: DSGGuide | OfficialDSGGuide
+    if cfg.official:
+        guide = OfficialDSGGuide(len(sampler.timesteps), cfg)
+    else:
+        guide = DSGGuide(sampler.timesteps, cfg, sampler.num_train_timesteps)
     z_T = None
     for i in range(num_clips):
-        if z_T is None:
-            z_T = torch.stack(
-                [torch.randn((c, n, h, w), generator=g, device=g.device, dtype=torch.float32) for g in generators]
-            ).to(device=device, dtype=dtype)
+        if z_T is None or not cfg.fnr:
+            z_T = noise.initial((c, n, h, w)).to(device=device, dtype=dtype)
         else:
-            z_T = fnr_pns(z_T, cfg.prompt_frames, cfg.alpha, generators)
+            z_T = fnr_pns(z_T, cfg.prompt_frames, cfg.alpha, noise, draw_all_frames=cfg.official)
+        if isinstance(guide, OfficialDSGGuide):
+            # Step 0's input; the next clip's FNR/PNS start from it (the release's store[0]).
+            z_T = guide.before_step(0, z_T)
         cond, uncond = conditioning(i)
 
         def hook(k: int, t: int, z: torch.Tensor) -> torch.Tensor:
@@ -171,5 +316,6 @@ def generate_latent_clips(
 
 
 def kept_frames(i: int) -> slice:
-    """Frames of clip i that go into the video (clip i >= 1 starts after the shared seam frame)."""
+    """Frames of clip i that go into the paper schedule's video (clip i >= 1 starts after the shared seam
+    frame)."""
     return slice(0, None) if i == 0 else slice(1, None)

@@ -11,11 +11,12 @@ import torch
 from tqdm import tqdm
 
 from inference.graphed import CUDAGraphed
-from inference.long_video import LongVideoConfig, clips_needed, generate_latent_clips, kept_frames
+from inference.long_video import LongVideoConfig, generate_latent_clips
 from inference.prompts import VideoRequest
 from inference.sampler import DDIMSampler, GuidedStep, make_scheduler
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import SDComponents, load_vidrd
+from training.model.temporal import TempConv
 from training.model.vae import TemporalVAE
 
 
@@ -30,34 +31,35 @@ class GenerationSettings:
     height: int = 256
     width: int = 256
     long: LongVideoConfig = field(default_factory=LongVideoConfig)
+    negative_prompt: str = ""  # the unconditional branch's text; the release's evaluation uses "watermark"
+    temporal_decode: bool | None = None  # None: the schedule's (paper: temporal decoder; official: per frame)
+
+    @property
+    def decode_temporal(self) -> bool:
+        return (not self.long.official) if self.temporal_decode is None else self.temporal_decode
 
 
 def temporal_radius(vae: TemporalVAE) -> int:
     """How many frames on each side one output frame of the temporal decoder depends on."""
-    r = 0
-    for name, m in vae.named_modules():
-        if name.endswith("temp_convs"):
-            for tc in m:
-                convs = [x for x in tc.net if isinstance(x, torch.nn.Conv3d)]
-                r += sum(c.kernel_size[0] // 2 for c in convs)
-    return r
+    return sum(m.radius for m in vae.modules() if isinstance(m, TempConv))
 
 
 @torch.no_grad()
-def decode_latents(vae: TemporalVAE, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+def decode_latents(vae: TemporalVAE, z: torch.Tensor, chunk: int | None = None, temporal: bool = True) -> torch.Tensor:
     """Latents ``[B, C, F, h, w]`` -> pixels in [-1, 1], decoding ``chunk`` frames at a time.
 
     Each chunk is decoded with enough neighbouring frames for the temporal layers' receptive field,
     so the result equals decoding all frames at once; memory grows with chunk + 2 * radius frames.
+    ``temporal=False``: every frame on its own (the release's pipeline), so chunks need no neighbours.
     """
     f = z.shape[2]
     if chunk is None or chunk >= f:
-        return vae.decode(z)
-    r = temporal_radius(vae)
+        return vae.decode(z, temporal)
+    r = temporal_radius(vae) if temporal else 0
     outs = []
     for s in range(0, f, chunk):
         lo, hi = max(0, s - r), min(f, s + chunk + r)
-        x = vae.decode(z[:, :, lo:hi])
+        x = vae.decode(z[:, :, lo:hi], temporal)
         outs.append(x[:, :, s - lo : s - lo + min(chunk, f - s)])
     return torch.cat(outs, dim=2)
 
@@ -120,9 +122,12 @@ class VidRDPipeline:
         s, cfg = settings, settings.long
         if s.height % (8 * self.vae_scale) or s.width % (8 * self.vae_scale):
             raise ValueError(f"height and width must be multiples of {8 * self.vae_scale}")
-        n_clips = clips_needed(s.frames, cfg.clip_frames)
+        n_clips = cfg.num_clips(s.frames)
         clip_prompts = [r.for_clips(n_clips) for r in requests]
-        uncond = self.text.empty(len(requests)).to(self.dtype)
+        if s.negative_prompt:
+            uncond = self.embed([s.negative_prompt] * len(requests))
+        else:
+            uncond = self.text.empty(len(requests)).to(self.dtype)
         gens = [
             torch.Generator().manual_seed(r.seed if r.seed is not None else s.seed + b) for b, r in enumerate(requests)
         ]
@@ -138,7 +143,8 @@ class VidRDPipeline:
         )
         emitted = 0
         for i, z0 in enumerate(clips):
-            frames = to_uint8(decode_latents(self.vae, z0, self.decode_chunk))[:, kept_frames(i)]
+            video = decode_latents(self.vae, z0, self.decode_chunk, s.decode_temporal)
+            frames = to_uint8(video)[:, cfg.kept(i)]
             frames = frames[:, : s.frames - emitted]
             emitted += frames.shape[1]
             bar.set_postfix(clip=f"{i + 1}/{n_clips}", frames=emitted)

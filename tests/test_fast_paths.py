@@ -14,7 +14,7 @@ from inference.pipeline import VidRDPipeline
 from inference.prompts import VideoRequest
 from inference.sampler import GuidedStep
 from tests.test_generate import collect, settings
-from tests.tiny_sd import TEMPORAL, UNET
+from tests.tiny_sd import FRAMEWISE, UNET
 from training.model.fast_paths import (
     TRAINING_PACK_LENGTH,
     FastPaths,
@@ -25,7 +25,7 @@ from training.model.fast_paths import (
 )
 from training.model.group_norm import ChannelStatsGroupNorm, use_channel_stats_group_norm
 from training.model.loading import unet_from_config
-from training.model.temporal import TempAttn, TemporalSelfAttention
+from training.model.temporal import TemporalSelfAttention
 
 CPU_COMPILE = FastPaths(channels_last=False, compile=True, cuda_graphs=False, compile_backend="aot_eager")
 # The training set of fast paths, with the compile that runs on CPU.
@@ -39,14 +39,18 @@ CPU_TRAINING = FastPaths(
 )
 
 
-def moved_unet(seed: int = 0) -> torch.nn.Module:
-    """A tiny UNet whose temporal layers are not the identity (zero-init layers perturbed)."""
+LAYOUTS = ["official", "framewise"]
+
+
+def moved_unet(seed: int = 0, layout: str = "framewise") -> torch.nn.Module:
+    """A tiny UNet whose temporal layers are not the identity (zero-init layers perturbed); eval mode, so the
+    Temp-Convs' dropout does not make two runs differ (gradients still flow)."""
     torch.manual_seed(seed)
-    unet = unet_from_config(dict(UNET), **TEMPORAL)
+    unet = unet_from_config(dict(UNET), **{**FRAMEWISE, "layout": layout})
     with torch.no_grad():
         for p in unet.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    return unet
+    return unet.eval()
 
 
 def inputs(b=2, f=4, seed=1):
@@ -114,11 +118,12 @@ def test_training_fast_paths_swap_group_norms_inside_compiled_units_only():
     assert not any(isinstance(m, ChannelStatsGroupNorm) for m in eager.modules())
 
 
-def test_channels_last_unet_equals_plain_and_feeds_nhwc():
-    plain = moved_unet().eval()
-    fast = to_channels_last(moved_unet().eval())
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_channels_last_unet_equals_plain_and_feeds_nhwc(layout):
+    plain = moved_unet(layout=layout)
+    fast = to_channels_last(moved_unet(layout=layout))
     assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    conv3d = fast.down_blocks[0].temp_convs[0].net[-1].weight
+    conv3d = fast.down_blocks[0].temp_convs[0].convs[-1].weight
     assert conv3d.is_contiguous(memory_format=torch.channels_last_3d)
     seen = []
     nhwc = torch.channels_last
@@ -130,46 +135,39 @@ def test_channels_last_unet_equals_plain_and_feeds_nhwc():
     assert (a - b).abs().max().item() < 1e-5
 
 
-def test_temp_attn_keeps_the_callers_layout_or_the_models():
-    torch.manual_seed(0)
-    attn = TempAttn(32, head_dim=8)
+def test_spatial_transformer_keeps_the_callers_layout_or_the_models():
+    from training.model.units import AttnTempUnit
+
+    unet = moved_unet(layout="official")
+    unit = unet.down_blocks[0].attn_units[0]
+    assert isinstance(unit, AttnTempUnit)
+    x, ctx = torch.randn(6, 32, 4, 4), torch.randn(2, 7, 32)
     with torch.no_grad():
-        attn.attn.to_out.weight.normal_(0, 0.1)
-    x = torch.randn(6, 32, 5, 4)
-    with torch.no_grad():
-        a = attn(x, num_frames=3)
-        b = attn(x.contiguous(memory_format=torch.channels_last), num_frames=3)
+        a = unit(x, ctx, 3)
+        b = unit(x.contiguous(memory_format=torch.channels_last), ctx, 3)
     assert a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last)
     assert (a - b).abs().max().item() < 1e-6 and (a - x).abs().max().item() > 1e-3
-    # A channels-last model hands NHWC on even after an NCHW producer (SD's spatial transformer).
-    to_channels_last(attn)
+    # A channels-last model hands NHWC on even for an NCHW input.
+    to_channels_last(unet)
     with torch.no_grad():
-        c = attn(x, num_frames=3)
+        c = unit(x, ctx, 3)
     assert c.is_contiguous(memory_format=torch.channels_last) and not c.is_contiguous()
     assert (a - c).abs().max().item() < 1e-6
 
 
-LAYERS = {"ResnetBlock2D", "TempConv", "Transformer2DModel", "TempAttn"}
-
-
-@pytest.mark.parametrize(
-    "training_set,pairs", [(False, True), (True, True), (False, False)], ids=["sampling-set", "training-set", "layers"]
-)
-def test_compiled_regions_give_the_same_forward_and_gradients(training_set, pairs):
-    plain, fast = moved_unet(), moved_unet()
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("training_set", [False, True], ids=["sampling-set", "training-set"])
+def test_compiled_regions_give_the_same_forward_and_gradients(training_set, layout):
+    plain, fast = moved_unet(layout=layout), moved_unet(layout=layout)
     if training_set:
         apply_fast_paths(fast, CPU_TRAINING)  # + packed Temp-Attn rows and channel-statistics GroupNorm
         n = len(repeated_units(fast))
     else:
-        n = compile_regions(fast, backend="aot_eager", pairs=pairs)
-    units = repeated_units(fast, pairs)
+        n = compile_regions(fast, backend="aot_eager")
+    units = repeated_units(fast)
     assert n == len(units) and n > 10
     assert all(u._compiled_call_impl is not None for u in units)
-    kinds = {type(u).__name__ for u in units}
-    if pairs:
-        assert kinds == {"ResTempUnit", "AttnTempUnit", "Downsample2D", "Upsample2D"}
-    else:
-        assert kinds == LAYERS | {"Downsample2D", "Upsample2D"}
+    assert {type(u).__name__ for u in units} == {"ResTempUnit", "AttnTempUnit", "Downsample2D", "Upsample2D"}
     plain.set_trainable()
     fast.set_trainable()
     x, t, c = inputs()
@@ -287,12 +285,14 @@ def test_cuda_graph_replay_equals_eager_and_follows_new_inputs():
 
 
 @cuda
-def test_inductor_fast_paths_match_plain_within_bf16_tolerance_on_cuda():
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_inductor_fast_paths_match_plain_within_bf16_tolerance_on_cuda(layout):
     """Within bf16 tolerance: the fast bf16 output is no further from the fp32 result than the plain bf16 one
     is (up to a factor for different rounding order)."""
-    ref = moved_unet().cuda().eval().requires_grad_(False)
-    plain = moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False)
-    fast = apply_fast_paths(moved_unet().cuda().to(torch.bfloat16).eval().requires_grad_(False), FastPaths())
+    ref = moved_unet(layout=layout).cuda().eval().requires_grad_(False)
+    plain = moved_unet(layout=layout).cuda().to(torch.bfloat16).eval().requires_grad_(False)
+    fast = moved_unet(layout=layout).cuda().to(torch.bfloat16).eval().requires_grad_(False)
+    fast = apply_fast_paths(fast, FastPaths())
     den = CUDAGraphed(fast)
     x, t, c = (a.cuda() for a in inputs())
     with torch.no_grad():
@@ -338,6 +338,7 @@ def test_training_module_applies_fast_paths_on_setup(monkeypatch):
     assert not any(u._compiled_call_impl is not None for u in repeated_units(plain.unet))
     z, ctx = torch.randn(2, 4, 4, 8, 8), plain.text(["a red square", "a blue square"])
     noise, t = torch.randn_like(z), torch.tensor([200, 700])
+    plain.unet.eval(), fast.unet.eval()  # the Temp-Convs' dropout off: the two runs must see the same layers
     a, b = plain.denoising_loss(z, ctx, t, noise), fast.denoising_loss(z, ctx, t, noise)
     a.backward()
     b.backward()
@@ -367,7 +368,8 @@ def test_generate_cli_no_fast_flag_reaches_the_pipeline(ckpt, tmp_path, monkeypa
 
 
 @cuda
-def test_inductor_training_fast_paths_match_within_bf16_tolerance_on_cuda():
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_inductor_training_fast_paths_match_within_bf16_tolerance_on_cuda(layout):
     """Forward + backward of the training set (packed Temp-Attn rows, channel-statistics GroupNorm, Inductor)
     in bf16 is no further from fp32 than the plain bf16 step is, in the loss and in the gradients."""
 
@@ -379,13 +381,15 @@ def test_inductor_training_fast_paths_match_within_bf16_tolerance_on_cuda():
         loss.backward()
         return loss.item(), torch.cat([p.grad.float().flatten() for p in unet.trainable_parameters()])
 
-    ref_loss, ref_g = step(moved_unet(), torch.float32)
-    plain_loss, plain_g = step(moved_unet(), torch.bfloat16)
-    fast_loss, fast_g = step(apply_fast_paths(moved_unet(), FastPaths.for_training("cuda")), torch.bfloat16)
+    ref_loss, ref_g = step(moved_unet(layout=layout), torch.float32)
+    plain_loss, plain_g = step(moved_unet(layout=layout), torch.bfloat16)
+    fast = apply_fast_paths(moved_unet(layout=layout), FastPaths.for_training("cuda"))
+    fast_loss, fast_g = step(fast, torch.bfloat16)
 
     def err(g):
         return ((g - ref_g).norm() / ref_g.norm()).item()
 
-    assert abs(plain_loss - ref_loss) / ref_loss < 0.02 and err(plain_g) < 0.05
+    # bf16 itself: the plain path's gradients are ~5% from fp32 on this model (measured 0.052-0.055, H200).
+    assert abs(plain_loss - ref_loss) / ref_loss < 0.02 and err(plain_g) < 0.1
     assert abs(fast_loss - ref_loss) <= 2 * abs(plain_loss - ref_loss) + 1e-3 * ref_loss
     assert err(fast_g) <= 2 * err(plain_g) + 1e-3, (err(plain_g), err(fast_g))

@@ -1,9 +1,10 @@
-"""VidRD UNet on a tiny SD-shaped config: equals SD frame by frame at init, mixes frames once trained."""
+"""VidRD UNet on a tiny SD-shaped config: the framewise layout equals SD frame by frame at init, the official
+one pools ResNet statistics over frames and keeps the frame embedding; both mix frames once trained."""
 
 import pytest
 import torch
 
-from tests.tiny_sd import TEMPORAL, UNET, tiny_unet2d
+from tests.tiny_sd import FRAMEWISE, UNET, tiny_unet2d
 from training.model.loading import load_into, unet_from_config
 from training.model.unet import VidRDUNet, is_spatial_transformer, is_temporal
 
@@ -11,7 +12,7 @@ from training.model.unet import VidRDUNet, is_spatial_transformer, is_temporal
 @pytest.fixture(scope="module")
 def pair():
     base = tiny_unet2d().eval()
-    unet = unet_from_config(dict(UNET), **TEMPORAL).eval()
+    unet = unet_from_config(dict(UNET), **FRAMEWISE).eval()
     load_into(unet, base.state_dict(), "unet")
     return base, unet
 
@@ -41,11 +42,11 @@ def test_frames_are_independent_at_init_and_interact_once_temporal_weights_move(
     with torch.no_grad():
         d0 = (unet(x, t, ctx)[:, :, 0] - unet(x2, t, ctx)[:, :, 0]).abs().max().item()
     assert d0 < 1e-6
-    moved = unet_from_config(dict(UNET), **TEMPORAL).eval()
+    moved = unet_from_config(dict(UNET), **FRAMEWISE).eval()
     moved.load_state_dict(unet.state_dict())
     with torch.no_grad():
-        moved.down_blocks[0].temp_attentions[0].attn.to_out.weight.normal_(0, 0.1)
-        moved.down_blocks[0].temp_convs[0].net[-1].weight.normal_(0, 0.1)
+        moved.down_blocks[0].attentions[0].transformer_blocks[0].temp_attn.to_out[0].weight.normal_(0, 0.1)
+        moved.down_blocks[0].temp_convs[0].convs[-1].weight.normal_(0, 0.1)
         d1 = (moved(x, t, ctx)[:, :, 0] - moved(x2, t, ctx)[:, :, 0]).abs().max().item()
     assert d1 > 1e-3
 
@@ -60,7 +61,7 @@ def test_any_frame_count_and_scalar_timestep(pair):
 
 def test_gradients_reach_only_the_trainable_groups(pair):
     _, unet = pair
-    unet = unet_from_config(dict(UNET), **TEMPORAL)
+    unet = unet_from_config(dict(UNET), **FRAMEWISE)
     unet.set_trainable()
     x, t, ctx = inputs(b=1)
     unet(x, t[:1], ctx[:1]).square().mean().backward()
@@ -70,8 +71,8 @@ def test_gradients_reach_only_the_trainable_groups(pair):
         if not trainable:
             assert p.grad is None, n
     # zero-init output layers get gradient first; through them the rest of each temporal module learns
-    assert unet.down_blocks[0].temp_attentions[0].attn.to_out.weight.grad.abs().sum() > 0
-    assert unet.up_blocks[1].temp_convs[0].net[-1].weight.grad.abs().sum() > 0
+    assert unet.down_blocks[0].attentions[0].transformer_blocks[0].temp_attn.to_out[0].weight.grad.abs().sum() > 0
+    assert unet.up_blocks[1].temp_convs[0].convs[-1].weight.grad.abs().sum() > 0
     assert unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k.weight.grad.abs().sum() > 0
 
 
@@ -88,7 +89,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(pair):
     _, ref = pair
     grads = []
     for ckpt in (False, True):
-        unet = unet_from_config(dict(UNET), **TEMPORAL)
+        unet = unet_from_config(dict(UNET), **FRAMEWISE)
         unet.load_state_dict(ref.state_dict())
         with torch.no_grad():
             for p in unet.temporal_parameters():
@@ -96,6 +97,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(pair):
         if ckpt:
             unet.enable_gradient_checkpointing()
         x, t, ctx = inputs(b=1)
+        torch.manual_seed(0)  # the Temp-Convs' dropout draws the same masks (checkpointing replays its RNG)
         unet(x, t[:1], ctx[:1]).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in unet.temporal_parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
@@ -117,7 +119,7 @@ def test_save_and_load_pretrained_round_trip(pair, tmp_path):
     unet.save_pretrained(tmp_path / "unet")
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").exists()
     back = VidRDUNet.from_pretrained(tmp_path / "unet")
-    assert back.config.temp_head_dim == TEMPORAL["temp_head_dim"]
+    assert back.config.layout == "framewise" and back.config.temp_conv_layers == 4
     for (n, a), (_, b) in zip(unet.state_dict().items(), back.state_dict().items(), strict=True):
         assert torch.equal(a, b), n
 
@@ -150,13 +152,14 @@ def test_packed_temporal_attention_equals_one_row_per_pixel():
     assert mask.shape == (6, 6) and mask[:3, :3].all() and not mask[:3, 3:].any() and mask.sum() == 18
 
     torch.manual_seed(0)
-    attn = TemporalSelfAttention(32, head_dim=8)
+    attn = TemporalSelfAttention(32, heads=4)
+    torch.nn.init.normal_(attn.to_out[0].weight, std=0.05)  # not the zero init: the output depends on q, k and v
     x = torch.randn(24, 6, 32, requires_grad=True)
     rows = attn(x)
-    g_rows = torch.autograd.grad(rows.square().sum(), (x, attn.to_qkv.weight))
+    g_rows = torch.autograd.grad(rows.square().sum(), (x, attn.to_q.weight, attn.to_v.weight))
     attn.pack_length = 24  # 4 sequences of 6 frames per row
     packed = attn(x)
-    g_packed = torch.autograd.grad(packed.square().sum(), (x, attn.to_qkv.weight))
+    g_packed = torch.autograd.grad(packed.square().sum(), (x, attn.to_q.weight, attn.to_v.weight))
     torch.testing.assert_close(packed, rows)
     for a, b in zip(g_packed, g_rows, strict=True):
         torch.testing.assert_close(a, b)
@@ -173,7 +176,7 @@ def test_text_attends_once_per_video_and_equals_the_per_frame_context(pair):
 
     from training.model.video_cross_attention import PerVideoCrossAttnProcessor, cross_attentions
 
-    unet = unet_from_config(dict(UNET), **TEMPORAL)
+    unet = unet_from_config(dict(UNET), **FRAMEWISE).eval()  # eval: the Temp-Convs' dropout is off
     unet.load_state_dict(pair[1].state_dict())
     with torch.no_grad():
         for p in unet.parameters():
@@ -224,7 +227,7 @@ def test_units_run_every_layer_once_and_stay_out_of_the_state_dict(pair):
     import copy
 
     _, unet = pair
-    layers = {id(m) for b in unet.modules() for name in ("resnets", "temp_convs", "attentions", "temp_attentions")
+    layers = {id(m) for b in unet.modules() for name in ("resnets", "temp_convs", "attentions")
               for m in (getattr(b, name, None) or [])}  # fmt: skip
     in_units = [id(m) for b in unet.modules() for u in [*getattr(b, "res_units", []), *getattr(b, "attn_units", [])]
                 for m in u.children()]  # fmt: skip
@@ -233,12 +236,12 @@ def test_units_run_every_layer_once_and_stay_out_of_the_state_dict(pair):
     # A copy's units run the copy's layers, not the original's.
     twin = copy.deepcopy(unet)
     assert twin.up_blocks[1].res_units[0].resnet is twin.up_blocks[1].resnets[0]
-    assert twin.up_blocks[1].attn_units[0].temp_attention is twin.up_blocks[1].temp_attentions[0]
+    assert twin.up_blocks[1].attn_units[0].attention is twin.up_blocks[1].attentions[0]
 
 
 def moved_copy(pair) -> VidRDUNet:
     """The pair's UNet with every weight perturbed, temporal layers included (not the identity)."""
-    unet = unet_from_config(dict(UNET), **TEMPORAL).eval()
+    unet = unet_from_config(dict(UNET), **FRAMEWISE).eval()
     unet.load_state_dict(pair[1].state_dict())
     with torch.no_grad():
         for p in unet.parameters():
@@ -251,7 +254,7 @@ def test_several_contexts_per_sample_equal_the_repeated_sample_and_share_the_lay
     x, t, ctx = inputs(b=2, f=3)
     ctx3 = torch.cat([ctx, torch.zeros_like(ctx), -ctx])  # row j*B + i: sample i under text j
     batches: dict[str, list[int]] = {}
-    for name, m in [("first", unet.down_blocks[0].resnets[0]), ("attn", unet.down_blocks[0].attentions[0]),
+    for name, m in [("first", unet.down_blocks[0].resnets[0]), ("attn", unet.down_blocks[0].attentions[0].norm),
                     ("last", unet.up_blocks[-1].resnets[-1])]:  # fmt: skip
         m.register_forward_pre_hook(lambda m, a, name=name: batches.setdefault(name, []).append(a[0].shape[0]))
     with torch.no_grad():
@@ -282,3 +285,26 @@ def test_channel_concatenation_keeps_channels_last_inputs_channels_last():
     nhwc = cat_channels(x.to(memory_format=torch.channels_last), skip.to(memory_format=torch.channels_last))
     assert torch.equal(nhwc, plain)
     assert nhwc.is_contiguous(memory_format=torch.channels_last) and not nhwc.is_contiguous()
+
+
+def test_official_layout_departs_from_sd_frame_by_frame_where_the_release_does(pair):
+    """Zero temporal weights: official != SD per frame (pe in the residual stream, GroupNorm over frames); without
+    the embedding's effect (identical frames) only the pooled statistics remain and they change nothing."""
+    base, framewise = pair
+    official = unet_from_config(dict(UNET)).eval()
+    official.load_state_dict(framewise.state_dict())  # same names and shapes: one state dict serves both
+    assert official.config.layout == "official"
+    x, t, ctx = inputs(f=4)
+    with torch.no_grad():
+        ref = torch.stack([base(x[:, :, i], t, ctx).sample for i in range(4)], dim=2)
+        assert (official(x, t, ctx) - ref).abs().max() > 1e-2
+        # Frame 3 changes frame 0 through the pooled GroupNorm statistics alone (temporal layers are zero).
+        x2 = x.clone()
+        x2[:, :, 3] *= 3.0
+        assert (official(x2, t, ctx)[:, :, 0] - official(x, t, ctx)[:, :, 0]).abs().max() > 1e-3
+        assert (framewise(x2, t, ctx)[:, :, 0] - framewise(x, t, ctx)[:, :, 0]).abs().max() < 1e-6
+
+
+def test_unknown_layout_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown layout 'mine'"):
+        VidRDUNet(layout="mine")

@@ -190,3 +190,27 @@ def test_ddp_two_processes_gloo(shards, tmp_path):
     ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
     state = next(v for k, v in ckpt.items() if k == "ShardDataModule")
     assert state["world"] == 2 and set(state["positions"]) == {0, 1}  # both ranks' positions are kept
+
+
+def test_text_encoder_fine_tunes_with_its_own_rate_and_is_saved(shards, tmp_path):
+    """The authors' release fine-tuned the text encoder: train it, keep it in checkpoints, export it."""
+    root = tmp_path / "text"
+    extra = ["--model.init_args.train_text_encoder", "true", "--model.init_args.text_lr", "0.02",
+             "--model.init_args.export_dir", str(root / "export"), "--trainer.max_steps", "2"]  # fmt: skip
+    train_main(["fit", *fit_args(shards, root, *extra)])
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
+    text_keys = [k for k in ckpt["state_dict"] if k.startswith("text.")]
+    assert text_keys and not any(k.startswith("vae.") for k in ckpt["state_dict"])
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    assert [g["initial_lr"] if "initial_lr" in g else g["lr"] for g in groups] == [1e-3, 0.02]
+    initial = tiny_components(tmp_path / "init", seed=0).text_encoder.model.state_dict()
+    exported = load_vidrd(str(root / "export")).text_encoder.model.state_dict()
+    changed = [k for k, v in initial.items() if not torch.equal(v, exported[k])]
+    assert changed  # the exported text encoder is the trained one
+    saved = {k.removeprefix("text.model."): v for k, v in ckpt["state_dict"].items() if k.startswith("text.model.")}
+    assert set(saved) == set(initial)
+
+
+def test_layout_choice_reaches_the_model():
+    assert VidRDModule().unet.config.layout == "official"  # the default for new runs
+    assert VidRDModule(layout="framewise").unet.config.layout == "framewise"

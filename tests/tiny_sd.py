@@ -11,9 +11,11 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from training.model.tiny import TINY_TEMPORAL, TINY_TEXT, TINY_UNET, TINY_VAE, write_char_tokenizer
+from training.model.tiny import TINY_TEXT, TINY_UNET, TINY_VAE, write_char_tokenizer
 
-UNET, VAE, TEMPORAL = TINY_UNET, TINY_VAE, TINY_TEMPORAL
+UNET, VAE = TINY_UNET, TINY_VAE
+# The layout whose fresh model is SD frame by frame: the 2D-equivalence tests build it.
+FRAMEWISE = dict(layout="framewise")
 TEXT = dict(TINY_TEXT, vocab_size=0)
 
 

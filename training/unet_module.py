@@ -1,9 +1,11 @@
-"""Lightning module that trains the VidRD UNet (paper 4.1, A.2): frozen VAE and text encoder, the
-temporal layers and spatial transformer blocks trained with the denoising loss of the checkpoint's
-prediction type, caption dropout for classifier-free guidance, AdamW with warmup, optional EMA."""
+"""Lightning module that trains the VidRD UNet (paper 4.1, A.2): frozen VAE, the temporal layers and
+spatial transformer blocks trained with the denoising loss of the checkpoint's prediction type, caption
+dropout for classifier-free guidance, AdamW with warmup, optional EMA. The text encoder is frozen (the
+paper) or fine-tuned with its own learning rate (the authors' release)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from typing import Any
@@ -19,7 +21,7 @@ from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vid
 from training.model.pretrained import load_components
 
 # Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
-FROZEN_PREFIXES = ("vae.", "text.")
+VAE_PREFIX, TEXT_PREFIX = "vae.", "text."
 
 
 class VidRDModule(L.LightningModule):
@@ -27,7 +29,9 @@ class VidRDModule(L.LightningModule):
 
     Args:
         pretrained: ``"tiny"`` (random, for tests and the demo), a Stable Diffusion 2.1 folder (diffusers
-            layout) or single file, or a VidRD checkpoint folder to continue from.
+            layout) or single file, or a VidRD checkpoint folder to continue from (e.g. the converted release).
+        layout: the UNet layout, ``official`` (the authors' released code; default for new runs) or
+            ``framewise`` (a fresh model is SD 2.1 frame by frame); default: a VidRD folder's own, else official.
         prediction_type: ``epsilon`` or ``v_prediction``; default: what the checkpoint was trained with.
         train_spatial: also train SD's spatial transformer blocks (the paper does); else temporal layers only.
         train_all: train every UNet weight. Only for a UNet that starts from random weights (the learning
@@ -37,7 +41,11 @@ class VidRDModule(L.LightningModule):
         warmup_steps: linear learning-rate warmup from 0.
         caption_dropout: share of captions replaced by the empty prompt (what CFG's unconditional branch needs).
         ema_decay: keep an exponential moving average of the trainable weights (``None``: off).
-        gradient_checkpointing: recompute activations in backward (less memory, about a third more compute).
+        gradient_checkpointing: recompute activations in backward (less memory, about a third more compute);
+            also for the text encoder when it trains.
+        train_text_encoder: fine-tune the text encoder with the UNet, as the authors' release did (its weights then
+            go into checkpoints and the exported folder).
+        text_lr: the text encoder's learning rate (default: ``lr``).
         export_dir: write a VidRD checkpoint folder here at the end of ``fit`` (EMA weights when EMA is on),
             ready for ``vidrd generate --checkpoint``.
         seed: seed of the tiny random weights.
@@ -50,6 +58,7 @@ class VidRDModule(L.LightningModule):
     def __init__(
         self,
         pretrained: str = "tiny",
+        layout: str | None = None,
         prediction_type: str | None = None,
         train_spatial: bool = True,
         train_all: bool = False,
@@ -60,6 +69,8 @@ class VidRDModule(L.LightningModule):
         caption_dropout: float = 0.1,
         ema_decay: float | None = None,
         gradient_checkpointing: bool = False,
+        train_text_encoder: bool = False,
+        text_lr: float | None = None,
         export_dir: str | None = None,
         seed: int = 0,
         fast: bool = True,
@@ -72,10 +83,12 @@ class VidRDModule(L.LightningModule):
         if prediction_type not in (None, EPSILON, V_PREDICTION):
             raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, got {prediction_type!r}")
         self.save_hyperparameters()
-        comps = load_components(pretrained, prediction_type, seed=seed)
+        comps = load_components(pretrained, prediction_type, seed=seed, layout=layout)
         if comps.text_encoder is None:
             raise ValueError(f"{pretrained}: no text encoder/tokenizer found; training needs one")
         self.unet, self.vae, self.text = comps.unet, comps.vae, comps.text_encoder
+        if train_text_encoder:
+            self.text.set_trainable(True, gradient_checkpointing)
         self.vae.requires_grad_(False).eval()
         if train_all:
             self.unet.requires_grad_(True)
@@ -103,7 +116,18 @@ class VidRDModule(L.LightningModule):
             self._fast_applied = True
 
     def _trainable(self) -> list[torch.nn.Parameter]:
+        """Every trained weight: the UNet's, then the text encoder's when it trains."""
+        return self._unet_trainable() + self._text_trainable()
+
+    def _unet_trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.unet.parameters() if p.requires_grad]
+
+    def _text_trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.text.parameters() if p.requires_grad] if self.hparams.train_text_encoder else []
+
+    @property
+    def _frozen_prefixes(self) -> tuple[str, ...]:
+        return (VAE_PREFIX,) if self.hparams.train_text_encoder else (VAE_PREFIX, TEXT_PREFIX)
 
     def train(self, mode: bool = True) -> VidRDModule:
         super().train(mode)
@@ -111,9 +135,9 @@ class VidRDModule(L.LightningModule):
         return self
 
     # -- the objective ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def _latents_and_context(self, batch: dict[str, Any], drop: float) -> tuple[torch.Tensor, torch.Tensor]:
-        z = batch["latents"] if "latents" in batch else self.vae.encode(batch["video"])
+        with torch.no_grad():
+            z = batch["latents"] if "latents" in batch else self.vae.encode(batch["video"])
         captions = list(batch["caption"])
         if drop > 0:
             keep = torch.rand(len(captions)) >= drop
@@ -166,8 +190,11 @@ class VidRDModule(L.LightningModule):
         # to clip for an optimizer that unscales internally (fused), so fall back to foreach there.
         clip = self.trainer.gradient_clip_val if self._trainer is not None else None
         fused = self.device.type == "cuda" and not clip
+        groups = [{"params": self._unet_trainable(), "lr": hp.lr}]
+        if hp.train_text_encoder:
+            groups.append({"params": self._text_trainable(), "lr": hp.text_lr if hp.text_lr is not None else hp.lr})
         opt = torch.optim.AdamW(
-            self._trainable(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas),
+            groups, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas),
             fused=fused, foreach=None if fused else True,
         )  # fmt: skip
         warmup = max(1, hp.warmup_steps)
@@ -183,7 +210,7 @@ class VidRDModule(L.LightningModule):
     # -- checkpoints -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN_PREFIXES)
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(self._frozen_prefixes)
         }
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
@@ -193,15 +220,17 @@ class VidRDModule(L.LightningModule):
             self.ema.load_state_dict(checkpoint["ema"])
 
     def components(self, use_ema: bool = True) -> SDComponents:
-        """The model as inference loads it (a copy of the UNet with the EMA weights when asked)."""
-        unet = self.unet
+        """The model as inference loads it (copies of the trained parts with the EMA weights when asked)."""
+        unet, text = self.unet, self.text
         if use_ema and self.ema is not None:
             self.ema.store(self._trainable())
             self.ema.copy_to(self._trainable())
             unet = type(self.unet).from_config(self.unet.config)
             unet.load_state_dict(self.unet.state_dict())
+            if self.hparams.train_text_encoder:
+                text = copy.deepcopy(self.text)
             self.ema.restore(self._trainable())
-        return SDComponents(unet, self.vae, self.text, self.scheduler_config, self.prediction_type)
+        return SDComponents(unet, self.vae, text, self.scheduler_config, self.prediction_type)
 
     def on_train_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:

@@ -75,7 +75,7 @@ class TemporalVAEModule(L.LightningModule):
 
     def last_layer(self) -> torch.nn.Parameter:
         """The weight the adaptive discriminator weight is measured at: the decoder's last Temp-Conv output layer."""
-        return self.vae.vae.decoder.up_blocks[-1].temp_convs[-1].net[-1].weight
+        return self.vae.vae.decoder.up_blocks[-1].temp_convs[-1].convs[-1].weight
 
     def reconstruct(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[B, 3, F, H, W]`` -> (frames ``[B*F, 3, H, W]``, reconstructions, KL per frame), frames folded."""

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from inference import cli as generate_cli
     from inference.eval import cli as eval_cli
     from manifests import cli as manifest_cli
-    from vidrd import demo
+    from vidrd import convert, demo
 
     parser = argparse.ArgumentParser(
         prog="vidrd",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards_cli.add_parser(sub)
     generate_cli.add_parser(sub)
     eval_cli.add_parser(sub)
+    convert.add_parser(sub)
     train = sub.add_parser(
         "train",
         add_help=False,  # `vidrd train --help` is LightningCLI's own

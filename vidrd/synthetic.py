@@ -43,6 +43,67 @@ def moving_square(
     return out
 
 
+SHAPES = ("square", "circle")
+BACKGROUNDS = ("flat", "textured")
+
+
+def moving_shape(
+    colour: str,
+    direction: str,
+    shape: str = "square",
+    frames: int = 32,
+    size: int = 64,
+    speed: float = 1.0,
+    background: str = "textured",
+    seed: int = 0,
+) -> np.ndarray:
+    """``[F, S, S, 3]`` uint8 frames of a ``shape`` of ``colour`` moving ``direction`` at ``speed`` pixels per
+    frame, centred on the middle of its path, on a grey ``background`` (flat, or textured noise) that stays put.
+
+    The object is drawn whole in every frame (the path is clamped to the frame), so a measurement knows where
+    it is and what it should look like at every frame.
+    """
+    if shape not in SHAPES or background not in BACKGROUNDS or colour not in COLOURS or direction not in DIRECTIONS:
+        raise ValueError(f"unknown shape/background/colour/direction: {shape}, {background}, {colour}, {direction}")
+    rng = np.random.default_rng(seed)
+    if background == "flat":
+        bg = np.full((size, size, 3), int(rng.integers(90, 170)), dtype=np.uint8)
+    else:
+        bg = (rng.integers(0, 60, size=(size, size, 3)) + 100).astype(np.uint8)
+    out = np.repeat(bg[None], frames, axis=0)
+    side = max(4, size // 5)
+    dx, dy = DIRECTIONS[direction]
+    # The path's middle is the frame's centre, shifted at random across the motion by up to a quarter frame.
+    jitter = float(rng.uniform(-0.25, 0.25)) * size
+    cx, cy = size / 2 + (jitter if dx == 0 else 0.0), size / 2 + (jitter if dy == 0 else 0.0)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    lo, hi = side / 2, size - side / 2
+    for t in range(frames):
+        step = (t - (frames - 1) / 2) * speed
+        x, y = float(np.clip(cx + dx * step, lo, hi)), float(np.clip(cy + dy * step, lo, hi))
+        if shape == "square":
+            mask = (np.abs(xs - x) <= side / 2) & (np.abs(ys - y) <= side / 2)
+        else:
+            mask = (xs - x) ** 2 + (ys - y) ** 2 <= (side / 2 + 0.5) ** 2
+        out[t][mask] = COLOURS[colour]
+    return out
+
+
+def write_webvid(root: Path, clips: list[tuple[str, np.ndarray, str]], fps: float = 8.0, page_dir: str = "000") -> None:
+    """``clips`` of (video id, frames, caption) in WebVid's published layout: ``results_2M_train.csv`` and
+    ``videos/<page_dir>/<videoid>.mp4``."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for vid, frames, text in clips:
+        write_video(root / "videos" / page_dir / f"{vid}.mp4", frames, fps)
+        seconds = max(1, round(len(frames) / fps))
+        rows.append((vid, f"https://example.invalid/{vid}.mp4", f"PT00H00M{seconds:02d}S", page_dir, text))
+    with open(root / "results_2M_train.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["videoid", "contentUrl", "duration", "page_dir", "name"])
+        w.writerows(rows)
+
+
 def write_video(path: Path, frames: np.ndarray, fps: float = 24.0) -> None:
     """Write frames as H.264 MP4 (or GIF when ``path`` ends in .gif)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--guidance", type=float, default=10.0)
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--batch", type=int, default=4, help="videos generated at once per device")
+    u.add_argument("--negative-prompt", default="", help="unconditional text (the authors' evaluation: 'watermark')")
+    u.add_argument("--decode", choices=("temporal", "frames"), default="temporal",
+                   help="VAE decode: the temporal decoder, or each frame alone (the release)")  # fmt: skip
     u.add_argument("--spread", choices=("local", "gpus", "ray"), default="gpus",
                    help="one device, a process per visible GPU, or Ray GPU tasks on a cluster")  # fmt: skip
     u.add_argument("--ray-workers", type=int, help="Ray tasks (default: the cluster's GPU count)")
@@ -62,8 +65,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     work = Path(args.work) if args.work else out.parent / "ucf101-work"
-    settings = EvalSettings(num_videos=args.num_videos, frames=args.frames, height=args.size, width=args.size,
-                            steps=args.steps, guidance=args.guidance, seed=args.seed, batch=args.batch)  # fmt: skip
+    settings = EvalSettings(
+        num_videos=args.num_videos, frames=args.frames, height=args.size, width=args.size, steps=args.steps,
+        guidance=args.guidance, seed=args.seed, batch=args.batch, negative_prompt=args.negative_prompt,
+        temporal_decode=args.decode == "temporal",
+    )  # fmt: skip
     try:
         report = evaluate(
             args.checkpoint, args.ucf_root, args.i3d, args.c3d, work, settings, args.trainlist, args.clip,

@@ -43,6 +43,8 @@ class EvalSettings:
     seed: int = 0
     batch: int = 4
     fps: float = 8.0
+    negative_prompt: str = ""  # the authors' evaluation: "watermark"
+    temporal_decode: bool = True  # False: each frame decoded on its own (the release's pipeline)
 
 
 @dataclass
@@ -95,6 +97,7 @@ def generate(
     gen = GenerationSettings(
         frames=settings.frames, steps=settings.steps, guidance=settings.guidance, height=settings.height,
         width=settings.width, long=LongVideoConfig(clip_frames=settings.frames, prompt_frames=1),
+        negative_prompt=settings.negative_prompt, temporal_decode=settings.temporal_decode,
     )  # fmt: skip
     bar = tqdm(total=len(todo), desc=f"generating (rank {rank})", unit="video", disable=not progress)
     for k in range(0, len(todo), settings.batch):

@@ -10,7 +10,7 @@ from training.model.loading import (
     load_vidrd,
     save_vidrd,
 )
-from training.model.temporal import TempAttn, TempConv
+from training.model.temporal import TempConv
 from training.model.text_encoder import FrozenTextEncoder
 from training.model.unet import VidRDUNet
 from training.model.vae import TemporalVAE
@@ -19,7 +19,6 @@ __all__ = [
     "FrozenTextEncoder",
     "LoadReport",
     "SDComponents",
-    "TempAttn",
     "TempConv",
     "TemporalVAE",
     "VidRDUNet",

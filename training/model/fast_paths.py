@@ -55,7 +55,6 @@ class FastPaths:
     pack_temporal_attention: int = 0  # tokens per packed Temp-Attn row; 0: one row per pixel
     channel_stats_group_norm: bool = False  # inside compiled regions (training.model.group_norm)
     compile: bool = True
-    compile_pairs: bool = True  # a 2D layer and its temporal layer as one region (training.model.units)
     fuse_projections: bool = True  # sampling only: fused weights are views, gradients would miss the originals
     cuda_graphs: bool = True
     compile_backend: str = "inductor"
@@ -110,8 +109,10 @@ def to_channels_last(module: nn.Module) -> nn.Module:
         if p.dim() in formats:
             p.data = p.data.contiguous(memory_format=formats[p.dim()])
     for m in module.modules():
-        if hasattr(m, "memory_format"):
-            m.memory_format = torch.channels_last
+        # Units are plain attributes of their block (training.model.units), not among modules().
+        for target in (m, *(getattr(m, "attn_units", None) or [])):
+            if hasattr(target, "memory_format"):
+                target.memory_format = torch.channels_last
     return module
 
 
@@ -123,27 +124,23 @@ def pack_temporal_attention(module: nn.Module, pack_length: int) -> int:
     return len(attns)
 
 
-def repeated_units(model: nn.Module, pairs: bool = True) -> list[nn.Module]:
-    """The units regional compilation compiles: every block's (ResNet + Temp-Conv) and (spatial transformer +
-    Temp-Attn) units (``training.model.units``; with ``pairs=False`` each of those layers on its own), and the
-    layers of blocks that have no units: up/down samplers, and the VAE's encoder and its mid-block attention."""
+def repeated_units(model: nn.Module) -> list[nn.Module]:
+    """The units regional compilation compiles: every block's (ResNet + Temp-Conv) units and spatial transformers
+    with their Temp-Attns (``training.model.units``), and the layers of blocks that have no units: up/down
+    samplers, the VAE's encoder and its decoder's mid block."""
     units: list[nn.Module] = []
     for block in model.modules():
         res, attn = getattr(block, "res_units", None) or [], getattr(block, "attn_units", None) or []
-        covered: set[str] = set()
-        if pairs:
-            units += res + attn
-            covered = ({"resnets", "temp_convs"} if res else set()) | (
-                {"attentions", "temp_attentions"} if attn else set()
-            )
-        for name in ("resnets", "temp_convs", "attentions", "temp_attentions", "downsamplers", "upsamplers"):
+        units += res + attn
+        covered = ({"resnets", "temp_convs"} if res else set()) | ({"attentions"} if attn else set())
+        for name in ("resnets", "attentions", "downsamplers", "upsamplers"):
             children = getattr(block, name, None)
             if isinstance(children, nn.ModuleList) and name not in covered:
                 units.extend(children)
     return units
 
 
-def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | None = None, pairs: bool = True) -> int:
+def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | None = None) -> int:
     """``torch.compile`` each repeated unit (:func:`repeated_units`) in place (``nn.Module.compile``);
     returns how many.
 
@@ -155,7 +152,7 @@ def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | Non
     cfg = torch._dynamo.config
     limit_name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     setattr(cfg, limit_name, max(getattr(cfg, limit_name), RECOMPILE_LIMIT))
-    units = repeated_units(model, pairs)
+    units = repeated_units(model)
     for unit in units:
         unit.compile(backend=backend, mode=mode, dynamic=False)
     return len(units)
@@ -172,7 +169,7 @@ def apply_fast_paths(model: nn.Module, fast: FastPaths) -> nn.Module:
         fuse_attention_projections(model)
     if fast.compile:
         if fast.channel_stats_group_norm:
-            for unit in repeated_units(model, fast.compile_pairs):
+            for unit in repeated_units(model):
                 use_channel_stats_group_norm(unit)
-        compile_regions(model, fast.compile_backend, fast.compile_mode, fast.compile_pairs)
+        compile_regions(model, fast.compile_backend, fast.compile_mode)
     return model

@@ -126,7 +126,7 @@ class SDComponents:
     reports: list[LoadReport] = field(default_factory=list)
 
 
-def _weights_file(folder: str, stem: str = "diffusion_pytorch_model") -> str:
+def weights_file(folder: str, stem: str = "diffusion_pytorch_model") -> str:
     for name in (f"{stem}.safetensors", f"{stem}.bin"):
         p = os.path.join(folder, name)
         if os.path.exists(p):
@@ -134,7 +134,7 @@ def _weights_file(folder: str, stem: str = "diffusion_pytorch_model") -> str:
     raise FileNotFoundError(f"{folder}: no {stem}.safetensors or {stem}.bin")
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: missing (expected a Stable Diffusion folder in diffusers layout)")
     with open(path) as f:
@@ -144,14 +144,14 @@ def _read_json(path: str) -> dict[str, Any]:
 def load_sd_folder(path: str, text_encoder: bool = True, torch_dtype: torch.dtype | None = None) -> SDComponents:
     """VidRD components from an SD 2.x folder in diffusers layout (unet/, vae/, text_encoder/, tokenizer/,
     scheduler/); the prediction type is the scheduler's."""
-    ucfg = _read_json(os.path.join(path, "unet", "config.json"))
-    vcfg = _read_json(os.path.join(path, "vae", "config.json"))
-    scfg = _read_json(os.path.join(path, "scheduler", "scheduler_config.json"))
+    ucfg = read_json(os.path.join(path, "unet", "config.json"))
+    vcfg = read_json(os.path.join(path, "vae", "config.json"))
+    scfg = read_json(os.path.join(path, "scheduler", "scheduler_config.json"))
     unet = unet_from_config(ucfg)
     vae = vae_from_config(vcfg)
     reports = [
-        load_into(unet, read_state_dict(_weights_file(os.path.join(path, "unet"))), "unet"),
-        load_into(vae.vae, read_state_dict(_weights_file(os.path.join(path, "vae"))), "vae"),
+        load_into(unet, read_state_dict(weights_file(os.path.join(path, "unet"))), "unet"),
+        load_into(vae.vae, read_state_dict(weights_file(os.path.join(path, "vae"))), "vae"),
     ]
     te = FrozenTextEncoder.from_pretrained(path, torch_dtype) if text_encoder else None
     if torch_dtype is not None:
@@ -298,7 +298,7 @@ def save_vidrd(folder: str, comps: SDComponents) -> None:
 
 def load_vidrd(folder: str, torch_dtype: torch.dtype | None = None) -> SDComponents:
     """Read a folder written by :func:`save_vidrd`."""
-    scfg = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
+    scfg = read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
     unet = VidRDUNet.from_pretrained(os.path.join(folder, "unet"), torch_dtype=torch_dtype)
     vae = TemporalVAE.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch_dtype)
     te = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -9,14 +10,18 @@ import torch
 
 from training.model.loading import EPSILON, SDComponents, load_sd_folder, load_sd_single_file, load_vidrd
 from training.model.tiny import tiny_components
+from training.model.unet import VidRDUNet
 
 TINY = "tiny"
 
 
 def is_vidrd_folder(path: str) -> bool:
-    """A folder written by ``save_vidrd`` (its UNet config names the temporal layers)."""
+    """A folder written by ``save_vidrd`` (its UNet config is a ``VidRDUNet``'s)."""
     cfg = os.path.join(path, "unet", "config.json")
-    return os.path.isfile(cfg) and "temp_head_dim" in open(cfg).read()
+    if not os.path.isfile(cfg):
+        return False
+    with open(cfg) as f:
+        return json.load(f).get("_class_name") == "VidRDUNet"
 
 
 def load_components(
@@ -25,6 +30,7 @@ def load_components(
     workdir: str | None = None,
     seed: int = 0,
     torch_dtype: torch.dtype | None = None,
+    layout: str | None = None,
 ) -> SDComponents:
     """VidRD components from ``source``:
 
@@ -32,10 +38,13 @@ def load_components(
     - a VidRD checkpoint folder (``unet/config.json`` with temporal settings);
     - a Stable Diffusion 2.x folder in diffusers layout (temporal layers start at identity);
     - an original SD 2.x ``.ckpt`` / ``.safetensors`` file (with ``tokenizer/`` beside it for the text encoder).
+
+    ``layout``: the UNet's layout (``official`` or ``framewise``); default: a VidRD folder's own, else official.
+    Both layouts have the same parameters, so any source loads into either.
     """
     if source == TINY:
-        return tiny_components(workdir or tempfile.mkdtemp(prefix="vidrd-tiny-"), seed, prediction_type or EPSILON)
-    if os.path.isdir(source):
+        comps = tiny_components(workdir or tempfile.mkdtemp(prefix="vidrd-tiny-"), seed, prediction_type or EPSILON)
+    elif os.path.isdir(source):
         comps = (
             load_vidrd(source, torch_dtype) if is_vidrd_folder(source) else load_sd_folder(source, True, torch_dtype)
         )
@@ -49,4 +58,15 @@ def load_components(
         )
     if prediction_type is not None and prediction_type != comps.prediction_type:
         raise ValueError(f"{source} predicts {comps.prediction_type}, not {prediction_type}")
+    if layout is not None and layout != comps.unet.config.layout:
+        comps.unet = with_layout(comps.unet, layout)
     return comps
+
+
+def with_layout(unet: VidRDUNet, layout: str) -> VidRDUNet:
+    """The same weights in a UNet of another layout."""
+    # Without "_use_default_values": diffusers drops the keys it lists, and a default layout would stay.
+    config = {k: v for k, v in unet.config.items() if k != "_use_default_values"}
+    other = VidRDUNet.from_config({**config, "layout": layout})
+    other.load_state_dict(unet.state_dict())
+    return torch.nn.Module.to(other, next(unet.parameters()).dtype)  # ModelMixin.to warns on every cast

@@ -1,8 +1,15 @@
-"""The two temporal layers VidRD adds to Stable Diffusion (paper 4.1, A.1.3, figure 9).
+"""The two temporal layers VidRD adds to Stable Diffusion (paper 4.1, A.1.3, figure 9), as the authors'
+released code builds them (``../shared/reference/official-vidrd/README.md`` sections 2-3).
 
-Both take the 2D layers' activations with frames folded into the batch, ``[B*F, C, H, W]``, look
-across the F frames of each video and return a tensor of the same shape. Each ends in a zero-init
-layer and is added residually, so a freshly built model is Stable Diffusion applied frame by frame.
+* :class:`TempConv`: a residual stack of (GroupNorm, SiLU, Dropout, Conv3d over frames only) groups after
+  every ResNet; 4 groups in the UNet, 3 in the VAE decoder. Parameter names ``convs.{0,3,4,7,...}`` are
+  the release's.
+* :class:`TemporalSelfAttention`: Temp-Attn's multi-head self-attention over each pixel's frames
+  (``to_q/to_k/to_v`` without bias, ``to_out.0``), run inside every spatial transformer block by
+  ``training.model.video_blocks``.
+
+Each ends in a zero-initialised layer and is added residually. With one frame both are skipped, as in the
+release (which multiplies their output by 0).
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention import FeedForward
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -24,20 +30,22 @@ def _zero(module: nn.Module) -> nn.Module:
 
 
 class TempConv(nn.Module):
-    """Temp-Conv: ``num_layers`` x (GroupNorm, SiLU, Conv3d with a kernel over frames only), residual.
+    """Temp-Conv: ``num_layers`` x (GroupNorm, SiLU, Dropout, Conv3d with a ``(kernel_frames, 1, 1)`` kernel),
+    added to its input.
 
-    The kernel is ``(kernel_frames, 1, 1)``: it mixes each pixel's features across neighbouring frames
-    ("tube" processing in figure 9) and leaves spatial mixing to the frozen 2D ResNets.
+    The kernel mixes each pixel's features across neighbouring frames ("tube" processing in figure 9) and
+    leaves spatial mixing to the frozen 2D ResNets; the GroupNorms see the whole ``[B, C, F, H, W]`` video, so
+    their statistics span frames. The last Conv3d starts at zero.
     """
 
     def __init__(
         self,
         channels: int,
-        num_layers: int = 2,
+        num_layers: int = 4,
         kernel_frames: int = 3,
         norm_groups: int = 32,
         eps: float = 1e-5,
-        dropout: float = 0.0,
+        dropout: float = 0.1,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -48,13 +56,20 @@ class TempConv(nn.Module):
                 nn.Dropout(dropout),
                 nn.Conv3d(channels, channels, (kernel_frames, 1, 1), padding=(kernel_frames // 2, 0, 0)),
             ]
-        self.net = nn.Sequential(*layers)
-        _zero(self.net[-1])
+        self.convs = nn.Sequential(*layers)
+        _zero(self.convs[-1])
+
+    @property
+    def radius(self) -> int:
+        """Frames on each side that one output frame depends on."""
+        return sum(m.kernel_size[0] // 2 for m in self.convs if isinstance(m, nn.Conv3d))
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        if num_frames == 1:
+            return x  # the release multiplies the stack's output by 0 for images
         bf, c, h, w = x.shape
         v = x.view(bf // num_frames, num_frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W]
-        out = self.net(v).transpose(1, 2).reshape(bf, c, h, w)
+        out = self.convs(v).transpose(1, 2).reshape(bf, c, h, w)
         return x + out
 
 
@@ -144,65 +159,39 @@ def sequences_per_row(num_sequences: int, num_frames: int, pack_length: int) -> 
 class TemporalSelfAttention(nn.Module):
     """Multi-head self-attention over a short sequence (the frames), through SDPA.
 
+    Parameters as the release's diffusers-0.14 ``CrossAttention``: ``to_q``, ``to_k``, ``to_v`` without bias,
+    ``to_out.0`` with one (zero-initialised), ``heads`` of ``dim / heads`` channels. The three projections run
+    as one GEMM over their concatenated weights (gradients reach each; the copy is ``3 dim^2`` elements, small
+    against the ``B*H*W*F*dim`` activations).
+
     ``pack_length`` > 0 packs consecutive sequences into rows of up to that many tokens, attended with a
     block-diagonal mask: the same result, but GPU attention kernels work on tiles of 64-128 queries and a
     row of 8 or 16 frames leaves most of each tile idle (and launches one tile per pixel and head).
-    Off by default (CPU's math kernel would compute the masked-out scores, and on H100 it pays in training,
-    8 frames, but not in sampling, 16 frames: ``benchmarks/bench_temporal_units.py``); ``fast_paths`` turns it
-    on for training on CUDA.
+    Off by default (CPU's math kernel would compute the masked-out scores); ``fast_paths`` turns it on for
+    training on CUDA.
     """
 
-    def __init__(self, dim: int, head_dim: int = 64, pack_length: int = 0):
+    def __init__(self, dim: int, heads: int, pack_length: int = 0):
         super().__init__()
-        self.heads = max(1, dim // head_dim)
-        self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.to_out = nn.Linear(dim, dim)
+        if dim % heads:
+            raise ValueError(f"{dim} channels do not split into {heads} heads")
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim), nn.Dropout(0.0)])
+        _zero(self.to_out[0])
         self.pack_length = pack_length
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, f, d = x.shape
         per_row = sequences_per_row(n, f, self.pack_length) if self.pack_length else 1
         rows, length = n // per_row, per_row * f
-        q, k, v = self.to_qkv(x).view(rows, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        w = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])
+        q, k, v = F.linear(x, w).view(rows, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if per_row == 1:
             out = sliced_sdpa(q, k, v)
         else:
             build = block_diagonal_mask if torch.compiler.is_compiling() else _block_diagonal_cached
             out = sliced_sdpa(q, k, v, mask=build(f, per_row, x.device))
-        return self.to_out(out.transpose(1, 2).reshape(n, f, d))
-
-
-class TempAttn(nn.Module):
-    """Temp-Attn: a pre-norm transformer block along the frame axis of every pixel.
-
-    Tokens are the ``B*H*W`` pixel positions, sequence length F:
-    ``x + Attn(LN(x) + PE)``, then ``+ FF(LN(x))`` (GEGLU). The attention output projection and the
-    feed-forward output layer are zero-initialised, so the block starts as the identity.
-    """
-
-    def __init__(self, channels: int, head_dim: int = 64, ff_mult: int = 4):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(channels)
-        self.attn = TemporalSelfAttention(channels, head_dim)
-        self.norm2 = nn.LayerNorm(channels)
-        self.ff = FeedForward(channels, mult=ff_mult, activation_fn="geglu")
-        _zero(self.attn.to_out)
-        _zero(self.ff.net[-1])
-        # Output layout: the caller's, or channels-last once the model is (training.model.fast_paths). SD's
-        # spatial transformer before it returns NCHW (its final ``.contiguous()``); handing that on would make
-        # every following convolution convert its input to NHWC and back, forward and backward.
-        self.memory_format = torch.contiguous_format
-
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        bf, c, h, w = x.shape
-        b = bf // num_frames
-        t = x.view(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)
-        encode = sinusoidal_frame_encoding if torch.compiler.is_compiling() else frame_position_encoding
-        pe = encode(num_frames, c, t.device, t.dtype)
-        t = t + self.attn(self.norm1(t) + pe)
-        t = (t + self.ff(self.norm2(t))).view(b, h * w, num_frames, c)
-        nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        if nhwc or self.memory_format == torch.channels_last:
-            # NHWC out: [b, F, h*w, c] in memory is exactly the channels-last [b*F, c, h, w].
-            return t.transpose(1, 2).reshape(bf, h, w, c).permute(0, 3, 1, 2)
-        return t.permute(0, 2, 3, 1).reshape(bf, c, h, w)
+        return self.to_out[1](self.to_out[0](out.transpose(1, 2).reshape(n, f, d)))

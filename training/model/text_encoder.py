@@ -1,5 +1,8 @@
-"""SD 2.1's frozen text encoder: the OpenCLIP ViT-H/14 text tower as shipped in the diffusers layout
-(``transformers.CLIPTextModel`` + ``CLIPTokenizer``), with the empty-prompt embedding cached for CFG."""
+"""SD 2.1's text encoder: the OpenCLIP ViT-H/14 text tower as shipped in the diffusers layout
+(``transformers.CLIPTextModel`` + ``CLIPTokenizer``), with the empty-prompt embedding cached for CFG.
+
+Frozen by default (the paper); :meth:`FrozenTextEncoder.set_trainable` lets it fine-tune with the UNet, as the
+authors' release did (its checkpoint holds ``text_encoder.*`` weights)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,16 @@ class FrozenTextEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.model = text_model.eval().requires_grad_(False)
         self._empty: torch.Tensor | None = None
+        self.trainable = False
+
+    def set_trainable(self, trainable: bool = True, gradient_checkpointing: bool = False) -> None:
+        """Fine-tune the text tower (gradients, dropout as configured) or freeze it again."""
+        self.trainable = trainable
+        self.model.requires_grad_(trainable)
+        if trainable and gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self._empty = None
+        self.train(self.training)
 
     @classmethod
     def from_pretrained(cls, sd_folder: str, torch_dtype: torch.dtype | None = None) -> FrozenTextEncoder:
@@ -30,8 +43,11 @@ class FrozenTextEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
     def forward(self, prompts: list[str]) -> torch.Tensor:
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            return self._encode(prompts)
+
+    def _encode(self, prompts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(
             prompts,
             padding="max_length",
@@ -43,11 +59,14 @@ class FrozenTextEncoder(nn.Module):
         return self.model(ids)[0]
 
     def empty(self, batch: int = 1) -> torch.Tensor:
-        """The unconditional (empty-prompt) embedding, computed once."""
+        """The unconditional (empty-prompt) embedding, computed once (every time while it trains)."""
+        if self.trainable:
+            return self([""]).expand(batch, -1, -1)
         if self._empty is None or self._empty.device != self.device:
-            self._empty = self([""])
+            with torch.no_grad():
+                self._empty = self([""])
         return self._empty.expand(batch, -1, -1)
 
     def train(self, mode: bool = True) -> FrozenTextEncoder:
         # Frozen: stays in eval mode whatever the enclosing module does.
-        return super().train(False)
+        return super().train(mode and self.trainable)

@@ -44,7 +44,6 @@ TINY_TEXT = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
     projection_dim=32, hidden_act="gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1,
 )  # fmt: skip
-TINY_TEMPORAL = dict(temp_head_dim=16)
 
 
 def write_char_tokenizer(folder: str | Path) -> CLIPTokenizer:
@@ -68,6 +67,6 @@ def tiny_components(workdir: str | Path, seed: int = 0, prediction_type: str = E
     torch.manual_seed(seed)
     tok = write_char_tokenizer(Path(workdir) / "tokenizer")
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), **TINY_TEXT))
-    unet = VidRDUNet(**TINY_UNET, **TINY_TEMPORAL)
+    unet = VidRDUNet(**TINY_UNET)
     vae = TemporalVAE(**TINY_VAE)
     return SDComponents(unet, vae, FrozenTextEncoder(tok, text), sd_scheduler_config(prediction_type), prediction_type)

@@ -1,10 +1,15 @@
 """VidRD UNet: the Stable Diffusion 2.1 UNet inflated with Temp-Conv and Temp-Attn (paper 4.1, A.1.3).
 
 The 2D layers are diffusers' own ``UNet2DConditionModel`` submodules, kept under the same names
-(``down_blocks.0.resnets.0...``), so an SD 2.1 UNet state dict loads as is. Each block gains two
-parallel lists: ``temp_convs`` (one Temp-Conv after every ResNet) and ``temp_attentions`` (one
-Temp-Attn after every spatial transformer). Frames are folded into the batch for the 2D layers
-("3D-ResNet"); the temporal layers unfold them.
+(``down_blocks.0.resnets.0...``), so an SD 2.1 UNet state dict loads as is. As in the authors' release,
+each block gains ``temp_convs`` (one Temp-Conv after every ResNet, the mid block's first included) and
+every spatial transformer block a Temp-Attn (``transformer_blocks.0.temp_norm`` / ``temp_attn``) between
+its cross-attention and its feed-forward: the release's 1150 state-dict names and shapes at SD 2.1 size.
+Frames are folded into the batch for the 2D layers; the temporal layers unfold them.
+
+``layout`` picks how the 2D layers treat a video (``training.model.video_blocks``): ``official`` (the
+release: ResNet/output GroupNorms over frames, frame embedding in the residual stream) or ``framewise``
+(the paper's text: a fresh model is SD 2.1 frame by frame).
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from training.model.temporal import TempAttn, TempConv
+from training.model.temporal import TempConv
 from training.model.units import attach_units
+from training.model.video_blocks import OFFICIAL, Layout, add_temporal_attention, video_group_norm
 from training.model.video_cross_attention import PerVideoCrossAttnProcessor, cross_attentions, use_per_video_context
 
-TEMPORAL_MARKERS = (".temp_convs.", ".temp_attentions.")
+TEMPORAL_MARKERS = (".temp_convs.", ".temp_attn.", ".temp_norm.")
 SPATIAL_TRANSFORMER_MARKER = ".transformer_blocks."
 CROSS_ATTN_DOWN, DOWN = "CrossAttnDownBlock2D", "DownBlock2D"
 CROSS_ATTN_UP, UP = "CrossAttnUpBlock2D", "UpBlock2D"
@@ -42,8 +48,9 @@ def is_spatial_transformer(name: str) -> bool:
 class VidRDUNet(ModelMixin, ConfigMixin):
     """Text-conditioned video denoiser: ``[B, C, F, H, W]`` latents -> same-shape prediction.
 
-    Constructor arguments are SD's ``UNet2DConditionModel`` arguments (defaults: SD 2.1) plus the
-    temporal layers' sizes.
+    Constructor arguments are SD's ``UNet2DConditionModel`` arguments (defaults: SD 2.1) plus the layout
+    (``official`` or ``framewise``) and the Temp-Conv's shape (the release's: 4 groups, 3-frame kernel,
+    dropout 0.1). Temp-Attn has the spatial attention's heads.
     """
 
     _supports_gradient_checkpointing = True
@@ -68,12 +75,13 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         norm_eps: float = 1e-5,
         flip_sin_to_cos: bool = True,
         freq_shift: int = 0,
-        temp_conv_layers: int = 2,
+        layout: str = OFFICIAL,
+        temp_conv_layers: int = 4,
         temp_kernel_frames: int = 3,
-        temp_head_dim: int = 64,
-        temp_ff_mult: int = 4,
+        temp_dropout: float = 0.1,
     ):
         super().__init__()
+        self.layout = Layout.named(layout)
         for t in (*down_block_types, *up_block_types):
             if t not in (CROSS_ATTN_DOWN, DOWN, CROSS_ATTN_UP, UP):
                 raise ValueError(f"unsupported block type {t!r}: VidRD inflates SD 2.x UNets")
@@ -106,16 +114,14 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         self.conv_out = base.conv_out
 
         def tconv(ch: int) -> TempConv:
-            return TempConv(ch, temp_conv_layers, temp_kernel_frames, norm_num_groups, norm_eps)
-
-        def tattn(ch: int) -> TempAttn:
-            return TempAttn(ch, temp_head_dim, temp_ff_mult)
+            # GroupNorm(32, eps 1e-5) whatever the UNet's norm settings: the release hard-codes them.
+            return TempConv(ch, temp_conv_layers, temp_kernel_frames, 32, 1e-5, temp_dropout)
 
         for block in [*self.down_blocks, self.mid_block, *self.up_blocks]:
             block.temp_convs = nn.ModuleList(tconv(r.conv2.out_channels) for r in block.resnets)
-            attns = getattr(block, "attentions", None) or []
-            block.temp_attentions = nn.ModuleList(tattn(a.proj_out.out_features) for a in attns)
-            attach_units(block)
+            for attn in getattr(block, "attentions", None) or []:
+                add_temporal_attention(attn)
+            attach_units(block, self.layout)
         use_per_video_context(self)
         self._cross_attns = cross_attentions(self)  # a plain list: not registered twice as submodules
         self.gradient_checkpointing = False
@@ -210,7 +216,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         x = self.conv_in(x)
         skips = [x]
         for block in self.down_blocks:
-            has_attn = bool(block.temp_attentions)
+            has_attn = bool(block.attn_units)
             for i in range(len(block.resnets)):
                 x = self._resnet(block, i, x, temb, f)
                 if has_attn:
@@ -229,7 +235,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             x = self._resnet(mid, i + 1, x, temb, f)
 
         for block in self.up_blocks:
-            has_attn = bool(block.temp_attentions)
+            has_attn = bool(block.attn_units)
             for i in range(len(block.resnets)):
                 x = self._resnet(block, i, x, temb, f, skip=skips.pop())
                 if has_attn:
@@ -237,5 +243,6 @@ class VidRDUNet(ModelMixin, ConfigMixin):
             for up in block.upsamplers or []:
                 x = up(x, skips[-1].shape[-2:])
 
-        x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        x = video_group_norm(self.conv_norm_out, x, f) if self.layout.norm_over_frames else self.conv_norm_out(x)
+        x = self.conv_out(self.conv_act(x))
         return x.view(k * b, f, *x.shape[1:]).transpose(1, 2)

@@ -1,11 +1,11 @@
 """The repeated units of the VidRD UNet and the temporal VAE decoder: a 2D layer and the temporal layer after it.
 
-Each ResNet is followed by its Temp-Conv and each spatial transformer by its Temp-Attn; a unit runs the pair
-(and, on the UNet's up path, the skip concatenation before the ResNet). Gradient checkpointing recomputes a
-unit and regional ``torch.compile`` (``training.model.fast_paths``) compiles one, so what passes between the
-two layers stays inside one graph: SD's spatial transformer returns NCHW where the rest of the fast path is
-channels-last, and the gradient of a concatenation is a strided slice. Between separately compiled layers
-both became copies at every boundary, forward and backward.
+Each ResNet is followed by its Temp-Conv, and each spatial transformer holds a Temp-Attn in every block
+(``training.model.video_blocks``); a unit runs a ResNet and its Temp-Conv (and, on the UNet's up path, the skip
+concatenation before the ResNet) or a whole spatial transformer. Gradient checkpointing recomputes a
+unit and regional ``torch.compile`` (``training.model.fast_paths``) compiles one, so what passes between a
+2D layer and its temporal layer stays inside one graph (layout changes, the strided slice that is the gradient
+of a concatenation) instead of becoming a copy at every region boundary, forward and backward.
 
 Units are plain attributes of their block (``block.res_units``, ``block.attn_units``), not registered
 submodules: the parameters keep their Stable Diffusion names, and the units always run the block's own layers.
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from training.model.video_blocks import Layout, check_sd_resnet, resnet_over_frames, spatial_transformer
 
 
 def cat_channels(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -39,40 +41,49 @@ def cat_channels(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
 
 
 class ResTempUnit(nn.Module):
-    """``skip`` concatenated on channels (up path only), then the ResNet, then its Temp-Conv."""
+    """``skip`` concatenated on channels (up path only), then the ResNet, then its Temp-Conv.
 
-    def __init__(self, resnet: nn.Module, temp_conv: nn.Module):
+    ``norm_over_frames``: the ResNet's GroupNorms pool statistics over the video's frames (official layout).
+    """
+
+    def __init__(self, resnet: nn.Module, temp_conv: nn.Module, norm_over_frames: bool = False):
         super().__init__()
+        if norm_over_frames:
+            check_sd_resnet(resnet)
         self.resnet = resnet
         self.temp_conv = temp_conv
+        self.norm_over_frames = norm_over_frames
 
     def forward(
         self, x: torch.Tensor, temb: torch.Tensor | None, num_frames: int, skip: torch.Tensor | None = None
     ) -> torch.Tensor:
         if skip is not None:
             x = cat_channels(x, skip)
-        return self.temp_conv(self.resnet(x, temb), num_frames)
+        x = resnet_over_frames(self.resnet, x, temb, num_frames) if self.norm_over_frames else self.resnet(x, temb)
+        return self.temp_conv(x, num_frames)
 
 
 class AttnTempUnit(nn.Module):
-    """SD's spatial transformer (self-attention, cross-attention to the text, FF), then its Temp-Attn."""
+    """SD's spatial transformer (self-attention, cross-attention to the text, Temp-Attn, FF in each block)."""
 
-    def __init__(self, attention: nn.Module, temp_attention: nn.Module):
+    def __init__(self, attention: nn.Module, layout: Layout):
         super().__init__()
         self.attention = attention
-        self.temp_attention = temp_attention
+        self.layout = layout
+        # Output layout: NCHW, or channels-last once the model is (training.model.fast_paths).
+        self.memory_format = torch.contiguous_format
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
-        x = self.attention(x, encoder_hidden_states=context, return_dict=False)[0]
-        return self.temp_attention(x, num_frames)
+        return spatial_transformer(self.attention, x, context, num_frames, self.layout, self.memory_format)
 
 
-def attach_units(block: nn.Module) -> None:
-    """Pair a block's ``resnets`` with its ``temp_convs`` (and ``attentions`` with ``temp_attentions`` where
-    it has them) as ``block.res_units`` / ``block.attn_units``."""
-    res = [ResTempUnit(r, t) for r, t in zip(block.resnets, block.temp_convs, strict=True)]
-    temp_attns = getattr(block, "temp_attentions", None) or []
-    attn = [AttnTempUnit(a, t) for a, t in zip(block.attentions, temp_attns, strict=True)] if temp_attns else []
+def attach_units(block: nn.Module, layout: Layout | None = None) -> None:
+    """Pair a block's ``resnets`` with its ``temp_convs`` as ``block.res_units`` and wrap its spatial
+    transformers (``attentions``, UNet only: ``layout`` given) as ``block.attn_units``."""
+    over_frames = layout is not None and layout.norm_over_frames
+    res = [ResTempUnit(r, t, over_frames) for r, t in zip(block.resnets, block.temp_convs, strict=True)]
+    attns = getattr(block, "attentions", None) or []
+    attn = [AttnTempUnit(a, layout) for a in attns] if layout is not None else []
     # object.__setattr__: a list of modules is kept out of nn.Module's registry either way; this says so.
     object.__setattr__(block, "res_units", res)
     object.__setattr__(block, "attn_units", attn)

@@ -1,5 +1,7 @@
 """Temporal-aware VAE (paper 4.4, A.1.2, figure 8): SD's AutoencoderKL with a Temp-Conv after every
-ResNet block of the decoder. The encoder is unchanged and frozen; only the new layers train.
+ResNet of every decoder up block, as in the authors' release (3 groups each, none in the mid block or the
+encoder; ``../shared/reference/official-vidrd/README.md`` section 8). The encoder is unchanged and frozen;
+only the new layers train.
 
 The AutoencoderKL is held as ``self.vae`` with its own parameter names, so an SD ``vae/`` state
 dict loads into it unchanged; the Temp-Convs appear as ``vae.decoder.*.temp_convs.*``.
@@ -42,8 +44,9 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         norm_num_groups: int = 32,
         sample_size: int = 768,
         scaling_factor: float = 0.18215,
-        temp_conv_layers: int = 2,
+        temp_conv_layers: int = 3,
         temp_kernel_frames: int = 3,
+        temp_dropout: float = 0.1,
     ):
         super().__init__()
         self.vae = AutoencoderKL(
@@ -59,9 +62,9 @@ class TemporalVAE(ModelMixin, ConfigMixin):
             scaling_factor=scaling_factor,
         )
         dec = self.vae.decoder
-        for block in [dec.mid_block, *dec.up_blocks]:
+        for block in dec.up_blocks:
             block.temp_convs = nn.ModuleList(
-                TempConv(r.conv2.out_channels, temp_conv_layers, temp_kernel_frames, norm_num_groups, 1e-6)
+                TempConv(r.conv2.out_channels, temp_conv_layers, temp_kernel_frames, 32, 1e-5, temp_dropout)
                 for r in block.resnets
             )
             attach_units(block)
@@ -93,24 +96,26 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         b, c, f, h, w = video.shape
         return self.vae.encode(video.transpose(1, 2).reshape(b * f, c, h, w)).latent_dist
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents ``[B, C, F, h, w]`` -> video ``[B, 3, F, 8h, 8w]`` through the temporal decoder."""
+    def decode(self, latents: torch.Tensor, temporal: bool = True) -> torch.Tensor:
+        """Scaled latents ``[B, C, F, h, w]`` -> video ``[B, 3, F, 8h, 8w]``.
+
+        ``temporal=False`` decodes every frame on its own, as the release's pipeline does (its decoder's
+        temporal layers see one frame and are skipped: only the 2D weights act).
+        """
         b, c, f, h, w = latents.shape
-        z = latents.transpose(1, 2).reshape(b * f, c, h, w) / self.scaling_factor
+        # Multiplying by the reciprocal, as the release does, reproduces its bits.
+        z = latents.transpose(1, 2).reshape(b * f, c, h, w) * (1.0 / self.scaling_factor)
         z = z.contiguous(memory_format=self.memory_format)
-        x = self.decode_frames_folded(z, f)
+        x = self.decode_frames_folded(z, f if temporal else 1)
         return x.view(b, f, *x.shape[1:]).transpose(1, 2)
 
     def decode_frames_folded(self, z: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Decode unscaled latents ``[B*F, C, h, w]`` (frames folded into the batch)."""
         dec = self.vae.decoder
         x = dec.conv_in(self.vae.post_quant_conv(z))
-        mid = dec.mid_block
-        x = mid.res_units[0](x, None, num_frames)
-        for attn, unit in zip(mid.attentions, mid.res_units[1:], strict=True):
-            if attn is not None:
-                x = attn(x, temb=None)
-            x = unit(x, None, num_frames)
+        # SD's mid-block attention hands back a transposed (NHWC-strided) tensor; an explicit layout keeps the
+        # convolutions after it in the model's format (torch 2.13's CPU conv backward crashes on NHWC inputs).
+        x = dec.mid_block(x).contiguous(memory_format=self.memory_format)
         for block in dec.up_blocks:
             for unit in block.res_units:
                 x = unit(x, None, num_frames)

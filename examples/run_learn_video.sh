@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 20's learning proof end to end, through the product's commands. Usage:
+#   examples/run_learn_video.sh [OUT] [STEP...]      STEP: data curate base fit vae report (default: all)
+# data + curate run anywhere (Ray on the local CPUs); base, fit, vae and report want a GPU. `fit` resumes
+# from OUT/train/checkpoints/last.ckpt when it exists, so calling it again trains further; Lightning's
+# max_time counts earlier runs too, so give the total in FIT_TIME (DD:HH:MM:SS, default 00:00:05:00).
+set -euo pipefail
+OUT=${1:-runs/lv}
+shift || true
+STEPS=${*:-data curate base fit vae report}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+if has data; then python -m examples.learn_video data --out "$OUT/webvid"; fi
+if has curate; then
+  vidrd manifest webvid "$OUT/webvid" --out "$OUT/webvid.parquet"
+  vidrd curate captioned --manifest "$OUT/webvid.parquet" --out "$OUT/shards" --config examples/learn_video_curate.yaml
+  vidrd shards verify "$OUT/shards"
+fi
+if has base; then python -m examples.learn_video base --out "$OUT/base"; fi
+common=(--model.init_args.pretrained "$OUT/base" --data.train "[{path: $OUT/shards}]")
+if has fit; then
+  resume=()
+  [ -f "$OUT/train/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
+  vidrd train fit --config examples/learn_video.yaml "${common[@]}" --model.init_args.export_dir "$OUT/export" \
+    --trainer.default_root_dir "$OUT/train" --trainer.max_time "${FIT_TIME:-00:00:05:00}" "${resume[@]}"
+fi
+if has vae; then
+  vidrd train fit --config examples/learn_video_vae.yaml "${common[@]}" --model.init_args.export_dir "$OUT/vae-export" \
+    --trainer.default_root_dir "$OUT/vae-train"
+fi
+if has report; then
+  python -m examples.learn_video report --checkpoint "$OUT/export" --run-dir "$OUT/train" --vae "$OUT/vae-export/vae" \
+    --out "$OUT/report" --force
+fi
