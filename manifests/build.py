@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from manifests.builders import BUILDERS, BuildResult
+from manifests.builders.common import WHERE
 from manifests.io import rows_to_table, write_table
 from manifests.schema import REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
 
@@ -37,13 +38,17 @@ def rejects_path_for(manifest_path: str) -> str:
 
 def dedupe(result: BuildResult, source: str) -> BuildResult:
     """Keep the first row of each id; later ones become ``duplicate`` rejects."""
-    seen: set[str] = set()
+    first: dict[str, str | None] = {}
     kept = []
     for row in result.rows:
-        if row["id"] in seen:
-            result.reject(row["id"], source, RejectReason.DUPLICATE, f"id {row['id']!r} appears again", row["uri"])
+        where = row.pop(WHERE, None)
+        if row["id"] in first:
+            at = f"{where}: " if where else ""
+            earlier = f" (first at {first[row['id']]})" if first[row["id"]] else ""
+            msg = f"{at}id {row['id']!r} appears again{earlier}"
+            result.reject(row["id"], source, RejectReason.DUPLICATE, msg, row["uri"])
             continue
-        seen.add(row["id"])
+        first[row["id"]] = where
         kept.append(row)
     result.rows = kept
     return result

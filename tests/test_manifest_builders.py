@@ -181,3 +181,122 @@ def test_manifest_through_an_fsspec_url(sources, tmp_path):
     out = f"file://{tmp_path}/p.parquet"
     s = build_manifest("pexels", f"file://{sources['pexels']}", out)
     assert s.rows == 3 and Path(tmp_path / "p.parquet").exists()
+
+
+# An unterminated quote in the second data row: before, it swallowed every later row of the file silently.
+BROKEN_CSV = {
+    "kinetics700": ("annotations/train.csv", "label,youtube_id,time_start,time_end,split\n",
+                    '"moving right,bad,0,1,train\n'),
+    "moments": ("trainingSet.csv", "", '"falling/broken.mp4,falling,1,1\n'),
+    "webvid": ("results_2M_train.csv", "videoid,contentUrl,duration,page_dir,name\n",
+               '77,http://x/77.mp4,PT00H00M01S,001,"an open quote\n'),
+    "pexels": ("meta.csv", "id,title,duration\n", '88,"unterminated,4\n'),
+}
+
+
+@pytest.mark.parametrize("source", sorted(BROKEN_CSV))
+def test_an_unterminated_quote_costs_one_reject_not_the_rest_of_the_file(sources, tmp_path, source):
+    import shutil
+
+    root = tmp_path / source
+    shutil.copytree(sources[source], root)
+    name, header, bad = BROKEN_CSV[source]
+    if source == "pexels":  # the same items, as one CSV table
+        ids = [r["id"] for r in BUILDERS[source](str(root)).rows]
+        for table in [*root.glob("*.parquet*"), *root.glob("*.csv")]:
+            table.unlink()
+        (root / name).write_text(header + "".join(f"{i},a video,4\n" for i in ids))
+    before = BUILDERS[source](str(root))
+    path = root / name
+    lines = path.read_text().splitlines(keepends=True)
+    start = 1 if header else 0
+    path.write_text("".join([*lines[:start + 1], bad, *lines[start + 1:]]))
+    after = BUILDERS[source](str(root))
+    assert len(after.rows) == len(before.rows)  # every row after the broken one is still read
+    new = [j for j in after.rejects if "unparsable CSV" in j["message"]]
+    assert len(after.rejects) == len(before.rejects) + 1 and len(new) == 1, after.rejects
+    assert new[0]["reason"] == "bad_annotation"
+    assert f"{name.rsplit('/', 1)[-1]}:{start + 2}" in new[0]["message"] and "unparsable CSV" in new[0]["message"]
+
+
+def test_webvid_line_numbers_count_from_where_a_row_starts(tmp_path):
+    from vidrd.synthetic import moving_shape, write_webvid
+
+    write_webvid(tmp_path, [("1", moving_shape("red", "left", frames=4, size=16), "a caption\nover two lines")])
+    with open(tmp_path / "results_2M_train.csv", "a") as f:
+        f.write("2,http://x/2.mp4,PT00H00M01S,000,no file for this one\n")
+    res = BUILDERS["webvid"](str(tmp_path))
+    assert [r["captions"] for r in res.rows] == [["a caption\nover two lines"]]
+    assert "results_2M_train.csv:4" in res.rejects[0]["message"]  # the row starts on line 4, not 3
+
+
+def copy_source(sources, tmp_path, name):
+    import shutil
+
+    root = tmp_path / name
+    shutil.copytree(sources[name], root)
+    return root
+
+
+def test_hostile_annotation_values_are_rejects_or_read_right(sources, tmp_path):
+    import pyarrow as pa
+
+    # Kinetics: nan / inf / negative times are bad annotations, not a crash.
+    root = copy_source(sources, tmp_path, "kinetics700")
+    with open(root / "annotations" / "train.csv", "a") as f:
+        f.write("moving up,ytnan,nan,10,train\nmoving up,ytinf,0,inf,train\nmoving up,ytneg,5,1,train\n")
+    res = BUILDERS["kinetics700"](str(root))
+    assert sum("must be finite seconds" in r["message"] for r in res.rejects) == 3 and len(res.rows) == 4
+
+    # VATEX: a bare string is one caption (not one per letter); a number is rejected; an integer id is read.
+    root = copy_source(sources, tmp_path, "vatex")
+    items = json.loads((root / "vatex_training_v1.0.json").read_text())
+    items[0]["enCap"] = "a single caption"
+    items[1]["enCap"] = 5
+    items.append({"videoID": 12345, "enCap": ["an integer id"]})
+    (root / "vatex_training_v1.0.json").write_text(json.dumps(items))
+    res = BUILDERS["vatex"](str(root))
+    rows = rows_by_id(res)
+    assert rows[items[0]["videoID"]]["captions"] == ["a single caption"]
+    assert any("enCap must be a list of strings" in r["message"] for r in res.rejects)
+    assert any(r["input_id"] == "12345" and r["reason"] == "missing_file" for r in res.rejects)
+
+    # VideoLT: a file name with dots is found.
+    root = copy_source(sources, tmp_path, "videolt")
+    (root / "videos" / "lt_0000.mp4").rename(root / "videos" / "lt.v2.final.mp4")
+    (root / "label" / "train.lst").write_text("lt.v2.final 0\nlt_0001 1\n")
+    rows = rows_by_id(BUILDERS["videolt"](str(root)))
+    assert sorted(rows) == ["lt.v2.final", "lt_0001"]
+
+    # Pexels: ids stored as floats are the integer ids; a corrupt table is a clear error naming the file.
+    root = copy_source(sources, tmp_path, "pexels")
+    t = pq.read_table(root / "PexelVideos.parquet")
+    ids = [float(i) for i in t.column("id").to_pylist()]
+    pq.write_table(t.set_column(0, "id", pa.array(ids)), root / "PexelVideos.parquet")
+    assert sorted(rows_by_id(BUILDERS["pexels"](str(root)))) == sorted(str(int(i)) for i in ids)
+    (root / "PexelVideos.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ManifestBuildError, match=r"PexelVideos\.parquet: not a readable Parquet table"):
+        BUILDERS["pexels"](str(root))
+
+    # LAION: a .json sidecar that is a list is ignored; integer keys in the table; a corrupt table is named.
+    root = copy_source(sources, tmp_path, "laion")
+    (root / "00000" / "000000000.json").write_text("[1, 2, 3]")
+    pq.write_table(pa.table({"key": [4, 7], "status": ["failed_to_download", "success"]}), root / "00000.parquet")
+    res = BUILDERS["laion"](str(root))
+    assert "000000000" in rows_by_id(res) and {r["input_id"] for r in res.rejects} == {"4", "7"}
+    (root / "00000.parquet").write_bytes(b"garbage")
+    with pytest.raises(ManifestBuildError, match=r"00000\.parquet: not a readable Parquet table"):
+        BUILDERS["laion"](str(root))
+
+
+def test_duplicate_rejects_name_both_places(sources, tmp_path):
+    root = copy_source(sources, tmp_path, "webvid")
+    csv_path = root / "results_2M_train.csv"
+    first_row = csv_path.read_text().splitlines()[1]
+    with open(csv_path, "a") as f:
+        f.write(first_row + "\n")
+    out = tmp_path / "m.parquet"
+    assert main(["manifest", "webvid", str(root), "--out", str(out)]) == 0
+    dup = [r for r in read_table(rejects_path_for(str(out))).to_pylist() if r["reason"] == "duplicate"]
+    assert len(dup) == 1 and "results_2M_train.csv:7" in dup[0]["message"]
+    assert "first at" in dup[0]["message"] and "results_2M_train.csv:2" in dup[0]["message"]

@@ -146,3 +146,45 @@ def test_help_explains_each_subcommand(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main(["shards", cmd, "--help"])
     assert e.value.code == 0 and "usage: vidrd shards" in capsys.readouterr().out
+
+
+def hostile_tar(path, mp4: bytes) -> list[str]:
+    """A tar whose member names climb out of any folder, are absolute, very long, or links."""
+    import io
+    import tarfile
+
+    keys = ["../../../escaped/evil", "/tmp/absolute-evil", "k" * 300, "ok-sample"]
+    with tarfile.open(path, "w") as tar:
+        for key in keys:
+            for ext, data in (("mp4", mp4), ("txt", b"a caption"), ("json", b'{"source": "x", "frames": 12}')):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("linked.mp4")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    return keys
+
+
+def test_gallery_and_show_write_only_inside_their_output(tmp_path, capsys, monkeypatch):
+    from tests.conftest import make_sample
+
+    root = tmp_path / "deep" / "er" / "shards"
+    root.mkdir(parents=True)
+    keys = hostile_tar(root / "evil-000000.tar", make_sample(0).mp4)
+    out_dir = tmp_path / "deep" / "er" / "g"
+    before = {p for p in tmp_path.rglob("*")}
+    code, _, _ = run(capsys, "shards", "gallery", str(root), "--out", str(out_dir))
+    assert code == 0
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert written and all(out_dir in p.parents or p == out_dir for p in written), written
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "deep" / "escaped").exists()
+    assert not __import__("os").path.exists("/tmp/absolute-evil.jpg")
+    thumbs = list((out_dir / "thumbs").glob("*.jpg"))
+    assert len(thumbs) == len(keys) and all(len(t.name) < 40 for t in thumbs)
+    page = (out_dir / "index.html").read_text()
+    assert "../../../escaped/evil" in page and "k" * 300 in page  # shown, escaped, as text only
+    # `show` names its default output from the key with path characters replaced, short enough for any disk.
+    monkeypatch.chdir(tmp_path)
+    code, _out, _ = run(capsys, "shards", "show", str(root), "k" * 300)
+    assert code == 0 and (tmp_path / f"{'k' * 100}.png").exists()

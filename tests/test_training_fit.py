@@ -214,3 +214,19 @@ def test_text_encoder_fine_tunes_with_its_own_rate_and_is_saved(shards, tmp_path
 def test_layout_choice_reaches_the_model():
     assert VidRDModule().unet.config.layout == "official"  # the default for new runs
     assert VidRDModule(layout="framewise").unet.config.layout == "framewise"
+
+
+def test_fit_stops_with_a_clear_error_when_no_sample_is_usable(shards, tmp_path, capsys):
+    """A clip longer than every video, or shards that are all broken: an error after a bounded number of
+    skips, not a silent wait."""
+    args = fit_args(shards, tmp_path / "long", "--data.clip.frames", "500", "--data.max_skips_in_a_row", "20")
+    assert train_main(["fit", *args]) == 2
+    err = capsys.readouterr().err
+    assert "samples in a row could not be used" in err and "a clip spans 999 frames" in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(3):
+        (broken / f"webvid-{i:06d}.tar").write_bytes(b"not a tar file" * 100)
+    args = [*fit_args(broken, tmp_path / "b", "--data.max_skips_in_a_row", "10"), "--data.samples_per_epoch", "8"]
+    assert train_main(["fit", *args]) == 2
+    assert "shard reads in a row gave no sample" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
+from training.data import UnusableDataError
 from training.datamodule import ShardDataModule
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -52,16 +53,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         # `vidrd train` hands LightningCLI its own argv slice on purpose
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        VidRDCLI(
-            L.LightningModule,
-            ShardDataModule,
-            subclass_mode_model=True,
-            args=args,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "vidrd train", "description": __doc__},
-        )
+        try:
+            VidRDCLI(
+                L.LightningModule,
+                ShardDataModule,
+                subclass_mode_model=True,
+                args=args,
+                seed_everything_default=0,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"prog": "vidrd train", "description": __doc__},
+            )
+        except UnusableDataError as e:
+            print(f"vidrd train: error: {last_line(e)}", file=sys.stderr)
+            return 2
     return 0
+
+
+def last_line(exc: BaseException) -> str:
+    """The message itself: an error re-raised from a DataLoader worker carries the worker's traceback before it."""
+    line = str(exc).strip().splitlines()[-1]
+    name = type(exc).__name__
+    return line.split(f"{name}: ", 1)[-1]
 
 
 if __name__ == "__main__":

@@ -73,6 +73,14 @@ class SkipSample(Exception):
     """This sample cannot become a training clip (the message says why)."""
 
 
+class UnusableDataError(RuntimeError):
+    """Too many samples (or shards) in a row could not be used: the data or the clip settings are wrong."""
+
+
+# Skips in a row before a stream gives up: a few bad samples are normal, thousands in a row mean nothing will load.
+MAX_SKIPS_IN_A_ROW = 1000
+
+
 def clip_indices(total: int, clip: ClipConfig, rng: np.random.Generator) -> list[int]:
     """``clip.frames`` indices every ``clip.stride`` frames from a random start."""
     if total < clip.span:
@@ -125,6 +133,7 @@ class StreamPlan:
     rank: int = 0
     # worker id -> (buffer draws, samples yielded) already consumed this epoch (resume)
     resume: dict[int, tuple[int, int]] = field(default_factory=dict)
+    max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW
 
 
 class VideoTextStream(IterableDataset):
@@ -142,13 +151,26 @@ class VideoTextStream(IterableDataset):
         self.epoch = epoch
 
     def _raw(self, urls: list[str], rng: np.random.Generator, errors: list[int]) -> Iterator[dict[str, Any]]:
-        def handler(_exc: Exception) -> bool:
+        last: list[str] = []
+
+        def handler(exc: Exception) -> bool:
             errors[0] += 1
+            last[:] = [f"{type(exc).__name__}: {exc}"]
             return True  # skip the broken shard or sample and go on
 
+        empty = 0
         while True:
             url = urls[int(rng.integers(len(urls)))]
-            yield from wds.tarfile_to_samples(handler=handler)(iter([{"url": url}]))
+            n = 0
+            for sample in wds.tarfile_to_samples(handler=handler)(iter([{"url": url}])):
+                n += 1
+                yield sample
+            empty = 0 if n else empty + 1
+            if empty > self.plan.max_skips_in_a_row:
+                raise UnusableDataError(
+                    f"{empty} shard reads in a row gave no sample (last: {url}: {last[0] if last else 'empty'}); "
+                    f"check data.train ({', '.join(s.path for s in self.plan.sets)})"
+                )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         p = self.plan
@@ -160,7 +182,7 @@ class VideoTextStream(IterableDataset):
         buffer: list[dict[str, Any]] = []
         want = p.batches_per_worker * p.batch_size
         skip_draws, done = p.resume.get(wid, (0, 0))
-        draws = reported = 0
+        draws = reported = in_a_row = 0
         while done < want:
             raw = next(sources[int(rng.choice(len(sources), p=self.probs))])
             buffer.append(raw)
@@ -174,9 +196,17 @@ class VideoTextStream(IterableDataset):
             ex_rng = np.random.default_rng([p.seed, self.epoch, p.rank, wid, draws])
             try:
                 ex = make_example(raw, p.clip, ex_rng)
-            except Exception:  # anything a bad sample raises is a skip, never a crash
+            except Exception as e:  # anything a bad sample raises is a skip, never a crash
                 errors[0] += 1
+                in_a_row += 1
+                if in_a_row > p.max_skips_in_a_row:
+                    raise UnusableDataError(
+                        f"{in_a_row} samples in a row could not be used (last: {raw.get('__key__')}: "
+                        f"{type(e).__name__}: {e}); check data.train and data.clip (a clip spans "
+                        f"{p.clip.span} frames: frames={p.clip.frames} x stride={p.clip.stride})"
+                    ) from e
                 continue
+            in_a_row = 0
             done += 1
             ex.update(skipped=errors[0] - reported, worker=wid, draws=draws, done=done, epoch=self.epoch)
             reported = errors[0]

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from training.data import (
+    MAX_SKIPS_IN_A_ROW,
     ClipConfig,
     ShardSet,
     StreamPlan,
@@ -52,6 +53,8 @@ class ShardDataModule(L.LightningDataModule):
         val_batches: batches per rank in one validation pass.
         shuffle_buffer: samples each worker shuffles among.
         seed: the stream seed (shards, offsets, crops and caption choice follow from it).
+        max_skips_in_a_row: unusable samples (or empty shard reads) in a row after which training stops with an
+            error naming the last one, instead of waiting forever for a sample that never comes.
     """
 
     def __init__(
@@ -65,8 +68,12 @@ class ShardDataModule(L.LightningDataModule):
         val_batches: int = 4,
         shuffle_buffer: int = 64,
         seed: int = 0,
+        max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW,
     ):
         super().__init__()
+        if max_skips_in_a_row < 1:
+            raise ValueError(f"max_skips_in_a_row must be >= 1, got {max_skips_in_a_row}")
+        self.max_skips_in_a_row = max_skips_in_a_row
         if not train:
             raise ValueError("train: give at least one shard set")
         if batch_size < 1 or num_workers < 0 or val_batches < 1 or shuffle_buffer < 1:
@@ -116,7 +123,7 @@ class ShardDataModule(L.LightningDataModule):
         per_worker = self._batches_per_worker()
         plan = StreamPlan(
             sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
-            shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank,
+            shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank, max_skips_in_a_row=self.max_skips_in_a_row,
         )  # fmt: skip
         return self._loader(plan, epoch_of=lambda: self._start_epoch(plan))
 
@@ -138,6 +145,7 @@ class ShardDataModule(L.LightningDataModule):
         plan = StreamPlan(
             sets=self.val_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
             shuffle_buffer=min(self.shuffle_buffer, 8), seed=self.seed + 1_000_003, rank=rank,
+            max_skips_in_a_row=self.max_skips_in_a_row,
         )  # fmt: skip
         return self._loader(plan)
 

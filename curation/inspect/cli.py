@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import posixpath
+import re
 import sys
 from typing import Any
 
@@ -138,7 +139,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         sheet = render.stack([sheet, render.timeline(tl, current, width=max(sheet.width, 640))])
         kept = sum(1 for k in tl["keep"] if k)
         print(f"timeline: {kept} of {len(tl['keep'])} sampled frames kept, {len(tl.get('segments', []))} segments")
-    out = args.out or f"{args.key}.png"
+    # Default name from the key with only [A-Za-z0-9_-] kept, short: a key is data, not a path.
+    out = args.out or f"{re.sub(r'[^A-Za-z0-9_-]', '_', args.key)[:100]}.png"
     render.save_image(sheet, out)
     print(f"contact sheet: {out}")
     return 0
@@ -184,7 +186,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                     _, info = decode_frames(members.get("mp4", b""), indices=[])
                     idx = render.even_indices(info.frames, args.frames)
                     frames, _ = decode_frames(members["mp4"], indices=idx)
-                    thumb = f"thumbs/{key}.jpg"
+                    thumb = render.thumb_name(key, n)
                     render.save_image(render.strip(frames), join(args.out, thumb), "JPEG")
                 except VideoDecodeError as e:
                     err = f"video does not decode: {e}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import posixpath
@@ -142,6 +143,14 @@ body{{font-family:sans-serif;margin:16px;background:#fafafa}}
 .bad{{color:#b00}}
 </style></head><body><h1>{title}</h1><p>{summary}</p>
 """
+
+
+def thumb_name(key: str, n: int) -> str:
+    """A thumbnail's path inside the gallery folder, never derived from the key's characters: a member name
+    such as ``../../x`` or ``/etc/x`` (tar headers hold anything) or a 300-character key stays a short file
+    directly under ``thumbs/``. The sample's number keeps names unique; the hash keeps them stable per key."""
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"thumbs/{n:06d}-{digest}.jpg"
 
 
 def gallery_entry(key: str, thumb_rel: str | None, caption: str, meta_line: str, error: str | None) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from manifests.io import url_to_fs
 from manifests.schema import RejectReason
 
+WHERE = "_where"  # a row's annotation file and line; dropped before the manifest is written
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".gif", ".m4v")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -102,6 +104,57 @@ def read_text(path: str, root: str) -> str:
 _ISO_DURATION = re.compile(r"^P(?:T)?(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?$")
 
 
+def read_parquet(fs, path: str):
+    """A Parquet annotation table, or a :class:`ManifestBuildError` naming the file when it cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as f:
+            return pq.read_table(f)
+    except (pa.ArrowException, OSError) as e:
+        raise ManifestBuildError(f"{path}: not a readable Parquet table ({str(e).splitlines()[0][:200]})") from e
+
+
+def csv_records(text: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """``(line, fields, error)`` for every record of a CSV text; ``line`` is where the record starts (1-based), so
+    a caption spanning lines does not shift the numbers after it.
+
+    A record the parser cannot end (an unterminated quote reads to the end of the file, swallowing every later
+    row) comes back with ``fields=None`` and the error, and reading resumes on the line after its start: one bad
+    row costs one reject, never the rest of the file.
+    """
+    lines = text.splitlines(keepends=True)
+    pos = 0
+    while pos < len(lines):
+        reader = csv.reader(lines[pos:], strict=True)
+        consumed = 0
+        try:
+            for rec in reader:
+                yield pos + consumed + 1, rec, None
+                consumed = reader.line_num
+            return
+        except csv.Error as e:
+            yield pos + consumed + 1, None, f"unparsable CSV record ({e})"
+            pos += consumed + 1
+
+
+def csv_dicts(text: str) -> tuple[list[str] | None, Iterator[tuple[int, dict[str, Any] | None, str | None]]]:
+    """The header of a CSV text and ``(line, row, error)`` for every later record (:func:`csv_records`);
+    short rows are padded with None, as ``csv.DictReader`` does."""
+    records = csv_records(text)
+    header = next((rec for _, rec, err in records if err is None and rec), None)
+
+    def rows() -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+        for line, rec, err in records:
+            if err is not None:
+                yield line, None, err
+            elif rec and any(c.strip() for c in rec):
+                yield line, dict(zip(header or [], rec + [None] * (len(header or []) - len(rec)), strict=False)), None
+
+    return header, rows()
+
+
 def parse_duration(value: str | float | int | None) -> float | None:
     """Seconds from a number or an ISO-8601 duration such as WebVid's ``PT00H00M11S``."""
     if value is None:
@@ -137,9 +190,11 @@ def video_row(
     fps: float | None = None,
     start: float | None = None,
     end: float | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
-    """One source-manifest row with every schema field present."""
-    return {
+    """One source-manifest row with every schema field present; ``where`` (file and line of its annotation) rides
+    along as ``_where`` for messages about the row (``manifests.build.dedupe``) and is not written."""
+    row = {
         "id": id,
         "uri": uri,
         "kind": kind,
@@ -154,3 +209,6 @@ def video_row(
         "start": start,
         "end": end,
     }
+    if where is not None:
+        row[WHERE] = where
+    return row

@@ -10,14 +10,14 @@ Clips are already trimmed, so a file is found by its clip id wherever it lies un
 
 from __future__ import annotations
 
-import csv
-import io
+import math
 
 from manifests.builders.common import (
     VIDEO_EXTENSIONS,
     BuildResult,
     FileIndex,
     ManifestBuildError,
+    csv_dicts,
     read_text,
     video_row,
 )
@@ -45,17 +45,23 @@ def build(root: str) -> BuildResult:
     files = FileIndex(root, VIDEO_EXTENSIONS)
     out = BuildResult()
     for path in csvs:
-        reader = csv.DictReader(io.StringIO(read_text(path, root)))
+        header, records = csv_dicts(read_text(path, root))
         needed = {"youtube_id", "time_start", "time_end"}
-        if not reader.fieldnames or not needed <= set(reader.fieldnames):
-            raise ManifestBuildError(f"{path}: header must contain {sorted(needed)}, got {reader.fieldnames}")
-        for line, rec in enumerate(reader, start=2):
+        if not header or not needed <= set(header):
+            raise ManifestBuildError(f"{path}: header must contain {sorted(needed)}, got {header}")
+        for line, rec, error in records:
             where = f"{path}:{line}"
+            if rec is None:
+                out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: {error}")
+                continue
             yt = (rec.get("youtube_id") or "").strip()
             try:
                 start, end = float(rec["time_start"]), float(rec["time_end"])
             except (TypeError, ValueError):
-                out.reject(yt or where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: bad time_start/time_end")
+                start = end = float("nan")
+            if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+                msg = f"{where}: time_start/time_end must be finite seconds with 0 <= start <= end"
+                out.reject(yt or where, SOURCE, RejectReason.BAD_ANNOTATION, msg)
                 continue
             if not yt:
                 out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: empty youtube_id")
@@ -67,5 +73,7 @@ def build(root: str) -> BuildResult:
                 continue
             label = (rec.get("label") or "").strip() or None
             split = (rec.get("split") or "").strip() or None
-            out.rows.append(video_row(id=cid, uri=uri, source=SOURCE, label=label, duration=end - start, split=split))
+            out.rows.append(
+                video_row(id=cid, uri=uri, source=SOURCE, label=label, duration=end - start, split=split, where=where)
+            )
     return out

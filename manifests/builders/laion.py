@@ -17,9 +17,14 @@ from __future__ import annotations
 import json
 import posixpath
 
-import pyarrow.parquet as pq
-
-from manifests.builders.common import IMAGE_EXTENSIONS, BuildResult, FileIndex, ManifestBuildError, video_row
+from manifests.builders.common import (
+    IMAGE_EXTENSIONS,
+    BuildResult,
+    FileIndex,
+    ManifestBuildError,
+    read_parquet,
+    video_row,
+)
 from manifests.io import url_to_fs
 from manifests.schema import RejectReason
 
@@ -32,6 +37,10 @@ def _sidecar(fs, image_path: str, ext: str) -> str | None:
         return None
     with fs.open(p, "rb") as f:
         return f.read().decode("utf-8", errors="replace")
+
+
+def _size(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
 
 def build(root: str) -> BuildResult:
@@ -56,6 +65,8 @@ def build(root: str) -> BuildResult:
                 meta = json.loads(raw)
             except json.JSONDecodeError:
                 meta = {}
+            if not isinstance(meta, dict):  # img2dataset writes an object; anything else carries nothing we use
+                meta = {}
         if caption is None:
             caption = meta.get("caption")
         seen.add(key)
@@ -69,19 +80,20 @@ def build(root: str) -> BuildResult:
                 source=SOURCE,
                 kind="image",
                 captions=[caption.strip()],
-                width=meta.get("width"),
-                height=meta.get("height"),
+                width=_size(meta.get("width")),
+                height=_size(meta.get("height")),
+                where=uri,
             )
         )
     for path in tables:
-        with fs.open(path, "rb") as f:
-            t = pq.read_table(f)
+        t = read_parquet(fs, path)
         if "key" not in t.column_names:
             raise ManifestBuildError(f"{path}: expected a 'key' column (img2dataset metadata parquet)")
         cols = t.to_pydict()
         status = cols.get("status", ["success"] * t.num_rows)
         errors = cols.get("error_message", [None] * t.num_rows)
         for i, key in enumerate(cols["key"]):
+            key = str(key)  # img2dataset writes strings; a table with integer keys still names its rows
             if key in seen:
                 continue
             seen.add(key)

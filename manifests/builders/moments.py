@@ -8,14 +8,12 @@ Layout::
 
 from __future__ import annotations
 
-import csv
-import io
-
 from manifests.builders.common import (
     VIDEO_EXTENSIONS,
     BuildResult,
     FileIndex,
     ManifestBuildError,
+    csv_records,
     read_text,
     video_row,
 )
@@ -36,8 +34,11 @@ def build(root: str) -> BuildResult:
     out = BuildResult()
     for name, split in present:
         path = f"{base}/{name}"
-        for line, rec in enumerate(csv.reader(io.StringIO(read_text(path, root))), start=1):
+        for line, rec, error in csv_records(read_text(path, root)):
             where = f"{path}:{line}"
+            if rec is None:
+                out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: {error}")
+                continue
             if not rec or not any(c.strip() for c in rec):
                 continue
             if len(rec) < 2 or not rec[0].strip():
@@ -48,5 +49,5 @@ def build(root: str) -> BuildResult:
             if uri is None:
                 out.reject(rel, SOURCE, RejectReason.MISSING_FILE, f"{where}: no file {split}/{rel}")
                 continue
-            out.rows.append(video_row(id=rel, uri=uri, source=SOURCE, label=label, split=split))
+            out.rows.append(video_row(id=rel, uri=uri, source=SOURCE, label=label, split=split, where=where))
     return out

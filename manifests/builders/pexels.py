@@ -10,17 +10,16 @@ Layout::
 
 from __future__ import annotations
 
-import csv
-import io
-
-import pyarrow.parquet as pq
+from collections.abc import Iterator
 
 from manifests.builders.common import (
     VIDEO_EXTENSIONS,
     BuildResult,
     FileIndex,
     ManifestBuildError,
+    csv_dicts,
     parse_duration,
+    read_parquet,
     read_text,
     video_row,
 )
@@ -31,16 +30,23 @@ SOURCE = "pexels"
 CAPTION_COLUMNS = ("caption", "title", "description")
 
 
-def _records(fs, path: str, root: str) -> list[dict]:
+def _records(fs, path: str, root: str) -> Iterator[tuple[str, dict | None, str | None]]:
+    """``(where, row, error)`` for every row of a CSV or Parquet metadata table."""
     if path.endswith(".csv"):
-        return list(csv.DictReader(io.StringIO(read_text(path, root))))
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f).to_pylist()
+        _, rows = csv_dicts(read_text(path, root))
+        for line, rec, error in rows:
+            yield f"{path}:{line}", rec, error
+        return
+    for i, rec in enumerate(read_parquet(fs, path).to_pylist()):
+        yield f"{path} row {i}", rec, None
 
 
 def _id_of(rec: dict) -> str | None:
-    if rec.get("id") not in (None, ""):
-        return str(rec["id"]).strip()
+    v = rec.get("id")
+    if isinstance(v, float):  # a numeric column read as floats: 123.0 is the video 123
+        return str(int(v)) if v.is_integer() else None
+    if v not in (None, ""):
+        return str(v).strip()
     for col in ("loc", "url", "content_url"):
         v = rec.get(col)
         if v:
@@ -68,8 +74,10 @@ def build(root: str) -> BuildResult:
     files = FileIndex(root, VIDEO_EXTENSIONS)
     out = BuildResult()
     for path in tables:
-        for i, rec in enumerate(_records(fs, path, root)):
-            where = f"{path} row {i}"
+        for where, rec, error in _records(fs, path, root):
+            if rec is None:
+                out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: {error}")
+                continue
             vid = _id_of(rec)
             if not vid:
                 out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: no id, loc or url column value")
@@ -93,6 +101,7 @@ def build(root: str) -> BuildResult:
                     duration=duration,
                     width=_int(rec.get("width")),
                     height=_int(rec.get("height")),
+                    where=where,
                 )
             )
     return out

@@ -48,5 +48,5 @@ def build(root: str) -> BuildResult:
         if uri is None:
             out.reject(gid, SOURCE, RejectReason.MISSING_FILE, f"{first_line[url]}: no file gifs/{name}", url)
             continue
-        out.rows.append(video_row(id=gid, uri=uri, source=SOURCE, captions=caps))
+        out.rows.append(video_row(id=gid, uri=uri, source=SOURCE, captions=caps, where=first_line[url]))
     return out

@@ -53,13 +53,23 @@ def build(root: str) -> BuildResult:
         for i, item in enumerate(items):
             where = f"{path}[{i}]"
             vid = item.get("videoID") if isinstance(item, dict) else None
-            if not vid:
-                out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: no videoID")
+            if isinstance(vid, int) and not isinstance(vid, bool):
+                vid = str(vid)
+            if not isinstance(vid, str) or not vid.strip():
+                out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: no videoID (a non-empty string)")
                 continue
-            caps = [c.strip() for c in (item.get("enCap") or []) if isinstance(c, str) and c.strip()]
+            vid = vid.strip()
+            caps_in = item.get("enCap")
+            if isinstance(caps_in, str):  # one caption given bare instead of in a list
+                caps_in = [caps_in]
+            if caps_in is not None and not isinstance(caps_in, list):
+                out.reject(vid, SOURCE, RejectReason.BAD_ANNOTATION,
+                           f"{where}: enCap must be a list of strings, got {type(caps_in).__name__}")  # fmt: skip
+                continue
+            caps = [c.strip() for c in (caps_in or []) if isinstance(c, str) and c.strip()]
             uri = files.stem(vid)
             if uri is None:
                 out.reject(vid, SOURCE, RejectReason.MISSING_FILE, f"{where}: no video file named {vid}.*")
                 continue
-            out.rows.append(video_row(id=vid, uri=uri, source=SOURCE, captions=caps, split=split))
+            out.rows.append(video_row(id=vid, uri=uri, source=SOURCE, captions=caps, split=split, where=where))
     return out

@@ -63,7 +63,10 @@ def build(root: str) -> BuildResult:
             where = f"{path}:{line}"
             parts = text.split(None, 1)
             name = parts[0]
-            vid = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+            base_name = name.rsplit("/", 1)[-1]
+            # Only a video extension is an extension: "clip.v2" is a name with a dot, not "clip" + ".v2".
+            stem, dot, ext = base_name.rpartition(".")
+            vid = stem if dot and f".{ext.lower()}" in VIDEO_EXTENSIONS else base_name
             labels: list[str] = []
             if len(parts) > 1:
                 try:
@@ -76,9 +79,11 @@ def build(root: str) -> BuildResult:
                     out.reject(vid, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: unknown class ids {unknown}")
                     continue
                 labels = [names[i] for i in ids]
-            uri = files.rel(name) or files.stem(vid)
+            uri = files.rel(name) or files.stem(vid) or files.stem(base_name)
             if uri is None:
                 out.reject(vid, SOURCE, RejectReason.MISSING_FILE, f"{where}: no video file named {vid}.*")
                 continue
-            out.rows.append(video_row(id=vid, uri=uri, source=SOURCE, label=", ".join(labels) or None, split=split))
+            out.rows.append(
+                video_row(id=vid, uri=uri, source=SOURCE, label=", ".join(labels) or None, split=split, where=where)
+            )
     return out

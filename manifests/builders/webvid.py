@@ -11,14 +11,12 @@ Every row goes into the manifest with its duration; the ``captioned`` stage keep
 
 from __future__ import annotations
 
-import csv
-import io
-
 from manifests.builders.common import (
     VIDEO_EXTENSIONS,
     BuildResult,
     FileIndex,
     ManifestBuildError,
+    csv_dicts,
     parse_duration,
     read_text,
     video_row,
@@ -39,12 +37,15 @@ def build(root: str) -> BuildResult:
     out = BuildResult()
     for path in csvs:
         split = "val" if "_val" in path.rsplit("/", 1)[-1] else "train"
-        reader = csv.DictReader(io.StringIO(read_text(path, root)))
+        header, records = csv_dicts(read_text(path, root))
         needed = {"videoid", "duration", "name"}
-        if not reader.fieldnames or not needed <= set(reader.fieldnames):
-            raise ManifestBuildError(f"{path}: header must contain {sorted(needed)}, got {reader.fieldnames}")
-        for line, rec in enumerate(reader, start=2):
+        if not header or not needed <= set(header):
+            raise ManifestBuildError(f"{path}: header must contain {sorted(needed)}, got {header}")
+        for line, rec, error in records:
             where = f"{path}:{line}"
+            if rec is None:
+                out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: {error}")
+                continue
             vid = (rec.get("videoid") or "").strip()
             if not vid:
                 out.reject(where, SOURCE, RejectReason.BAD_ANNOTATION, f"{where}: empty videoid")
@@ -68,6 +69,7 @@ def build(root: str) -> BuildResult:
                     captions=[caption] if caption else [],
                     duration=duration,
                     split=split,
+                    where=where,
                 )
             )
     return out
