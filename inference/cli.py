@@ -13,6 +13,7 @@ from inference.long_video import PAPER, SCHEDULES, LongVideoConfig
 from inference.pipeline import GenerationSettings, VidRDPipeline
 from inference.prompts import PromptError, VideoRequest, read_prompts_file
 from inference.video_out import SUFFIXES, FrameSink
+from training.model.loading import check_checkpoint_folder
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -91,9 +92,14 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if Path(args.out).suffix not in SUFFIXES:
             raise ValueError(f"--out must end in one of {SUFFIXES}")
+        if args.decode_chunk is not None and args.decode_chunk < 1:
+            raise ValueError(f"--decode-chunk must be >= 1, got {args.decode_chunk}")
+        settings.check_requests(requests)
+        check_checkpoint_folder(args.checkpoint)
         pipe = VidRDPipeline.from_checkpoint(
             args.checkpoint, args.device, DTYPES[args.dtype], decode_chunk=args.decode_chunk, fast=not args.no_fast
         )
+        pipe.check_size(settings)
     except (PromptError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

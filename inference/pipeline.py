@@ -3,6 +3,7 @@ FNR/PNS/DSG across clips, temporal-VAE decoding in frame chunks, frames handed o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from training.model.loading import SDComponents, load_vidrd
 from training.model.temporal import TempConv
 from training.model.vae import TemporalVAE
 
+MAX_STEPS = 1000  # DDIM cannot take more steps than the schedule's training timesteps
+
 
 @dataclass
 class GenerationSettings:
@@ -33,6 +36,22 @@ class GenerationSettings:
     long: LongVideoConfig = field(default_factory=LongVideoConfig)
     negative_prompt: str = ""  # the unconditional branch's text; the release's evaluation uses "watermark"
     temporal_decode: bool | None = None  # None: the schedule's (paper: temporal decoder; official: per frame)
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be in [1, {MAX_STEPS}] (the schedule's training timesteps), got {self.steps}")
+        if not math.isfinite(self.guidance) or self.guidance <= 0:
+            raise ValueError(f"guidance must be a finite number > 0, got {self.guidance}")
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"height and width must be positive, got {self.height}x{self.width}")
+
+    def check_requests(self, requests: Sequence[VideoRequest]) -> None:
+        """Every request has exactly one prompt per clip (a clear error before any model work)."""
+        n = self.long.num_clips(self.frames)
+        for r in requests:
+            r.for_clips(n)
 
     @property
     def decode_temporal(self) -> bool:
@@ -107,6 +126,12 @@ class VidRDPipeline:
     def from_checkpoint(cls, path: str, device: str = "cpu", dtype: torch.dtype = torch.float32, **kw) -> VidRDPipeline:
         return cls(load_vidrd(path), device, dtype, **kw)
 
+    def check_size(self, settings: GenerationSettings) -> None:
+        """Frame sizes this model can make: multiples of 8 latent pixels' worth of the VAE's downscaling."""
+        step = 8 * self.vae_scale
+        if settings.height % step or settings.width % step:
+            raise ValueError(f"height and width must be multiples of {step}, got {settings.height}x{settings.width}")
+
     def embed(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text embeddings ``[B, L, D]``; each distinct prompt is encoded once per pipeline."""
         new = sorted({p for p in prompts if p not in self._emb})
@@ -120,8 +145,7 @@ class VidRDPipeline:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(clip index, frames [B, F_i, H, W, 3] uint8)``: each clip's new frames, as it finishes."""
         s, cfg = settings, settings.long
-        if s.height % (8 * self.vae_scale) or s.width % (8 * self.vae_scale):
-            raise ValueError(f"height and width must be multiples of {8 * self.vae_scale}")
+        self.check_size(s)
         n_clips = cfg.num_clips(s.frames)
         clip_prompts = [r.for_clips(n_clips) for r in requests]
         if s.negative_prompt:

@@ -83,7 +83,7 @@ def test_cli_errors_are_clear(ckpt, tmp_path, capsys):
     assert main(["generate", "--checkpoint", str(ckpt), "--prompt", "x", "--out", str(tmp_path / "v.avi")]) == 2
     assert "--out must end in" in capsys.readouterr().err
     assert main(["generate", "--checkpoint", str(tmp_path), "--prompt", "x", "--out", str(tmp_path / "v.mp4")]) == 2
-    assert "scheduler_config.json" in capsys.readouterr().err
+    assert "no unet/config.json" in capsys.readouterr().err
     args = ["generate", "--checkpoint", str(ckpt), "--prompt", "x", "--prompt-frames", "20", "--out", "v.mp4"]
     assert main(args) == 2 and "prompt_frames" in capsys.readouterr().err
 
@@ -102,3 +102,36 @@ def test_prompt_specs(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(PromptError, match="invalid JSON"):
         read_prompts_file(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--frames", "0"], "frames must be >= 1"),
+        (["--steps", "0"], "steps must be in"),
+        (["--steps", "5000"], "steps must be in"),
+        (["--height", "60"], "multiples of"),
+        (["--height", "0"], "height and width must be positive"),
+        (["--decode-chunk", "0"], "--decode-chunk must be >= 1"),
+        (["--guidance", "nan"], "guidance must be a finite number"),
+        (["--prompt", "two", "--prompt", "three", "--frames", "8"], "clip prompts for a video of 1 clips"),
+    ],
+)
+def test_generate_refuses_bad_settings_before_any_model_work(ckpt, tmp_path, capsys, extra, message):
+    out = tmp_path / "v.mp4"
+    args = ["generate", "--checkpoint", str(ckpt), "--prompt", "one", "--clip-frames", "8", "--height", "32",
+            "--width", "32", "--steps", "2", "--frames", "12", *extra, "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
+
+
+def test_generate_names_a_missing_checkpoint_part_without_the_network(ckpt, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(ckpt, broken)
+    shutil.rmtree(broken / "vae")
+    args = ["generate", "--checkpoint", str(broken), "--prompt", "x", "--out", str(tmp_path / "v.mp4")]
+    assert main(args) == 2
+    assert "no vae/config.json" in capsys.readouterr().err

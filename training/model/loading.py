@@ -296,8 +296,26 @@ def save_vidrd(folder: str, comps: SDComponents) -> None:
         json.dump({**comps.scheduler_config, "prediction_type": comps.prediction_type}, f, indent=2)
 
 
+CHECKPOINT_PARTS = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
+
+
+def check_checkpoint_folder(folder: str, text: bool = True) -> None:
+    """A clear error naming the first missing part of a VidRD checkpoint folder (before diffusers, missing a local
+    file, would try to download it)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such checkpoint folder")
+    parts = [*CHECKPOINT_PARTS, *(("text_encoder/config.json", "tokenizer") if text else ())]
+    for part in parts:
+        if not os.path.exists(os.path.join(folder, part)):
+            raise FileNotFoundError(
+                f"{folder}: no {part} (a VidRD checkpoint folder has unet/, vae/, scheduler/, text_encoder/ and "
+                "tokenizer/; write one with vidrd train or vidrd convert)"
+            )
+
+
 def load_vidrd(folder: str, torch_dtype: torch.dtype | None = None) -> SDComponents:
     """Read a folder written by :func:`save_vidrd`."""
+    check_checkpoint_folder(folder, text=False)
     scfg = read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
     unet = VidRDUNet.from_pretrained(os.path.join(folder, "unet"), torch_dtype=torch_dtype)
     vae = TemporalVAE.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch_dtype)
