@@ -260,6 +260,25 @@ def _check_run_file(out: str, fp: dict[str, Any], source: str) -> None:
         json.dump(runs, f, indent=2, sort_keys=True)
 
 
+def check_protocols(manifest: str, uris: list[str | None]) -> None:
+    """Every storage protocol the manifest's URIs use is one fsspec can open: an unknown one is one clear error
+    at start, not an ``internal_error`` reject per row."""
+    import fsspec
+
+    seen: dict[str, str] = {}
+    for uri in uris:
+        if uri and "://" in uri:
+            seen.setdefault(uri.split("://", 1)[0], uri)
+    for proto, example in sorted(seen.items()):
+        try:
+            fsspec.get_filesystem_class(proto)
+        except (ValueError, ImportError) as e:
+            raise ValueError(
+                f"{manifest}: URIs use the storage protocol {proto!r} (e.g. {example}), which fsspec cannot open "
+                f"here ({e}); install its package (s3fs, gcsfs, adlfs, ...) or fix the manifest"
+            ) from e
+
+
 def run_stage(
     stage: str,
     manifest: str,
@@ -276,6 +295,7 @@ def run_stage(
     stage_config = stage_config or {}
     stage_obj = build_stage(stage, stage_config, runner.seed)  # fail fast on a bad stage name or config
     table = read_table(manifest, SOURCE_SCHEMA).sort_by("id")
+    check_protocols(manifest, table.column("uri").to_pylist())
     source = _source_of(table) if table.num_rows else "empty"
     _check_run_file(out, _fingerprint(table, stage, stage_config, runner), source)
     rows = table.to_pylist()

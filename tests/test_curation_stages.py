@@ -134,3 +134,51 @@ def test_yuv_fast_path_matches_the_rgb_path(videos):
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 6
     wide = next(x for x in videos if x["id"] == "wide")
     assert transcode_resized(Path(wide["uri"]).read_bytes(), 32) is None  # needs a crop: RGB path
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: CaptionedConfig(preset="warp9"), "preset='warp9'.*not accepted by the H.264 encoder"),
+        (lambda: CaptionedConfig(max_aspect=0), "max_aspect must be a finite number >= 1"),
+        (lambda: CaptionedConfig(crf=99), r"crf must be an integer in \[0, 51\]"),
+        (lambda: CaptionedConfig(short_side=15), "short_side must be an even number"),
+        (lambda: CaptionedConfig(min_frames=10, max_frames=5), "max_frames must be an integer >= min_frames"),
+        (lambda: WatermarkConfig(mode="blur", box=(0.5, 0.5, 1.5, 0.9)), "watermark.box must lie inside the frame"),
+        (lambda: WatermarkConfig(mode="crop", keep=(0.5, 0.5, 0.2, 0.9)), "watermark.keep must lie inside"),
+        (lambda: PseudoVideoConfig(preset="warp9"), "not accepted by the H.264 encoder"),
+        (lambda: PseudoVideoConfig(fps=0), r"fps must be in \(0, 240\]"),
+    ],
+)
+def test_settings_that_cannot_work_are_errors_before_any_input(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_short_and_long_video_settings_are_checked_too():
+    from curation.stages.long_videos import LongVideosConfig
+    from curation.stages.short_videos import ShortVideosConfig
+
+    with pytest.raises(ValueError, match=r"not accepted by the H\.264 encoder"):
+        ShortVideosConfig(preset="warp9")
+    with pytest.raises(ValueError, match="max_aspect"):
+        LongVideosConfig(max_aspect=0.5)
+
+
+def test_a_trim_time_that_is_not_a_number_is_its_own_reject(videos):
+    from curation.stage import Rejected
+
+    good = {k: v for k, v in next(r for r in videos if r["id"] == "trimmed").items() if k != "expect"}
+    assert CaptionedStage().process(good)  # the row itself is fine
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(Rejected) as e:
+            CaptionedStage().process({**good, "start": bad})
+        assert e.value.reason.value == "bad_annotation" and "start=" in str(e.value)
+
+
+def test_an_unknown_storage_protocol_is_one_error_at_start():
+    from curation.runner import check_protocols
+
+    check_protocols("m.parquet", ["/local/a.mp4", "file:///b.mp4", "memory://c.mp4", None])
+    with pytest.raises(ValueError, match=r"storage protocol .nosuchfs.*nosuchfs://bucket/x\.mp4"):
+        check_protocols("m.parquet", ["/local/a.mp4", "nosuchfs://bucket/x.mp4"])

@@ -18,6 +18,7 @@ Watermarks (WebVid, optional, ``watermark.mode``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from PIL import Image, ImageFilter
 from curation.shard_writer import Sample
 from curation.stage import Rejected, captions_of, read_video_input, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
+from curation.video_settings import check_box, check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 
@@ -46,6 +48,10 @@ class WatermarkConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("none", "crop", "blur"):
             raise ValueError(f"watermark.mode must be none, crop or blur, got {self.mode!r}")
+        check_box("watermark.keep", self.keep)
+        check_box("watermark.box", self.box)
+        if not (isinstance(self.radius, (int, float)) and 0 < self.radius < 1000):
+            raise ValueError(f"watermark.radius must be a number of pixels > 0, got {self.radius!r}")
 
 
 @dataclass
@@ -65,10 +71,10 @@ class CaptionedConfig:
     def __post_init__(self) -> None:
         if isinstance(self.watermark, dict):
             self.watermark = WatermarkConfig(**self.watermark)
-        if self.short_side < 16 or self.short_side % 2:
-            raise ValueError(f"short_side must be an even number >= 16, got {self.short_side}")
-        if self.min_frames < 1:
-            raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
+        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
+                             self.max_frames)  # fmt: skip
+        if not self.webvid_max_seconds > 0:
+            raise ValueError(f"webvid_max_seconds must be > 0, got {self.webvid_max_seconds!r}")
 
 
 def _rel_box(box: tuple[float, float, float, float], w: int, h: int) -> tuple[int, int, int, int]:
@@ -105,6 +111,10 @@ class CaptionedStage:
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]
+        for name in ("start", "end"):
+            v = row.get(name)
+            if v is not None and not (math.isfinite(v) and v >= 0):
+                raise Rejected(RejectReason.BAD_ANNOTATION, f"{name}={v!r} is not a time in seconds >= 0")
         captions = captions_of(row)
         duration = row.get("duration")
         if source == "webvid" and duration is not None and duration >= cfg.webvid_max_seconds:

@@ -36,6 +36,7 @@ from curation.segments import segments
 from curation.shard_writer import Sample
 from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
+from curation.video_settings import check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 
@@ -77,6 +78,7 @@ class LongVideosConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames)
         if self.sample_every <= 0:
             raise ValueError(f"sample_every must be > 0 seconds, got {self.sample_every}")
         if self.min_segment_seconds <= 0 or self.max_segment_seconds < 2 * self.min_segment_seconds:

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from curation.shard_writer import Sample
 from curation.stage import Rejected, captions_of, looks_like_html, read_input, sample_seed, set_cv2_threads
 from curation.video_io import encode_mp4
+from curation.video_settings import check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 
@@ -46,6 +47,9 @@ class PseudoVideoConfig:
     threads: int = 1  # codec and OpenCV threads per task; Ray runs one task per CPU
 
     def __post_init__(self) -> None:
+        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads)
+        if not (isinstance(self.fps, (int, float)) and 0 < self.fps <= 240):
+            raise ValueError(f"fps must be in (0, 240], got {self.fps!r}")
         if not 0 < self.min_scale <= 1:
             raise ValueError(f"min_scale must be in (0, 1], got {self.min_scale}")
         if self.min_seconds <= 0 or self.max_seconds < self.min_seconds:

@@ -27,6 +27,7 @@ from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.shard_writer import Sample
 from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
 from curation.video_io import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
+from curation.video_settings import check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 
@@ -58,8 +59,8 @@ class ShortVideosConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.short_side < 16 or self.short_side % 2:
-            raise ValueError(f"short_side must be an even number >= 16, got {self.short_side}")
+        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
+                             self.max_frames)  # fmt: skip
 
 
 @dataclass
