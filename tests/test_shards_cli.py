@@ -188,3 +188,46 @@ def test_gallery_and_show_write_only_inside_their_output(tmp_path, capsys, monke
     monkeypatch.chdir(tmp_path)
     code, _out, _ = run(capsys, "shards", "show", str(root), "k" * 300)
     assert code == 0 and (tmp_path / f"{'k' * 100}.png").exists()
+
+
+def rewrite_member(tar_path, ext: str, data: bytes) -> None:
+    """Replace every ``.<ext>`` member of a tar with ``data``."""
+    import io
+    import tarfile
+
+    members = []
+    with tarfile.open(tar_path) as t:
+        for m in t.getmembers():
+            members.append((m, data if m.name.endswith(f".{ext}") else t.extractfile(m).read()))
+    with tarfile.open(tar_path, "w") as t:
+        for m, body in members:
+            m.size = len(body)
+            t.addfile(m, io.BytesIO(body))
+
+
+@pytest.mark.parametrize("json_body", [b"[1, 2, 3]", b'{"frames": "many", "fps": "fast", "source": 5}'])
+def test_odd_sample_json_is_reported_not_a_crash(shard_dir, tmp_path, capsys, json_body):
+    (shard_dir / "_index.parquet").unlink()
+    rewrite_member(shard_dir / "webvid-000000.tar", "json", json_body)
+    assert run(capsys, "shards", "stats", str(shard_dir))[0] == 0
+    assert run(capsys, "shards", "gallery", str(shard_dir), "--out", str(tmp_path / "g"))[0] == 0
+    code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
+    assert code == 1 and "bad_json" in {p["problem"] for p in json.loads(out)["problems"]}
+
+
+@pytest.mark.parametrize("which", ["_index.parquet", "_rejects.parquet"])
+@pytest.mark.parametrize("damage", ["garbage", "no columns"])
+def test_a_broken_index_or_rejects_file_is_a_clear_error(shard_dir, capsys, which, damage):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if damage == "garbage":
+        (shard_dir / which).write_bytes(b"PAR1 this is not parquet")
+    else:
+        pq.write_table(pa.table({"something": [1]}), shard_dir / which)
+    code, _, err = run(capsys, "shards", "stats", str(shard_dir))
+    assert code == 2 and which in err and "Traceback" not in err
+    if which == "_index.parquet":  # verify still checks the tars and says what is wrong, as JSON when asked
+        code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
+        rep = json.loads(out)
+        assert code == 1 and rep["samples"] > 0 and rep["problems"][0]["problem"] == "index_unreadable"

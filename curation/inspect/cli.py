@@ -18,6 +18,7 @@ from curation.inspect.reader import (
     list_shards,
     load_index,
     load_rejects,
+    number,
     sample_meta,
     scan_shard,
     shard_dir,
@@ -25,7 +26,7 @@ from curation.inspect.reader import (
 from curation.inspect.stats import describe, ls_row, rows_from_scan, stats
 from curation.inspect.verify import verify
 from curation.video_io import VideoDecodeError, decode_frames
-from manifests.io import join, url_to_fs
+from manifests.io import SchemaError, join, url_to_fs
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -180,7 +181,10 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 n += 1
                 meta = sample_meta(members)
                 caption = members.get("txt", b"").decode("utf-8", "replace")
-                line = f"{meta.get('source', '?')} · {meta.get('frames', '?')} frames · {meta.get('fps', 0):.4g} fps"
+                fps = number(meta.get("fps"))
+                line = f"{meta.get('source', '?')} · {meta.get('frames', '?')} frames · " + (
+                    f"{fps:.4g} fps" if fps is not None else "fps ?"
+                )
                 thumb, err = None, None
                 try:
                     _, info = decode_frames(members.get("mp4", b""), indices=[])
@@ -252,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch with clear messages for missing paths."""
     try:
         return args.func(args)
-    except ShardPathError as e:
+    except (ShardPathError, SchemaError) as e:  # SchemaError: an _index/_rejects.parquet that cannot be read
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import tarfile
 from collections.abc import Iterator
@@ -136,6 +137,18 @@ def sample_meta(members: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(raw, (bytes, bytearray)):
         return {}
     try:
-        return json.loads(raw)
+        meta = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
+    return meta if isinstance(meta, dict) else {}  # a list or a number carries no fields
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a ``.json`` field, else None (a sample's metadata may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None

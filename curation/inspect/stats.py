@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curation.inspect.reader import ShardScan, sample_meta, scan_shard
+from curation.inspect.reader import ShardScan, number, sample_meta, scan_shard
 
 
 def describe(values: list[float]) -> dict[str, float | int | None]:
@@ -48,10 +48,10 @@ def rows_from_scan(urls: list[str], progress=None) -> tuple[list[dict[str, Any]]
         for members in scan.samples.values():
             meta = sample_meta(members)
             txt = members.get("txt", b"")
-            frames, fps = meta.get("frames"), meta.get("fps")
+            frames, fps = number(meta.get("frames")), number(meta.get("fps"))
             rows.append(
                 {
-                    "source": meta.get("source", "unknown"),
+                    "source": str(meta.get("source", "unknown")),
                     "frames": frames,
                     "duration": frames / fps if frames and fps else None,
                     "caption_length": len(txt.decode("utf-8", "replace")) if isinstance(txt, bytes) else None,

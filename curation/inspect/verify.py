@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from curation.inspect.reader import ShardScan, load_index, sample_meta, scan_shard
+from curation.inspect.reader import ShardScan, load_index, number, sample_meta, scan_shard
+from curation.shard_writer import INDEX_FILE
 from curation.video_io import VideoDecodeError, decode_frames
+from manifests.io import SchemaError
 from manifests.keys import is_valid_key
 
 REQUIRED_EXTS = ("mp4", "txt", "json")
@@ -65,7 +67,9 @@ def check_sample(
         report.add(shard, key, "undecodable", str(e))
         return
     report.decoded += 1
-    if meta.get("frames") is not None and int(meta["frames"]) != info.frames:
+    if meta.get("frames") is not None and number(meta["frames"]) is None:
+        report.add(shard, key, "bad_json", f".json frames is not a number: {meta['frames']!r}")
+    elif meta.get("frames") is not None and number(meta["frames"]) != info.frames:
         report.add(shard, key, "frame_count", f"decoded {info.frames} frames, .json says {meta['frames']}")
     if index_frames is not None and index_frames != info.frames:
         report.add(shard, key, "frame_count", f"decoded {info.frames} frames, _index.parquet says {index_frames}")
@@ -84,7 +88,11 @@ def verify(
     not there are problems too.
     """
     report = VerifyReport(shards=len(shards))
-    index = load_index(path)
+    try:
+        index = load_index(path)
+    except SchemaError as e:  # reported like any other damage; the tars are still checked
+        report.add(INDEX_FILE, None, "index_unreadable", str(e))
+        index = None
     index_rows: dict[str, dict[str, Any]] = {}
     if index is not None:
         for row in index.select(["key", "shard", "frames"]).to_pylist():
