@@ -230,3 +230,12 @@ def test_fit_stops_with_a_clear_error_when_no_sample_is_usable(shards, tmp_path,
     args = [*fit_args(broken, tmp_path / "b", "--data.max_skips_in_a_row", "10"), "--data.samples_per_epoch", "8"]
     assert train_main(["fit", *args]) == 2
     assert "shard reads in a row gave no sample" in capsys.readouterr().err
+
+
+def test_wrong_data_settings_are_one_line_errors(tmp_path, capsys):
+    args = ["fit", "--config", "tiny", "--data.train", json.dumps([{"path": str(tmp_path / "nowhere")}]),
+            "--trainer.default_root_dir", str(tmp_path / "r")]  # fmt: skip
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vidrd train: error:") and "nowhere: no such file or folder" in err
+    assert "Traceback" not in err

@@ -17,8 +17,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
+from curation.inspect.reader import ShardPathError
+from manifests.io import SchemaError
 from training.data import UnusableDataError
 from training.datamodule import ShardDataModule
+from training.model.loading import WeightLoadError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -63,10 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs={"prog": "vidrd train", "description": __doc__},
             )
-        except UnusableDataError as e:
-            print(f"vidrd train: error: {last_line(e)}", file=sys.stderr)
+        except USER_ERRORS as e:
+            if os.environ.get("VIDRD_DEBUG"):
+                raise
+            print(f"vidrd train: error: {last_line(e)} (VIDRD_DEBUG=1 shows the traceback)", file=sys.stderr)
             return 2
     return 0
+
+
+# What a wrong setting or wrong data raises: one line naming it, exit 2 (not a traceback).
+USER_ERRORS = (UnusableDataError, ShardPathError, SchemaError, WeightLoadError, FileNotFoundError, ValueError)
 
 
 def last_line(exc: BaseException) -> str:
