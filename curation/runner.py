@@ -243,11 +243,20 @@ def _fingerprint(table: pa.Table, stage: str, stage_config: dict, runner: Runner
 
 def _check_run_file(out: str, fp: dict[str, Any], source: str) -> None:
     fs, root = url_to_fs(out)
+    if fs.exists(root) and not fs.isdir(root):
+        raise RunMismatchError(f"--out {out} is a file; give a folder (new or made by this command)")
     path = posixpath.join(root, RUN_FILE)
     runs: dict[str, Any] = {}
     if fs.exists(path):
-        with fs.open(path, "r") as f:
-            runs = json.load(f)
+        try:
+            with fs.open(path, "r") as f:
+                runs = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunMismatchError(f"{out}/{RUN_FILE} is not this command's run record ({e}); "
+                                   "use a new --out, or delete the folder to start over") from e  # fmt: skip
+        if not isinstance(runs, dict):
+            raise RunMismatchError(f"{out}/{RUN_FILE} is not this command's run record (not a JSON object); "
+                                   "use a new --out, or delete the folder to start over")  # fmt: skip
     key = f"{source}/{fp['stage']}"
     if key in runs and runs[key] != fp:
         raise RunMismatchError(

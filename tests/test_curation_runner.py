@@ -68,3 +68,18 @@ def test_an_input_that_kills_every_worker_is_recorded_not_fatal(local_ray, corpu
     assert rejects["good"]["reason"] == "worker_crashed"
     want = sorted(r["id"] for r in rows if r["expect"] == "ok" and r["id"] != "good")
     assert sorted(pq.read_table(out / "_index.parquet").column("source_id").to_pylist()) == want
+
+
+def test_an_out_that_is_a_file_or_holds_a_garbage_run_record_is_refused(corpus, tmp_path):
+    """Checked before any Ray work: the error names the file."""
+    _, manifest = corpus
+    a_file = tmp_path / "out.txt"
+    a_file.write_text("x")
+    with pytest.raises(RunMismatchError, match="is a file; give a folder"):
+        run_stage("captioned", str(manifest), str(a_file), STAGE_CFG, progress=False)
+    for garbage in ("{not json", "[1, 2]"):
+        out = tmp_path / f"out{len(garbage)}"
+        out.mkdir()
+        (out / "_run.json").write_text(garbage)
+        with pytest.raises(RunMismatchError, match=r"_run\.json is not this command's run record"):
+            run_stage("captioned", str(manifest), str(out), STAGE_CFG, progress=False)
