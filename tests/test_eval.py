@@ -244,3 +244,32 @@ def test_generation_spreads_over_ray_tasks(ucf, ckpt, tmp_path):
     for a, b in zip(jobs, local, strict=True):
         va, vb = decode_frames(str(a.path))[0].astype(int), decode_frames(str(b.path))[0].astype(int)
         assert np.abs(va - vb).mean() < 0.5, np.abs(va - vb).mean()
+
+
+@pytest.mark.parametrize("content", [b"not a model at all", "pickled-object", "wrong-keys"])
+def test_a_weights_file_that_is_not_the_network_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "i3d.pt"
+    if content == "pickled-object":
+        torch.save({"model": Path("x")}, path)
+    elif content == "wrong-keys":
+        torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match="not a TorchScript model nor a weights file this network loads"):
+        I3DFeatures(path)
+
+
+def test_real_videos_of_different_sizes_are_scored(tmp_path):
+    from inference.eval.ucf101_eval import score_by_shape
+
+    calls = []
+
+    def net(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch.shape)
+        return batch.reshape(len(batch), -1)[:, :2].astype(np.float64)
+
+    videos = [np.zeros((16, 48, 64, 3), np.uint8), np.ones((16, 48, 64, 3), np.uint8),
+              np.zeros((16, 60, 80, 3), np.uint8), np.zeros((16, 48, 64, 3), np.uint8)]  # fmt: skip
+    out = np.concatenate(score_by_shape(net, videos))
+    assert out.shape == (4, 2) and calls == [(2, 16, 48, 64, 3), (1, 16, 60, 80, 3), (1, 16, 48, 64, 3)]
+    assert out[1, 0] == 1 and out[0, 0] == 0  # order kept

@@ -171,15 +171,29 @@ def real_stats(ucf_root: str, i3d, num_real: int, seed: int, cache_dir: Path, i3
         except (ValueError, VideoDecodeError) as e:
             rejected[str(vids[i])] = str(e)
         if len(batch) == 16:
-            feats.append(i3d(np.stack(batch)))
+            feats += score_by_shape(i3d, batch)
             batch = []
     if batch:
-        feats.append(i3d(np.stack(batch)))
+        feats += score_by_shape(i3d, batch)
     stats = FeatureStats.of(np.concatenate(feats))
     cache_dir.mkdir(parents=True, exist_ok=True)
     stats.save(cache)
     rejected_file.write_text(json.dumps(rejected, indent=1))
     return stats, rejected
+
+
+def score_by_shape(net, videos: list[np.ndarray]) -> list[np.ndarray]:
+    """``net`` on a batch of videos that may differ in size (real UCF-101 clips do): one call per run of equal
+    shapes, in order (the network's preprocessing resizes each to its input size)."""
+    out, run = [], [videos[0]]
+    for v in videos[1:]:
+        if v.shape == run[-1].shape:
+            run.append(v)
+        else:
+            out.append(net(np.stack(run)))
+            run = [v]
+    out.append(net(np.stack(run)))
+    return out
 
 
 def _generated(job: VideoJob) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,14 @@ def load_network(
     try:
         return torch.jit.load(str(path), map_location=device).eval(), True
     except RuntimeError:  # not TorchScript: a state dict
+        pass
+    try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError("it holds no state dict of tensors")
         net = build(state)
         net.load_state_dict(state)
-        return net.to(device).eval(), False
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a TorchScript model nor a weights file this network loads ({first})") from e
+    return net.to(device).eval(), False
