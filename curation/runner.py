@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.model_stage import ModelStage
-from curation.shard_writer import PARTS_DIR, ShardWriter, complete_parts, finalize
+from curation.shard_writer import PARTS_DIR, ShardWriter, complete_parts, damaged_parts, finalize, forget_part
 from curation.stage import Rejected
 from manifests.io import join, read_table, url_to_fs
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
@@ -59,6 +59,9 @@ class RunnerConfig:
     num_cpus_per_task: float = 1.0
     concurrency: int | None = None
     max_retries: int = 3
+    # On a re-run, read and hash every finished shard against its record (finds flipped bytes); False checks
+    # existence and size only (no reading).
+    check_checksums: bool = True
     # model stages only (curation.model_pipeline)
     model_actors: int = 0  # 0: one per GPU of the cluster (one CPU actor where there is none)
     gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0
@@ -85,6 +88,7 @@ class RunSummary:
     partitions: int
     skipped: int
     seconds: float
+    repaired: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     # events samples reported in this run (e.g. caption fallbacks), not counted again for resumed parts
     events: dict[str, int] = field(default_factory=dict)
@@ -101,7 +105,8 @@ class RunSummary:
         return (
             f"{self.stage}: {self.inputs} inputs = {self.produced} with samples + {self.rejects} rejects [{check}]; "
             f"{self.samples} samples in {self.out}; rejects: {why}; {self.partitions} partitions "
-            f"({self.skipped} already complete); {self.seconds:.1f} s, {rate:.2f} inputs/s{events}"
+            f"({self.skipped} already complete, {self.repaired} damaged and redone); {self.seconds:.1f} s, "
+            f"{rate:.2f} inputs/s{events}"
         )
 
 
@@ -311,6 +316,11 @@ def run_stage(
     n = runner.rows_per_partition
     names = [partition_name(source, stage, i) for i in range((len(rows) + n - 1) // n)]
     done = complete_parts(out)
+    damaged = damaged_parts(out, done & set(names), runner.check_checksums)
+    for part, why in damaged.items():
+        print(f"{out}: partition {part} is damaged ({why}); redoing it")
+        forget_part(out, part)
+    done -= set(damaged)
     items = [
         {
             "index": i, "part": name, "stage": stage, "source": source, "out": out, "seed": runner.seed,
@@ -369,5 +379,5 @@ def run_stage(
     return RunSummary(
         stage=stage, out=out, inputs=table.num_rows, produced=len(set(index.column("source_id").to_pylist())),
         samples=index.num_rows, rejects=rejects.num_rows, partitions=len(names), skipped=len(names) - len(items),
-        seconds=time.perf_counter() - t0, reasons=reasons, events=events,
+        seconds=time.perf_counter() - t0, reasons=reasons, events=events, repaired=len(damaged),
     )  # fmt: skip

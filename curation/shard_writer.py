@@ -5,11 +5,14 @@ A writer owns one *part* of an output folder: the shards it writes
 part files, ``_parts/{part}.index.parquet`` and ``_parts/{part}.rejects.parquet``, written last.
 A part whose two files exist is complete; :func:`finalize` merges all parts into the folder's
 ``_index.parquet`` and ``_rejects.parquet``. This split is what lets many Ray tasks write one folder
-side by side and lets a re-run skip parts that are already complete.
+side by side and lets a re-run skip parts that are already complete. Before them a part writes
+``_parts/{part}.shards.json`` (each shard's size and SHA-256): a re-run checks a complete part's shards
+against it (:func:`damaged_parts`) and redoes a part whose shards were deleted, truncated or altered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import uuid
@@ -46,6 +49,26 @@ class Sample:
     events: tuple[str, ...] = ()
 
 
+class _HashingFile:
+    """A write-only file that hashes and counts what passes through it (the shard's checksum at no extra read)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
 class DuplicateKeyError(ValueError):
     """Two samples in one output folder share a key."""
 
@@ -79,6 +102,7 @@ class ShardWriter:
         self.index_rows: list[dict[str, Any]] = []
         self.reject_rows: list[dict[str, Any]] = []
         self.shards: list[str] = []
+        self.checksums: dict[str, dict[str, Any]] = {}  # shard -> bytes and SHA-256 as written
         self._keys: set[str] = set()
         self._tar: wds.TarWriter | None = None
         self._file = None
@@ -94,7 +118,7 @@ class ShardWriter:
         self.number += 1
         self._final = posixpath.join(self._root, name)
         self._tmp = posixpath.join(self._root, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
-        self._file = self.fs.open(self._tmp, "wb")
+        self._file = _HashingFile(self.fs.open(self._tmp, "wb"))
         self._tar = wds.TarWriter(self._file, user="vidrd", group="vidrd", encoder=False, mtime=TAR_MTIME)
         self._bytes = 0
         self._count = 0
@@ -105,7 +129,9 @@ class ShardWriter:
         self._tar.close()
         self._file.close()
         self.fs.mv(self._tmp, self._final)
-        self.shards.append(posixpath.basename(self._final))
+        name = posixpath.basename(self._final)
+        self.shards.append(name)
+        self.checksums[name] = {"bytes": self._file.size, "sha256": self._file.sha.hexdigest()}
         self._tar = self._file = None
 
     def write(self, sample: Sample) -> None:
@@ -175,6 +201,10 @@ class ShardWriter:
             return
         self._close_shard()
         parts = join(self.out_dir, PARTS_DIR)
+        fs, pdir = url_to_fs(parts)
+        fs.makedirs(pdir, exist_ok=True)
+        with fs.open(posixpath.join(pdir, f"{self.part}.shards.json"), "w") as f:
+            json.dump(self.checksums, f, indent=1, sort_keys=True)
         write_table(rows_to_table(self.index_rows, INDEX_SCHEMA), join(parts, f"{self.part}.index.parquet"))
         write_table(rows_to_table(self.reject_rows, REJECTS_SCHEMA), join(parts, f"{self.part}.rejects.parquet"))
         self._closed = True
@@ -208,6 +238,54 @@ def complete_parts(out_dir: str) -> set[str]:
     idx = {n[: -len(".index.parquet")] for n in names if n.endswith(".index.parquet")}
     rej = {n[: -len(".rejects.parquet")] for n in names if n.endswith(".rejects.parquet")}
     return idx & rej
+
+
+def shard_checksum(fs, path: str) -> str:
+    sha = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def damaged_parts(out_dir: str, parts: set[str], checksums: bool = True) -> dict[str, str]:
+    """Complete parts whose shards no longer match their ``.shards.json``: part -> what is wrong.
+
+    Size and existence are checked always; with ``checksums`` every shard is read and hashed (what finds a
+    flipped byte). A part written before shard records existed cannot be checked and counts as intact.
+    """
+    fs, root = url_to_fs(out_dir)
+    damaged: dict[str, str] = {}
+    for part in sorted(parts):
+        record = posixpath.join(root, PARTS_DIR, f"{part}.shards.json")
+        if not fs.exists(record):
+            continue
+        try:
+            with fs.open(record, "r") as f:
+                shards = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            damaged[part] = f"{PARTS_DIR}/{part}.shards.json is unreadable"
+            continue
+        for name, want in sorted(shards.items()):
+            path = posixpath.join(root, name)
+            if not fs.exists(path):
+                damaged[part] = f"{name} is missing"
+            elif fs.size(path) != want["bytes"]:
+                damaged[part] = f"{name} has {fs.size(path)} bytes, {want['bytes']} were written"
+            elif checksums and shard_checksum(fs, path) != want["sha256"]:
+                damaged[part] = f"{name} has other bytes than were written (SHA-256 differs)"
+            if part in damaged:
+                break
+    return damaged
+
+
+def forget_part(out_dir: str, part: str) -> None:
+    """Mark a part incomplete (its index and rejects files go) so the next run redoes it."""
+    fs, root = url_to_fs(out_dir)
+    for suffix in (".index.parquet", ".rejects.parquet"):
+        path = posixpath.join(root, PARTS_DIR, f"{part}{suffix}")
+        if fs.exists(path):
+            fs.rm(path)
 
 
 def finalize(out_dir: str) -> tuple[pa.Table, pa.Table]:

@@ -44,6 +44,10 @@ def test_killing_the_driver_then_rerunning_gives_the_same_keys(corpus, tmp_path)
     assert f"({done} already complete)" in r.stdout or "already complete" in r.stdout
     assert index_keys(out) == index_keys(ref)
     assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
+    # Byte for byte: fixed tar headers and member order, deterministic encoding, per-partition shard numbers.
+    tars = sorted(p.name for p in ref.glob("*.tar"))
+    assert tars and all((out / t).read_bytes() == (ref / t).read_bytes() for t in tars)
+    assert (out / "_index.parquet").read_bytes() == (ref / "_index.parquet").read_bytes()
 
 
 def _free_port() -> int:

@@ -231,3 +231,40 @@ def test_a_broken_index_or_rejects_file_is_a_clear_error(shard_dir, capsys, whic
         code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
         rep = json.loads(out)
         assert code == 1 and rep["samples"] > 0 and rep["problems"][0]["problem"] == "index_unreadable"
+
+
+def test_verify_without_an_index_finds_a_corrupt_header_and_duplicate_members(shard_dir, capsys):
+    import tarfile
+
+    (shard_dir / "_index.parquet").unlink()
+    tar_path = shard_dir / "webvid-000000.tar"
+    with tarfile.open(tar_path) as t:
+        members = t.getmembers()
+    data = bytearray(tar_path.read_bytes())
+    victim = members[len(members) // 2]  # a header in the middle of the file
+    data[victim.offset : victim.offset + 100] = b"\xff" * 100
+    tar_path.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
+    rep = json.loads(out)
+    assert code == 1
+    broken = [p for p in rep["problems"] if p["problem"] == "truncated_or_unreadable"]
+    assert broken and "damaged header" in broken[0]["detail"] and broken[0]["shard"] == "webvid-000000.tar"
+
+
+def test_verify_flags_a_member_stored_twice(shard_dir, capsys):
+    import tarfile
+
+    (shard_dir / "_index.parquet").unlink()
+    tar_path = shard_dir / "webvid-000001.tar"
+    with tarfile.open(tar_path) as t:
+        members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+    import io
+
+    with tarfile.open(tar_path, "w") as t:
+        for m, body in members + members:  # every member twice
+            t.addfile(m, io.BytesIO(body))
+    code, out, _ = run(capsys, "shards", "verify", str(shard_dir), "--json")
+    problems = json.loads(out)["problems"]
+    assert code == 1
+    dup = [p for p in problems if p["problem"] == "duplicate_member"]
+    assert len(dup) == len(members)

@@ -83,6 +83,7 @@ class ShardScan:
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> ext -> bytes | size
     bytes: int = 0
     error: str | None = None
+    duplicate_members: list[str] = field(default_factory=list)  # names stored more than once (later ones win)
 
     @property
     def ok(self) -> bool:
@@ -90,16 +91,30 @@ class ShardScan:
 
 
 def iter_members(url: str, load: bool) -> Iterator[tuple[str, bytes | int]]:
-    """(member name, data or size) for each file in a tar, streaming; raises on a broken tar."""
+    """(member name, data or size) for each file in a tar; raises on a broken tar.
+
+    Python's tarfile stops quietly at a damaged header after the first member, as if the archive ended there;
+    so once its members are read, whatever follows must be the end-of-archive zeros, or the tar is reported
+    broken at that byte (the samples after it would otherwise vanish unnoticed).
+    """
     fs, p = url_to_fs(url)
-    with fs.open(p, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for m in tar:
-            if not m.isfile():
-                continue
-            if load:
-                yield m.name, tar.extractfile(m).read()
-            else:
-                yield m.name, m.size
+    with fs.open(p, "rb") as f:
+        with tarfile.open(fileobj=f, mode="r:") as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                if load:
+                    yield m.name, tar.extractfile(m).read()
+                else:
+                    yield m.name, m.size
+            end = tar.offset
+        f.seek(end)
+        while block := f.read(1 << 16):
+            if block.strip(b"\0"):
+                raise tarfile.ReadError(
+                    f"unreadable data at byte {end} after the last readable member: a damaged header, the "
+                    "members after it are lost"
+                )
 
 
 def scan_shard(url: str, load: bool = False) -> ShardScan:
@@ -110,6 +125,8 @@ def scan_shard(url: str, load: bool = False) -> ShardScan:
         scan.bytes = int(fs.size(p) or 0)
         for name, data in iter_members(url, load):
             key, ext = split_name(name)
+            if ext in scan.samples.get(key, {}):
+                scan.duplicate_members.append(name)
             scan.samples.setdefault(key, {})[ext] = data
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         scan.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from curation.inspect.reader import ShardScan, load_index, number, sample_meta, scan_shard
+from curation.inspect.reader import ShardScan, load_index, number, sample_meta, scan_shard, split_name
 from curation.shard_writer import INDEX_FILE
 from curation.video_io import VideoDecodeError, decode_frames
 from manifests.io import SchemaError
@@ -105,6 +105,8 @@ def verify(
         scan = scan_shard(url, load=True)
         if scan.error:
             report.add(name, None, "truncated_or_unreadable", scan.error)
+        for member in scan.duplicate_members:
+            report.add(name, split_name(member)[0], "duplicate_member", f"{member} is stored more than once")
         for key, members in scan.samples.items():
             report.samples += 1
             if key in where:
