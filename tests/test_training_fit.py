@@ -71,6 +71,7 @@ def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path):
     assert [r["step"] for r in b] == list(range(6))  # the resumed run starts at step 3, not 0
     # Step 3 is the last batch of epoch 0 (4 batches per epoch): mid-epoch resume gives the same samples.
     assert [r["keys"] for r in b] == [r["keys"] for r in a]
+    assert [r["epoch"] for r in b] == [r["epoch"] for r in a]  # resumed at an epoch's last batch: same epochs
     assert {r["epoch"] for r in a} == {0, 1} and a[0]["keys"] != a[4]["keys"]  # epochs draw differently
 
     rows = metrics(full)
@@ -95,8 +96,10 @@ def test_bad_config_is_refused_with_a_message(shards, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_main(["fit", *fit_args(shards, tmp_path), "--data.no_such_key", "1"])
     assert "no_such_key" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="frames must be >= 1, got 0"):  # checked before any work starts
-        train_main(["fit", *fit_args(shards, tmp_path), "--data.clip.frames", "0"])
+    # checked before any work starts; one line, exit 2
+    assert train_main(["fit", *fit_args(shards, tmp_path), "--data.clip.frames", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "vidrd train: error: frames must be >= 1, got 0" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         train_main(["fit", *fit_args(shards, tmp_path), "--data.batch_size", "two"])
     assert "batch_size" in capsys.readouterr().err
@@ -239,3 +242,19 @@ def test_wrong_data_settings_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("vidrd train: error:") and "nowhere: no such file or folder" in err
     assert "Traceback" not in err
+
+
+def test_resuming_from_an_epochs_last_batch_continues_in_the_next_epoch(shards, tmp_path):
+    """4 batches an epoch: a run stopped after step 4 (its last.ckpt saved inside epoch 0's last batch) and resumed
+    logs, draws and numbers every later step exactly as the uninterrupted run."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train_main(["fit", *fit_args(shards, full)])
+    train_main(["fit", *fit_args(shards, cut, "--trainer.max_steps", "4")])
+    train_main(["fit", *fit_args(shards, cut, "--ckpt_path", "last")])
+    a, b = seen(full), seen(cut)
+    assert [(r["step"], r["epoch"], r["keys"]) for r in b] == [(r["step"], r["epoch"], r["keys"]) for r in a]
+
+    def logged(root):
+        return [(r["step"], r["epoch"]) for r in metrics(root) if r.get("train/loss")]
+
+    assert logged(cut) == logged(full) == [(str(s), str(s // 4)) for s in range(6)]

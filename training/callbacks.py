@@ -50,3 +50,32 @@ class StepCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if self.save_last and trainer.global_step != self._last_global_step_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def close_finished_epoch(checkpoint: dict[str, Any]) -> bool:
+    """Make a checkpoint saved inside an epoch's last training batch resume as "that epoch is done".
+
+    Saved from ``on_train_batch_end`` (``StepCheckpoint``, or any every-N-steps save landing on the last
+    batch), Lightning's loop state says the last batch was processed but not completed; on resume Lightning
+    then closes that epoch *and* starts counting the next one from it, so every later step runs (and logs, and
+    draws its data) one epoch too far. Marking the batch and the epoch completed gives the state an epoch-end
+    save would have: the run continues at epoch + 1, batch 0. Returns whether it changed anything.
+    """
+    fit = checkpoint.get("loops", {}).get("fit_loop")
+    if not fit:
+        return False
+    batches, epochs = fit.get("epoch_loop.batch_progress"), fit.get("epoch_progress")
+    if not batches or not epochs or not batches.get("is_last_batch"):
+        return False
+    cur = batches["current"]
+    if cur["completed"] != cur["ready"] - 1:
+        return False
+    batches["total"]["completed"] = batches["total"]["ready"]
+    # Lightning counts the interrupted batch as stepped only when it resumes mid-batch; here it was finished.
+    state = fit.setdefault("epoch_loop.state_dict", {})
+    state["_batches_that_stepped"] = state.get("_batches_that_stepped", 0) + 1
+    batches["current"] = {k: 0 for k in batches["current"]}  # the next epoch starts at its first batch
+    batches["is_last_batch"] = False
+    for part in ("current", "total"):
+        epochs[part]["processed"] = epochs[part]["completed"] = epochs[part]["started"]
+    return True

@@ -79,10 +79,19 @@ USER_ERRORS = (UnusableDataError, ShardPathError, SchemaError, WeightLoadError, 
 
 
 def last_line(exc: BaseException) -> str:
-    """The message itself: an error re-raised from a DataLoader worker carries the worker's traceback before it."""
-    line = str(exc).strip().splitlines()[-1]
-    name = type(exc).__name__
-    return line.split(f"{name}: ", 1)[-1]
+    """The message itself, on one line: an error re-raised from a DataLoader worker carries the worker's traceback
+    before it (its last line is the message); jsonargparse lists why each type of a setting failed (the useful
+    ones are its "Errors:" bullets, not the None alternative)."""
+    text = str(exc).strip()
+    lines = text.splitlines() or [type(exc).__name__]
+    if "Original Traceback" in text:
+        return lines[-1].split(f"{type(exc).__name__}: ", 1)[-1]
+    if "Errors:" in text:
+        bullets = [ln.strip()[2:] for ln in lines if ln.strip().startswith("- ")]
+        useful = [b for b in bullets if not b.startswith("Expected a <class 'NoneType'>")]
+        if useful:
+            return "; ".join(useful)
+    return lines[0]
 
 
 if __name__ == "__main__":

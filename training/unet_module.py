@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
+from training.callbacks import close_finished_epoch
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vidrd
 from training.model.pretrained import load_components
@@ -216,6 +217,7 @@ class VidRDModule(L.LightningModule):
             checkpoint["ema"] = self.ema.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        close_finished_epoch(checkpoint)
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
 

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from training.callbacks import close_finished_epoch
 from training.losses import PatchDiscriminator, Perceptual, adaptive_weight, hinge_d_loss
 from training.model.pretrained import load_components
 
@@ -147,6 +148,9 @@ class TemporalVAEModule(L.LightningModule):
         g = torch.optim.Adam(self._temporal(), lr=hp.lr, betas=(0.5, 0.9))
         d = torch.optim.Adam(self.disc.parameters(), lr=hp.disc_lr, betas=(0.5, 0.9))
         return [g, d]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        close_finished_epoch(checkpoint)
 
     def on_train_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
