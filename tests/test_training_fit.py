@@ -258,3 +258,24 @@ def test_resuming_from_an_epochs_last_batch_continues_in_the_next_epoch(shards, 
         return [(r["step"], r["epoch"]) for r in metrics(root) if r.get("train/loss")]
 
     assert logged(cut) == logged(full) == [(str(s), str(s // 4)) for s in range(6)]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--data.batch_size", "0"], "batch_size, val_batches and shuffle_buffer must be >= 1"),
+        (["--data.clip.stride", "0"], "stride must be >= 1, got 0"),
+        (["--data.max_skips_in_a_row", "0"], "max_skips_in_a_row must be >= 1"),
+        (["--model.init_args.caption_dropout", "2"], "caption_dropout must be in [0, 1], got 2.0"),
+        (["--model.init_args.ema_decay", "1.5"], "ema_decay must be in (0, 1), got 1.5"),
+        (["--model.init_args.prediction_type", "x"], "prediction_type must be 'epsilon' or 'v_prediction'"),
+        (["--model.init_args.pretrained", "/no/such/weights"], "/no/such/weights: not a file or folder"),
+        (["--model.init_args.layout", "mine"], "unknown layout 'mine'"),
+        (["--trainer.max_steps", "-5"], "`max_steps` must be a non-negative integer"),
+        (["--trainer.accelerator", "tpu"], "torch_xla"),
+    ],
+)
+def test_trainer_settings_errors_are_one_line(shards, tmp_path, capsys, extra, message):
+    assert train_main(["fit", *fit_args(shards, tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "vidrd train: error:" in err and message in err and "Traceback" not in err

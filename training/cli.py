@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -75,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # What a wrong setting or wrong data raises: one line naming it, exit 2 (not a traceback).
-USER_ERRORS = (UnusableDataError, ShardPathError, SchemaError, WeightLoadError, FileNotFoundError, ValueError)
+# Lightning's MisconfigurationException covers trainer settings; an ImportError, an accelerator whose package is
+# not installed (e.g. --trainer.accelerator tpu without torch_xla).
+USER_ERRORS = (UnusableDataError, ShardPathError, SchemaError, WeightLoadError, FileNotFoundError, ValueError,
+               MisconfigurationException, ImportError)  # fmt: skip
 
 
 def last_line(exc: BaseException) -> str:
