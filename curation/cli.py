@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from curation.runner import RunMismatchError, RunnerConfig, run_stage
+from curation.runner import RunMismatchError, RunnerConfig, build_stage, run_stage
 from curation.stages import STAGES
 
 
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         stage_cfg, runner = load_config(args.config)
+        build_stage(args.stage, stage_cfg, runner.seed)  # every setting checked before Ray starts
     except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ import posixpath
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -69,10 +69,22 @@ class RunnerConfig:
     partitions_per_model_call: int = 1
 
     def __post_init__(self) -> None:
-        if self.rows_per_partition < 1:
-            raise ValueError(f"rows_per_partition must be >= 1, got {self.rows_per_partition}")
-        if self.partitions_per_model_call < 1:
-            raise ValueError(f"partitions_per_model_call must be >= 1, got {self.partitions_per_model_call}")
+        at_least = {"rows_per_partition": 1, "max_shard_bytes": 1024, "max_shard_samples": 1, "max_retries": 0,
+                    "model_actors": 0, "partitions_per_model_call": 1}  # fmt: skip
+        for name, low in at_least.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"runner.{name} must be an integer >= {low}, got {v!r}")
+        if self.concurrency is not None and (not isinstance(self.concurrency, int) or self.concurrency < 1):
+            raise ValueError(f"runner.concurrency must be an integer >= 1 or null, got {self.concurrency!r}")
+        for name in ("num_cpus_per_task", "num_cpus_per_actor"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"runner.{name} must be a number > 0, got {v!r}")
+        if self.gpus_per_actor is not None and (
+            not isinstance(self.gpus_per_actor, (int, float)) or self.gpus_per_actor < 0
+        ):
+            raise ValueError(f"runner.gpus_per_actor must be a number >= 0 or null, got {self.gpus_per_actor!r}")
 
 
 @dataclass
@@ -117,6 +129,10 @@ def build_stage(name: str, config: dict[str, Any], seed: int):
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; choose one of {sorted(STAGES)}")
     cls, cfg_cls = STAGES[name]
+    allowed = {f.name for f in fields(cfg_cls)}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(f"stage {name}: unknown settings {unknown} (allowed: {sorted(allowed)})")
     return cls(cfg_cls(**config), seed=seed)
 
 

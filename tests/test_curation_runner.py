@@ -106,3 +106,27 @@ def test_a_rerun_repairs_deleted_truncated_and_altered_shards(local_ray, corpus,
     assert main(["shards", "verify", str(out)]) == 0
     quiet = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
     assert quiet.repaired == 0 and quiet.skipped == quiet.partitions
+
+
+def test_curate_settings_are_checked_before_ray_starts(tmp_path, capsys, monkeypatch):
+    """A wrong setting is one line naming it, exit 2, and no Ray cluster is started for it."""
+    import ray as ray_module
+
+    from vidrd.cli import main
+
+    started = []
+    monkeypatch.setattr(ray_module, "init", lambda *a, **k: started.append(1))
+    cases = [
+        ("stage:\n  preset: warp9\n", "preset='warp9'"),
+        ("stage:\n  no_such_setting: 1\n", "unknown settings ['no_such_setting']"),
+        ("runner:\n  max_shard_samples: 0\n", "runner.max_shard_samples must be an integer >= 1"),
+        ("runner:\n  num_cpus_per_task: -1\n", "runner.num_cpus_per_task must be a number > 0"),
+    ]
+    for i, (text, message) in enumerate(cases):
+        cfg = tmp_path / f"c{i}.yaml"
+        cfg.write_text(text)
+        args = ["curate", "captioned", "--manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "o"),
+                "--config", str(cfg)]  # fmt: skip
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    assert not started and not (tmp_path / "o").exists()
