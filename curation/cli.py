@@ -11,14 +11,17 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-import yaml
+# The stage names, without importing the stages (their codecs and models): `--help` answers at once.
+# tests/test_cli_startup.py holds this equal to curation.stages.STAGES.
+STAGE_NAMES = ("captioned", "long-videos", "pseudo-videos", "short-videos")
 
-from curation.runner import RunMismatchError, RunnerConfig, build_stage, run_stage
-from curation.stages import STAGES
 
-
-def load_config(path: str | None) -> tuple[dict[str, Any], RunnerConfig]:
+def load_config(path: str | None) -> tuple[dict[str, Any], Any]:
     """``stage:`` and ``runner:`` sections of a YAML config; unknown keys are errors."""
+    import yaml
+
+    from curation.runner import RunnerConfig
+
     if not path:
         return {}, RunnerConfig()
     with open(path) as f:
@@ -40,12 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``vidrd curate``."""
     p = sub.add_parser(
         "curate",
-        help="run one curation stage on Ray (" + ", ".join(sorted(STAGES)) + ")",
+        help="run one curation stage on Ray (" + ", ".join(STAGE_NAMES) + ")",
         description="Turn a source manifest into WebDataset shards + _index.parquet + _rejects.parquet. "
         "Resumable: re-run the same command after an interruption. On a cluster: "
         "ray job submit --working-dir . -- vidrd curate STAGE --manifest M --out DIR",
     )
-    p.add_argument("stage", choices=sorted(STAGES))
+    p.add_argument("stage", choices=STAGE_NAMES)
     p.add_argument("--manifest", required=True, help="source manifest (vidrd manifest ...)")
     p.add_argument("--out", required=True, help="output folder for shards (local path or fsspec URL)")
     p.add_argument("--config", help="YAML with 'stage:' (stage settings) and 'runner:' (partitions, shard sizes)")
@@ -62,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import ray
+    import yaml
+
+    from curation.runner import RunMismatchError, build_stage, run_stage
 
     try:
         stage_cfg, runner = load_config(args.config)

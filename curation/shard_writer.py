@@ -20,15 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import webdataset as wds
 
 from manifests.io import join, read_table, rows_to_table, url_to_fs, write_table
 from manifests.keys import check_key
-from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, RejectReason
+from manifests.schema import INDEX_FILE, INDEX_SCHEMA, PARTS_DIR, REJECTS_FILE, REJECTS_SCHEMA, RejectReason
 
-PARTS_DIR = "_parts"
-INDEX_FILE = "_index.parquet"
-REJECTS_FILE = "_rejects.parquet"
 # A fixed member mtime makes shards byte-identical across re-runs of the same input.
 TAR_MTIME = 946684800
 REQUIRED_META = ("source", "source_id", "stage", "frames", "fps", "width", "height")
@@ -104,7 +100,7 @@ class ShardWriter:
         self.shards: list[str] = []
         self.checksums: dict[str, dict[str, Any]] = {}  # shard -> bytes and SHA-256 as written
         self._keys: set[str] = set()
-        self._tar: wds.TarWriter | None = None
+        self._tar = None  # a webdataset TarWriter while a shard is open
         self._file = None
         self._tmp = ""
         self._final = ""
@@ -119,6 +115,8 @@ class ShardWriter:
         self._final = posixpath.join(self._root, name)
         self._tmp = posixpath.join(self._root, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
         self._file = _HashingFile(self.fs.open(self._tmp, "wb"))
+        import webdataset as wds  # here: webdataset imports torch, which readers of shards never need
+
         self._tar = wds.TarWriter(self._file, user="vidrd", group="vidrd", encoder=False, mtime=TAR_MTIME)
         self._bytes = 0
         self._count = 0

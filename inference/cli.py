@@ -7,15 +7,24 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+# Choices as plain names: the parser is built without importing torch, so `--help` answers at once
+# (tests/test_cli_startup.py holds these equal to the modules that own them).
+DTYPE_NAMES = ("bf16", "fp16", "fp32")
+SCHEDULE_NAMES = ("paper", "official")
+SUFFIXES = (".mp4", ".gif", ".png")
 
-from inference.long_video import PAPER, SCHEDULES, LongVideoConfig
-from inference.pipeline import GenerationSettings, VidRDPipeline
-from inference.prompts import PromptError, VideoRequest, read_prompts_file
-from inference.video_out import SUFFIXES, FrameSink
-from training.model.loading import check_checkpoint_folder
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+def torch_dtype(name: str):
+    """``fp32`` / ``bf16`` / ``fp16`` -> the torch dtype."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=64, help="frames in the video (default 64)")
     p.add_argument(
         "--schedule",
-        choices=SCHEDULES,
-        default=PAPER,
+        choices=SCHEDULE_NAMES,
+        default="paper",
         help="long-video loop: 'paper' (eq. 6-8, seamless join; default) or 'official' (the authors' released "
         "pipeline: DSG on step indices, all N frames of every clip kept, per-frame VAE decode)",
     )
@@ -61,8 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the output file")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16" if torch.cuda.is_available() else "fp32")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when there is a GPU)")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument(
         "--no-fast",
         action="store_true",
@@ -82,6 +91,14 @@ def out_paths(out: str, n: int) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from inference.long_video import LongVideoConfig
+    from inference.pipeline import GenerationSettings, VidRDPipeline
+    from inference.prompts import PromptError, VideoRequest, read_prompts_file
+    from inference.video_out import FrameSink
+    from training.model.loading import check_checkpoint_folder
+
+    device = args.device or default_device()
+    dtype = torch_dtype(args.dtype or ("bf16" if device.startswith("cuda") else "fp32"))
     try:
         requests = read_prompts_file(args.prompts_file) if args.prompts_file else [VideoRequest(list(args.prompt))]
         long = LongVideoConfig.for_schedule(args.schedule, args.clip_frames, args.prompt_frames, args.alpha, args.beta)
@@ -97,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         settings.check_requests(requests)
         check_checkpoint_folder(args.checkpoint)
         pipe = VidRDPipeline.from_checkpoint(
-            args.checkpoint, args.device, DTYPES[args.dtype], decode_chunk=args.decode_chunk, fast=not args.no_fast
+            args.checkpoint, device, dtype, decode_chunk=args.decode_chunk, fast=not args.no_fast
         )
         pipe.check_size(settings)
     except (PromptError, ValueError, FileNotFoundError) as e:

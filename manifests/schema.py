@@ -85,3 +85,9 @@ class RejectReason(str, Enum):
     ENCODE_FAILED = "encode_failed"
     INTERNAL_ERROR = "internal_error"
     WORKER_CRASHED = "worker_crashed"
+
+
+# File names of the shard contract (DESIGN.md "Shard contract"): beside the tars of an output folder.
+INDEX_FILE = "_index.parquet"
+REJECTS_FILE = "_rejects.parquet"
+PARTS_DIR = "_parts"

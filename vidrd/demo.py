@@ -14,15 +14,6 @@ import json
 import time
 from pathlib import Path
 
-from inference.long_video import LongVideoConfig
-from inference.pipeline import GenerationSettings, VidRDPipeline
-from inference.prompts import VideoRequest
-from inference.video_out import FrameSink
-from manifests.build import build_manifest
-from training.cli import main as train_main
-from training.model.loading import load_vidrd
-from vidrd.synthetic import make_all
-
 SD_FOLDER = "stable-diffusion-2-1-base"
 PENDING: list[tuple[str, str]] = []
 # Source -> the stage that curates it.
@@ -76,6 +67,16 @@ def latest_metrics(root: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `vidrd --help` builds this command's parser without torch or Ray.
+    from inference.long_video import LongVideoConfig
+    from inference.pipeline import GenerationSettings, VidRDPipeline
+    from inference.prompts import VideoRequest
+    from inference.video_out import FrameSink
+    from manifests.build import build_manifest
+    from training.cli import main as train_main
+    from training.model.loading import load_vidrd
+    from vidrd.synthetic import make_all
+
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3] curation stages on a local Ray -> {out / 'shards'}")
     import ray
 
-    from curation.inspect.cli import cmd_show
+    from curation.inspect.commands import cmd_show
     from curation.inspect.reader import list_shards, load_index
     from curation.inspect.verify import verify
     from curation.runner import RunnerConfig, run_stage

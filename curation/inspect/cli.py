@@ -1,209 +1,9 @@
-"""Argument parsing and printing for ``vidrd shards``."""
+"""The ``vidrd shards`` parser. It imports nothing heavy, so ``--help`` answers at once; the commands themselves
+are in ``curation.inspect.commands``."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import posixpath
-import re
-import sys
-from typing import Any
-
-from tqdm import tqdm
-
-from curation.inspect import render
-from curation.inspect.reader import (
-    ShardPathError,
-    find_sample,
-    list_shards,
-    load_index,
-    load_rejects,
-    number,
-    sample_meta,
-    scan_shard,
-    shard_dir,
-)
-from curation.inspect.stats import describe, ls_row, rows_from_scan, stats
-from curation.inspect.verify import verify
-from curation.video_io import VideoDecodeError, decode_frames
-from manifests.io import SchemaError, join, url_to_fs
-
-
-def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Plain aligned text table."""
-    cells = [[str(c) for c in columns]] + [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _bar(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="shard", file=sys.stderr, disable=None, leave=False)
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    shards = list_shards(args.path)
-    rows = []
-    with _bar(len(shards), "scanning") as bar:
-        for url in shards:
-            rows.append(ls_row(scan_shard(url, load=False)))
-            bar.update()
-    total = {"shards": len(rows), "samples": sum(r["samples"] for r in rows), "bytes": sum(r["bytes"] for r in rows)}
-    broken = sum(r["status"] != "ok" for r in rows)
-    if args.json:
-        print(json.dumps({"shards": rows, "total": total, "broken": broken}, indent=2))
-    else:
-        shown = [dict(r, bytes=human_bytes(r["bytes"])) for r in rows]
-        print(format_table(shown, ["shard", "samples", "bytes", "status"]))
-        print(
-            f"\n{total['shards']} shards, {total['samples']} samples, {human_bytes(total['bytes'])}"
-            + (f", {broken} broken" if broken else "")
-        )
-    return 1 if broken else 0
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    index = load_index(args.path)
-    broken: list[str] = []
-    if index is not None and not args.scan:
-        rows = index.select(["source", "frames", "duration", "caption_length"]).to_pylist()
-        origin = "_index.parquet"
-    else:
-        shards = list_shards(args.path)
-        with _bar(len(shards), "reading samples") as bar:
-            rows, broken = rows_from_scan(shards, progress=lambda _s: bar.update())
-        origin = "shard scan"
-    out = stats(rows, load_rejects(args.path))
-    out["from"] = origin
-    if broken:
-        out["broken_shards"] = broken
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
-    print(f"{out['samples']} samples (from {origin})\n")
-    print(format_table([{"source": k, "samples": v} for k, v in out["by_source"].items()], ["source", "samples"]))
-    print()
-    dist = [dict(name=n, **out[n]) for n in ("duration_s", "frames", "caption_chars")]
-    print(format_table(dist, ["name", "count", "mean", "min", "p5", "p50", "p95", "max"]))
-    if "rejects" in out:
-        print(f"\n{out['rejects']} rejects")
-        if out["rejects_by_reason"]:
-            rr = [{"stage/reason": k, "count": v} for k, v in out["rejects_by_reason"].items()]
-            print(format_table(rr, ["stage/reason", "count"]))
-    for b in broken:
-        print(f"broken shard: {b}", file=sys.stderr)
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    found = find_sample(args.path, args.key)
-    if found is None:
-        print(f"error: no sample with key {args.key!r} under {args.path}", file=sys.stderr)
-        return 1
-    url, members = found
-    meta = sample_meta(members)
-    caption = members.get("txt", b"").decode("utf-8", "replace")
-    print(f"key:     {args.key}\nshard:   {url}\ncaption: {caption}\nmetadata:")
-    shown = dict(meta)
-    if isinstance(meta.get("timeline"), dict):  # hundreds of numbers: drawn on the sheet instead
-        shown["timeline"] = f"<{len(meta['timeline'].get('times', []))} sampled frames; drawn on the contact sheet>"
-    print(json.dumps(shown, indent=2, ensure_ascii=False))
-    if "mp4" not in members:
-        print("error: sample has no .mp4", file=sys.stderr)
-        return 1
-    try:
-        _, info = decode_frames(members["mp4"], indices=[])
-        idx = render.even_indices(info.frames, args.frames)
-        frames, _ = decode_frames(members["mp4"], indices=idx)
-    except VideoDecodeError as e:
-        print(f"error: video does not decode: {e}", file=sys.stderr)
-        return 1
-    sheet = render.contact_sheet(
-        frames,
-        idx,
-        info.fps,
-        f"{args.key}  ({info.frames} frames, {info.width}x{info.height}, {info.fps:.2f} fps)",
-        caption,
-    )
-    tl = meta.get("timeline")
-    if isinstance(tl, dict) and tl.get("times"):  # a long-videos segment: draw where it came from
-        current = (meta["start"], meta["end"]) if meta.get("start") is not None else None
-        sheet = render.stack([sheet, render.timeline(tl, current, width=max(sheet.width, 640))])
-        kept = sum(1 for k in tl["keep"] if k)
-        print(f"timeline: {kept} of {len(tl['keep'])} sampled frames kept, {len(tl.get('segments', []))} segments")
-    # Default name from the key with only [A-Za-z0-9_-] kept, short: a key is data, not a path.
-    out = args.out or f"{re.sub(r'[^A-Za-z0-9_-]', '_', args.key)[:100]}.png"
-    render.save_image(sheet, out)
-    print(f"contact sheet: {out}")
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    shards = list_shards(args.path)
-    fs, p = url_to_fs(args.path)
-    with _bar(len(shards), "verifying") as bar:
-        report = verify(
-            shards, args.path, decode=not args.no_decode, whole_dir=fs.isdir(p), progress=lambda _s: bar.update()
-        )
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(f"{report.shards} shards, {report.samples} samples, {report.decoded} decoded")
-        if report.ok:
-            print("OK: every check passed")
-        else:
-            print(f"FAILED: {len(report.problems)} problems")
-            print(format_table(report.problems, ["shard", "key", "problem", "detail"]))
-    return 0 if report.ok else 1
-
-
-def cmd_gallery(args: argparse.Namespace) -> int:
-    shards = list_shards(args.path)
-    parts: list[str] = []
-    n = 0
-    with _bar(len(shards), "rendering") as bar:
-        for url in shards:
-            scan = scan_shard(url, load=True)
-            if scan.error:
-                parts.append(render.gallery_entry(posixpath.basename(url), None, "", "shard", scan.error))
-            for key, members in scan.samples.items():
-                if n >= args.limit:
-                    break
-                n += 1
-                meta = sample_meta(members)
-                caption = members.get("txt", b"").decode("utf-8", "replace")
-                fps = number(meta.get("fps"))
-                line = f"{meta.get('source', '?')} · {meta.get('frames', '?')} frames · " + (
-                    f"{fps:.4g} fps" if fps is not None else "fps ?"
-                )
-                thumb, err = None, None
-                try:
-                    _, info = decode_frames(members.get("mp4", b""), indices=[])
-                    idx = render.even_indices(info.frames, args.frames)
-                    frames, _ = decode_frames(members["mp4"], indices=idx)
-                    thumb = render.thumb_name(key, n)
-                    render.save_image(render.strip(frames), join(args.out, thumb), "JPEG")
-                except VideoDecodeError as e:
-                    err = f"video does not decode: {e}"
-                parts.append(render.gallery_entry(key, thumb, caption, line, err))
-            bar.update()
-    page = render.GALLERY_HEAD.format(title=f"shards: {args.path}", summary=f"{n} samples from {len(shards)} shards")
-    page += "".join(parts) + "</body></html>\n"
-    fs, p = url_to_fs(join(args.out, "index.html"))
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
-    with fs.open(p, "w", encoding="utf-8") as f:
-        f.write(page)
-    print(f"gallery: {join(args.out, 'index.html')} ({n} samples)")
-    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -219,13 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = s.add_parser("ls", help="shards with sample counts, sizes and status")
     q.add_argument("path")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=cmd_ls)
+    q.set_defaults(func="cmd_ls")
 
     q = s.add_parser("stats", help="counts by source; duration, frame and caption-length distributions; rejects")
     q.add_argument("path")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.add_argument("--scan", action="store_true", help="read the tars even when _index.parquet exists")
-    q.set_defaults(func=cmd_stats)
+    q.set_defaults(func="cmd_stats")
 
     q = s.add_parser(
         "show",
@@ -236,29 +36,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("key")
     q.add_argument("--out", help="PNG path for the contact sheet (default: KEY.png)")
     q.add_argument("--frames", type=int, default=8, help="frames on the sheet (default 8)")
-    q.set_defaults(func=cmd_show)
+    q.set_defaults(func="cmd_show")
 
     q = s.add_parser("verify", help="every sample decodes, counts agree, keys unique, tars complete; exit 1 if not")
     q.add_argument("path")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.add_argument("--no-decode", action="store_true", help="skip decoding the videos (structure checks only)")
-    q.set_defaults(func=cmd_verify)
+    q.set_defaults(func="cmd_verify")
 
     q = s.add_parser("gallery", help="static HTML page: a thumbnail strip and the caption of each sample")
     q.add_argument("path")
     q.add_argument("--out", required=True, help="folder for index.html and thumbs/")
     q.add_argument("--limit", type=int, default=200, help="at most this many samples (default 200)")
     q.add_argument("--frames", type=int, default=6, help="frames per strip (default 6)")
-    q.set_defaults(func=cmd_gallery)
+    q.set_defaults(func="cmd_gallery")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch with clear messages for missing paths."""
-    try:
-        return args.func(args)
-    except (ShardPathError, SchemaError) as e:  # SchemaError: an _index/_rejects.parquet that cannot be read
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Run the chosen subcommand (clear messages and exit 2 for paths and index files that cannot be read)."""
+    from curation.inspect import commands
 
-
-__all__ = ["add_parser", "describe", "run", "shard_dir"]
+    if isinstance(args.func, str):
+        args.func = getattr(commands, args.func)
+    return commands.run(args)

@@ -13,9 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.shard_writer import INDEX_FILE, REJECTS_FILE
 from manifests.io import read_table, url_to_fs
-from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA
+from manifests.schema import INDEX_FILE, INDEX_SCHEMA, REJECTS_FILE, REJECTS_SCHEMA
 
 
 class ShardPathError(FileNotFoundError):

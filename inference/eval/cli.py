@@ -8,12 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from inference.eval.ucf101 import UCFDataError
-from inference.eval.ucf101_eval import EvalSettings, evaluate, markdown
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from inference.cli import DTYPE_NAMES, default_device, torch_dtype
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,12 +52,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="one device, a process per visible GPU, or Ray GPU tasks on a cluster")  # fmt: skip
     u.add_argument("--ray-workers", type=int, help="Ray tasks (default: the cluster's GPU count)")
     u.add_argument("--ray-gpus", type=float, default=1.0, help="GPUs per Ray task")
-    u.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    u.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="device for metrics")
+    u.add_argument("--dtype", choices=DTYPE_NAMES, default="fp32")
+    u.add_argument("--device", help="device for metrics (default: cuda when there is a GPU)")
     u.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from inference.eval.ucf101 import UCFDataError
+    from inference.eval.ucf101_eval import EvalSettings, evaluate, markdown
+
     out = Path(args.out)
     work = Path(args.work) if args.work else out.parent / "ucf101-work"
     settings = EvalSettings(
@@ -73,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(
             args.checkpoint, args.ucf_root, args.i3d, args.c3d, work, settings, args.trainlist, args.clip,
-            args.c3d_mean, args.num_real, args.spread, DTYPES[args.dtype], args.device, args.ray_workers, args.ray_gpus,
+            args.c3d_mean, args.num_real, args.spread, torch_dtype(args.dtype), args.device or default_device(),
+            args.ray_workers, args.ray_gpus,
         )  # fmt: skip
     except (FileNotFoundError, UCFDataError, ValueError) as e:
         print(f"vidrd eval ucf101: {e}", file=sys.stderr)

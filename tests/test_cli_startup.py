@@ -1,0 +1,66 @@
+"""`vidrd --help` answers at once: the parsers import neither torch, Ray nor Lightning, and the commands that need
+no model (`vidrd shards ...`, `vidrd manifest`) do not either. Checked in fresh interpreters (the test process
+has them all loaded already)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "ray", "lightning", "diffusers", "transformers")
+
+
+def loaded_after(code: str) -> list[str]:
+    """The heavy packages a fresh Python has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return eval(r.stdout.strip().splitlines()[-1])  # a list literal printed by the probe itself
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["shards"],
+        ["shards", "ls"],
+        ["manifest"],
+        ["curate"],
+        ["generate"],
+        ["eval", "ucf101"],
+        ["convert", "vidrd-release"],
+        ["demo"],
+    ],
+)
+def test_help_imports_no_heavy_package(argv):
+    code = f"from vidrd.cli import main\ntry:\n    main({[*argv, '--help']!r})\nexcept SystemExit:\n    pass"
+    assert loaded_after(code) == []
+
+
+def test_model_free_commands_stay_model_free(shard_dir, tmp_path, sources):
+    code = (
+        "from vidrd.cli import main\n"
+        f"main(['shards', 'ls', {str(shard_dir)!r}])\n"
+        f"main(['shards', 'stats', {str(shard_dir)!r}])\n"
+        f"main(['shards', 'verify', {str(shard_dir)!r}, '--no-decode'])\n"
+        f"main(['manifest', 'webvid', {str(sources['webvid'])!r}, '--out', {str(tmp_path / 'm.parquet')!r}])"
+    )
+    assert loaded_after(code) == []
+
+
+def test_the_light_choice_lists_match_the_registries():
+    from curation.cli import STAGE_NAMES
+    from curation.stages import STAGES
+    from inference.cli import DTYPE_NAMES, SCHEDULE_NAMES, SUFFIXES, torch_dtype
+    from inference.long_video import SCHEDULES
+    from inference.video_out import SUFFIXES as WRITER_SUFFIXES
+    from manifests.builders import BUILDERS
+    from manifests.cli import SOURCE_NAMES
+
+    assert sorted(STAGE_NAMES) == sorted(STAGES) and sorted(SOURCE_NAMES) == sorted(BUILDERS)
+    assert tuple(SCHEDULE_NAMES) == tuple(SCHEDULES) and tuple(SUFFIXES) == tuple(WRITER_SUFFIXES)
+    assert all(torch_dtype(n) is not None for n in DTYPE_NAMES)
