@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curation.runner import RunnerConfig
 
 # The stage names, without importing the stages (their codecs and models): `--help` answers at once.
 # tests/test_cli_startup.py holds this equal to curation.stages.STAGES.
 STAGE_NAMES = ("captioned", "long-videos", "pseudo-videos", "short-videos")
 
 
-def load_config(path: str | None) -> tuple[dict[str, Any], Any]:
+def load_config(path: str | None) -> tuple[dict[str, Any], RunnerConfig]:
     """``stage:`` and ``runner:`` sections of a YAML config; unknown keys are errors."""
     import yaml
 

@@ -199,9 +199,9 @@ class ShardWriter:
             return
         self._close_shard()
         parts = join(self.out_dir, PARTS_DIR)
-        fs, pdir = url_to_fs(parts)
-        fs.makedirs(pdir, exist_ok=True)
-        with fs.open(posixpath.join(pdir, f"{self.part}.shards.json"), "w") as f:
+        pdir = posixpath.join(self._root, PARTS_DIR)
+        self.fs.makedirs(pdir, exist_ok=True)
+        with self.fs.open(posixpath.join(pdir, f"{self.part}.shards.json"), "w") as f:
             json.dump(self.checksums, f, indent=1, sort_keys=True)
         write_table(rows_to_table(self.index_rows, INDEX_SCHEMA), join(parts, f"{self.part}.index.parquet"))
         write_table(rows_to_table(self.reject_rows, REJECTS_SCHEMA), join(parts, f"{self.part}.rejects.parquet"))
@@ -246,6 +246,18 @@ def shard_checksum(fs, path: str) -> str:
     return sha.hexdigest()
 
 
+def shard_problem(fs, path: str, want: dict[str, Any], checksum: bool) -> str | None:
+    """What differs between a shard on disk and its record (None: nothing)."""
+    if not fs.exists(path):
+        return "is missing"
+    size = fs.size(path)
+    if size != want["bytes"]:
+        return f"has {size} bytes, {want['bytes']} were written"
+    if checksum and shard_checksum(fs, path) != want["sha256"]:
+        return "has other bytes than were written (SHA-256 differs)"
+    return None
+
+
 def damaged_parts(out_dir: str, parts: set[str], checksums: bool = True) -> dict[str, str]:
     """Complete parts whose shards no longer match their ``.shards.json``: part -> what is wrong.
 
@@ -265,14 +277,9 @@ def damaged_parts(out_dir: str, parts: set[str], checksums: bool = True) -> dict
             damaged[part] = f"{PARTS_DIR}/{part}.shards.json is unreadable"
             continue
         for name, want in sorted(shards.items()):
-            path = posixpath.join(root, name)
-            if not fs.exists(path):
-                damaged[part] = f"{name} is missing"
-            elif fs.size(path) != want["bytes"]:
-                damaged[part] = f"{name} has {fs.size(path)} bytes, {want['bytes']} were written"
-            elif checksums and shard_checksum(fs, path) != want["sha256"]:
-                damaged[part] = f"{name} has other bytes than were written (SHA-256 differs)"
-            if part in damaged:
+            problem = shard_problem(fs, posixpath.join(root, name), want, checksums)
+            if problem:
+                damaged[part] = f"{name} {problem}"
                 break
     return damaged
 

@@ -7,6 +7,7 @@ turns a row into :class:`~curation.shard_writer.Sample` objects, or says why it 
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, Protocol
 
 import fsspec
@@ -53,6 +54,16 @@ def read_input(uri: str) -> bytes:
     if not data:
         raise Rejected(RejectReason.EMPTY_FILE, f"{uri}: empty file (0 bytes)")
     return data
+
+
+def trim_of(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The row's ``(start, end)`` trim in seconds (None: from the beginning / to the end); a value that is not a
+    time (NaN, infinite, negative) is the row's own ``bad_annotation`` reject, not a decoder failure."""
+    for name in ("start", "end"):
+        v = row.get(name)
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise Rejected(RejectReason.BAD_ANNOTATION, f"{name}={v!r} is not a time in seconds >= 0")
+    return row.get("start"), row.get("end")
 
 
 def sample_seed(seed: int, *parts: str) -> int:

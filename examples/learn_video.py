@@ -204,10 +204,10 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def save_strip(video: np.ndarray, path: Path, every: int = 2) -> None:
-    from PIL import Image
+    """Every ``every``-th frame side by side at full size (``vidrd shards``'s strip)."""
+    from curation.inspect.render import strip
 
-    strip = np.concatenate(list(video[::every]), axis=1)
-    Image.fromarray(strip).save(path)
+    strip(video[::every], height=video.shape[1]).save(path)
 
 
 def loss_plot(run_dir: Path, path: Path) -> dict:

@@ -7,11 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-# Choices as plain names: the parser is built without importing torch, so `--help` answers at once
-# (tests/test_cli_startup.py holds these equal to the modules that own them).
-DTYPE_NAMES = ("bf16", "fp16", "fp32")
-SCHEDULE_NAMES = ("paper", "official")
-SUFFIXES = (".mp4", ".gif", ".png")
+from inference.choices import DTYPE_NAMES, PAPER, SCHEDULES, SUFFIXES
 
 
 def torch_dtype(name: str):
@@ -44,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=64, help="frames in the video (default 64)")
     p.add_argument(
         "--schedule",
-        choices=SCHEDULE_NAMES,
-        default="paper",
+        choices=SCHEDULES,
+        default=PAPER,
         help="long-video loop: 'paper' (eq. 6-8, seamless join; default) or 'official' (the authors' released "
         "pipeline: DSG on step indices, all N frames of every clip kept, per-frame VAE decode)",
     )

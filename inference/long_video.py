@@ -55,10 +55,9 @@ from typing import Protocol
 
 import torch
 
+from inference.choices import OFFICIAL, PAPER, SCHEDULES
 from inference.sampler import DDIMSampler
 
-PAPER, OFFICIAL = "paper", "official"
-SCHEDULES = (PAPER, OFFICIAL)
 # Per schedule: (M, alpha, beta). The paper's figures use M = N/2 and full guidance; the release's config
 # (configs/example.yaml) sets extend_overlap_frames 4, extend_noise_recycle 4, extend_denoise_guidance 0.4.
 SCHEDULE_DEFAULTS = {PAPER: (8, 1.0, 1.0), OFFICIAL: (4, 4.0, 0.4)}
@@ -225,6 +224,10 @@ class DSGGuide:
             self.current[k] = z[:, :, self.src].clone()
         return z
 
+    def begin_clip(self, z_T: torch.Tensor) -> torch.Tensor:
+        """The clip's initial noise as the loop uses it: the paper's DSG acts after steps only."""
+        return z_T
+
     def next_clip(self) -> None:
         self.previous, self.current = self.current, {}
 
@@ -257,6 +260,10 @@ class OfficialDSGGuide:
             z[:, :, js] = self.previous[i][:, :, js]
         self.current[i] = z[:, :, self.src].clone()
         return z
+
+    def begin_clip(self, z_T: torch.Tensor) -> torch.Tensor:
+        """Step 0's input (the release's store[0] is taken from it)."""
+        return self.before_step(0, z_T)
 
     def hook(self, k: int, _t: int, z: torch.Tensor) -> torch.Tensor:
         return self.before_step(k + 1, z)
@@ -300,9 +307,7 @@ def generate_latent_clips(
             z_T = noise.initial((c, n, h, w)).to(device=device, dtype=dtype)
         else:
             z_T = fnr_pns(z_T, cfg.prompt_frames, cfg.alpha, noise, draw_all_frames=cfg.official)
-        if isinstance(guide, OfficialDSGGuide):
-            # Step 0's input; the next clip's FNR/PNS start from it (the release's store[0]).
-            z_T = guide.before_step(0, z_T)
+        z_T = guide.begin_clip(z_T)  # the next clip's FNR/PNS start from what this returns
         cond, uncond = conditioning(i)
 
         def hook(k: int, t: int, z: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import av
 import numpy as np
 from PIL import Image
 
-SUFFIXES = (".mp4", ".gif", ".png")
+from inference.choices import SUFFIXES
 
 
 class FrameSink:

@@ -55,7 +55,8 @@ def test_model_free_commands_stay_model_free(shard_dir, tmp_path, sources):
 def test_the_light_choice_lists_match_the_registries():
     from curation.cli import STAGE_NAMES
     from curation.stages import STAGES
-    from inference.cli import DTYPE_NAMES, SCHEDULE_NAMES, SUFFIXES, torch_dtype
+    from inference.cli import DTYPE_NAMES, SUFFIXES, torch_dtype
+    from inference.cli import SCHEDULES as SCHEDULE_NAMES
     from inference.long_video import SCHEDULES
     from inference.video_out import SUFFIXES as WRITER_SUFFIXES
     from manifests.builders import BUILDERS

@@ -410,3 +410,16 @@ def test_text_encoder_names_of_newer_and_older_transformers_both_load():
     old["text_model.embeddings.position_ids"] = torch.arange(77)[None]
     assert set(text_encoder_state(old, model)) == set(model.state_dict())
     assert set(text_encoder_state(model.state_dict(), model)) == set(model.state_dict())
+
+
+def test_a_damaged_temporal_vae_file_is_a_clear_error(tmp_path, capsys):
+    from vidrd.cli import main
+
+    parts = write_release(tmp_path)
+    (parts["vae"] / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x02 not a pickle of tensors")
+    argv = ["convert", "vidrd-release", "--ckpt", str(parts["ckpt"]), "--sd", str(parts["sd"]),
+            "--temporal-vae", str(parts["vae"]), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "diffusion_pytorch_model.bin: not a weights file this loader reads" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -18,7 +18,6 @@ Watermarks (WebVid, optional, ``watermark.mode``):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from curation.shard_writer import Sample
-from curation.stage import Rejected, captions_of, read_video_input, set_cv2_threads
+from curation.stage import Rejected, captions_of, read_video_input, set_cv2_threads, trim_of
 from curation.video_io import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
 from curation.video_settings import check_box, check_video_settings
 from manifests.keys import make_key
@@ -111,17 +110,14 @@ class CaptionedStage:
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]
-        for name in ("start", "end"):
-            v = row.get(name)
-            if v is not None and not (math.isfinite(v) and v >= 0):
-                raise Rejected(RejectReason.BAD_ANNOTATION, f"{name}={v!r} is not a time in seconds >= 0")
+        start, end = trim_of(row)
         captions = captions_of(row)
         duration = row.get("duration")
         if source == "webvid" and duration is not None and duration >= cfg.webvid_max_seconds:
             raise Rejected(RejectReason.TOO_LONG, f"{duration:.1f} s >= {cfg.webvid_max_seconds:g} s (WebVid filter)")
         data = read_video_input(row["uri"])
         wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
-        args = (data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames)
+        args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
         try:
             fast = None if wm != "none" else transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
             if fast is not None:  # nothing needs RGB pixels: stay in YUV from decoder to encoder

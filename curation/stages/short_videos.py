@@ -25,7 +25,7 @@ import numpy as np
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.shard_writer import Sample
-from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
+from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads, trim_of
 from curation.video_io import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
 from curation.video_settings import check_video_settings
 from manifests.keys import make_key
@@ -108,8 +108,9 @@ class ShortVideosStage(ModelStage):
     def prepare(self, row: dict[str, Any]) -> ShortClip:
         cfg, rid = self.cfg, row["id"]
         label = label_of(row, "short-videos captions from the label")
+        start, end = trim_of(row)
         data = read_video_input(row["uri"])
-        args = (data, cfg.short_side, cfg.max_aspect, row.get("start"), row.get("end"), cfg.max_frames)
+        args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
         try:
             fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
             if fast is not None:

@@ -8,7 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from inference.cli import DTYPE_NAMES, default_device, torch_dtype
+from inference.choices import DTYPE_NAMES
+from inference.cli import default_device, torch_dtype
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from manifests.io import url_to_fs
+from manifests.io import SchemaError, read_table, url_to_fs
 from manifests.schema import RejectReason
 
 WHERE = "_where"  # a row's annotation file and line; dropped before the manifest is written
@@ -105,15 +105,13 @@ _ISO_DURATION = re.compile(r"^P(?:T)?(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(
 
 
 def read_parquet(fs, path: str):
-    """A Parquet annotation table, or a :class:`ManifestBuildError` naming the file when it cannot be read."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """A Parquet annotation table (``manifests.io.read_table``), or a :class:`ManifestBuildError` naming the file
+    when it cannot be read."""
     try:
-        with fs.open(path, "rb") as f:
-            return pq.read_table(f)
-    except (pa.ArrowException, OSError) as e:
-        raise ManifestBuildError(f"{path}: not a readable Parquet table ({str(e).splitlines()[0][:200]})") from e
+        return read_table(fs.unstrip_protocol(path))
+    except SchemaError as e:
+        cause = str(e.__cause__ or e).splitlines()[0][:200]
+        raise ManifestBuildError(f"{path}: not a readable Parquet table ({cause})") from e
 
 
 def csv_records(text: str) -> Iterator[tuple[int, list[str] | None, str | None]]:

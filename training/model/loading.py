@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from diffusers.loaders.single_file_utils import (
     create_unet_diffusers_config_from_ldm,
     create_vae_diffusers_config_from_ldm,
 )
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -60,26 +62,47 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of a pickle (``.ckpt``/``.bin``/``.pt``) read weights-only."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such weights file")
-    if path.endswith(".safetensors"):
-        return load_file(path)
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.endswith(".safetensors"):
+            return load_file(path)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise WeightLoadError(f"{path}: not a weights file this loader reads ({first})") from e
+    if not isinstance(sd, dict):
+        raise WeightLoadError(f"{path}: holds a {type(sd).__name__}, not a state dict of tensors")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         extra = {k: v for k, v in sd.items() if k != "state_dict" and not isinstance(v, dict)}
         sd = {**sd["state_dict"], **extra}
     return sd
 
 
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], part: str, strict: bool = True) -> LoadReport:
-    """Load ``state`` into ``model``; with ``strict``, only temporal keys may be missing and none unexpected."""
+def load_into(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    part: str,
+    strict: bool = True,
+    temporal_may_be_missing: bool = True,
+) -> LoadReport:
+    """Load ``state`` into ``model``. With ``strict``, nothing unexpected, no shape mismatch, and nothing missing
+    but temporal tensors (which keep their zero-init identity) when ``temporal_may_be_missing``; the error names
+    the first missing and the first unexpected key."""
+    expected = model.state_dict()
+    for k, v in state.items():
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape):
+            raise WeightLoadError(f"{part}: {k} has shape {tuple(v.shape)}, the model {tuple(expected[k].shape)}")
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(part, loaded=len(state) - len(result.unexpected_keys))
     for k in result.missing_keys:
-        (report.temporal_initialised if is_temporal(k) else report.missing).append(k)
+        allowed = temporal_may_be_missing and is_temporal(k)
+        (report.temporal_initialised if allowed else report.missing).append(k)
     report.unexpected = list(result.unexpected_keys)
     if strict and (report.missing or report.unexpected):
+        first = [f"first missing key {report.missing[0]!r}"] if report.missing else []
+        first += [f"first unexpected key {report.unexpected[0]!r}"] if report.unexpected else []
         raise WeightLoadError(
-            f"{part}: weights do not match the model: missing {report.missing[:8]}"
-            f"{'...' if len(report.missing) > 8 else ''}, unexpected {report.unexpected[:8]}"
+            f"{part}: weights do not match the model: {', '.join(first)} ({len(report.missing)} missing, "
+            f"{len(report.unexpected)} unexpected of {len(expected)} expected)"
         )
     return report
 

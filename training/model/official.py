@@ -5,8 +5,8 @@ The official layout of :class:`~training.model.unet.VidRDUNet` has the release's
 so the UNet loads without renaming; the VAE needs diffusers 0.14's mid-block attention names
 (``query/key/value/proj_attn``) mapped and a ``vae.`` prefix; the text encoder needs the prefix that newer
 transformers dropped and loses the ``position_ids`` buffer it no longer stores. Every load is strict: a
-wrong file is an error naming the first missing and the first unexpected key. Facts about the release:
-``../shared/reference/official-vidrd/README.md``.
+wrong file is an error naming the first missing and the first unexpected key (``loading.load_into``). Facts
+about the release: ``../shared/reference/official-vidrd/README.md``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from training.model.loading import (
     EPSILON,
+    LoadReport,
     SDComponents,
     WeightLoadError,
+    load_into,
     read_json,
     read_state_dict,
     save_vidrd,
@@ -74,34 +75,12 @@ def unet_config_2d(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def strict_load(model: nn.Module, state: dict[str, torch.Tensor], what: str, fill_temporal: bool = False) -> int:
-    """Load ``state`` into ``model``; every key must match (``fill_temporal``: temporal keys may be missing and
-    keep their init, as the release's VAE loader allows). Returns how many temporal keys were filled."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    filled = [k for k in missing if fill_temporal and ".temp_convs." in f".{k}"]
-    missing = [k for k in missing if k not in filled]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        first = [f"first missing key {missing[0]!r}"] if missing else []
-        first += [f"first unexpected key {unexpected[0]!r}"] if unexpected else []
-        raise WeightLoadError(
-            f"{what}: not the released VidRD layout: {', '.join(first)} "
-            f"({len(missing)} missing, {len(unexpected)} unexpected of {len(expected)} expected)"
-        )
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise WeightLoadError(f"{what}: {k} has shape {tuple(v.shape)}, the model {tuple(expected[k].shape)}")
-    model.load_state_dict(state, strict=not filled)
-    return len(filled)
-
-
 def load_official_unet(
     state_dict: dict[str, torch.Tensor], constructor_config: dict[str, Any], layout: str = OFFICIAL
 ) -> VidRDUNet:
     """The release's UNet (state dict without the ``unet.`` prefix) as a :class:`VidRDUNet` of ``layout``."""
     unet = unet_from_config(unet_config_2d(constructor_config), layout=layout)
-    strict_load(unet, state_dict, "unet")
+    load_into(unet, state_dict, "unet", temporal_may_be_missing=False)  # the release has every temporal key
     return unet
 
 
@@ -119,11 +98,16 @@ def load_official_vae(state_dict: dict[str, torch.Tensor], constructor_config: d
     """The release's ``TemporalAutoencoderKL`` (its folder's state dict and ``config.json``) as a
     :class:`TemporalVAE`. Temporal convs missing from the file keep their zero-init identity, as the release's
     loader fills them from init."""
+    return _load_vae(state_dict, constructor_config)[0]
+
+
+def _load_vae(
+    state_dict: dict[str, torch.Tensor], constructor_config: dict[str, Any]
+) -> tuple[TemporalVAE, LoadReport]:
     if constructor_config.get("act_fn", "silu") != "silu":
         raise WeightLoadError(f"act_fn={constructor_config['act_fn']!r}: SD's VAE (and TemporalVAE) use silu")
     vae = vae_from_config(constructor_config)
-    strict_load(vae, {vae_key(k): v for k, v in state_dict.items()}, "vae", fill_temporal=True)
-    return vae
+    return vae, load_into(vae, {vae_key(k): v for k, v in state_dict.items()}, "vae")
 
 
 def text_encoder_state(state: dict[str, torch.Tensor], model: CLIPTextModel) -> dict[str, torch.Tensor]:
@@ -212,14 +196,16 @@ def convert_release(
     """
     state = read_release_checkpoint(ckpt, trust_pickle)
     ucfg = read_json(os.path.join(sd_folder, "unet", "config.json"))
-    unet = load_official_unet(_under(state, "unet."), {**ucfg, "sample_size": RELEASE_SAMPLE_SIZE})
+    unet_state = _under(state, "unet.")
+    unet = load_official_unet(unet_state, {**ucfg, "sample_size": RELEASE_SAMPLE_SIZE})
 
     tok = CLIPTokenizer.from_pretrained(os.path.join(sd_folder, "tokenizer"), local_files_only=True)
     text_cfg = CLIPTextConfig.from_pretrained(os.path.join(sd_folder, "text_encoder"), local_files_only=True)
     text_model = CLIPTextModel(text_cfg)
     te_state = _under(state, "text_encoder.")
     if te_state:
-        strict_load(text_model, text_encoder_state(te_state, text_model), f"{ckpt}: text_encoder")
+        load_into(text_model, text_encoder_state(te_state, text_model), f"{ckpt}: text_encoder",
+                  temporal_may_be_missing=False)  # fmt: skip
         te_source = f"{ckpt} ({len(te_state)} tensors)"
     else:
         text_model = CLIPTextModel.from_pretrained(os.path.join(sd_folder, "text_encoder"), local_files_only=True)
@@ -235,8 +221,7 @@ def convert_release(
         source = f"{ckpt} vae.*" if vae_state else f"{sd_folder}/vae"
         vae_state = vae_state or read_state_dict(weights_file(os.path.join(sd_folder, "vae")))
         vae_source = f"{source} (2D decoder; no temporal VAE folder given)"
-    vae = load_official_vae(vae_state, vcfg)
-    filled = sum(1 for k in vae.state_dict() if ".temp_convs." in k) - sum(1 for k in vae_state if ".temp_convs." in k)
+    vae, vae_report = _load_vae(vae_state, vcfg)
 
     scfg = read_json(os.path.join(sd_folder, "scheduler", "scheduler_config.json"))
     comps = SDComponents(unet, vae, FrozenTextEncoder(tok, text_model), scfg, scfg.get("prediction_type", EPSILON))
@@ -244,4 +229,5 @@ def convert_release(
     with open(os.path.join(out, "conversion.json"), "w") as f:
         json.dump({"from": "vidrd-release", "ckpt": os.path.abspath(ckpt), "sd": os.path.abspath(sd_folder),
                    "temporal_vae": temporal_vae and os.path.abspath(temporal_vae)}, f, indent=2)  # fmt: skip
-    return ConversionReport(out, len(_under(state, "unet.")), te_source, vae_source, filled, unet.parameter_counts())
+    filled = len(vae_report.temporal_initialised)
+    return ConversionReport(out, len(unet_state), te_source, vae_source, filled, unet.parameter_counts())
