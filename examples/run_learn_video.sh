@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue 20's learning proof end to end, through the product's commands. Usage:
 #   examples/run_learn_video.sh [OUT] [STEP...]      STEP: data curate base fit vae report (default: all)
-# data + curate run anywhere (Ray on the local CPUs); base, fit, vae and report want a GPU. `fit` resumes
-# from OUT/train/checkpoints/last.ckpt when it exists, so calling it again trains further; Lightning's
-# max_time counts earlier runs too, so give the total in FIT_TIME (DD:HH:MM:SS, default 00:00:05:00).
+# data + curate run anywhere (Ray on the local CPUs); base, fit, vae and report want a GPU. `base` stops
+# (exit 3) when its fitted VAE does not keep colour, direction and presence on unseen clips
+# (OUT/base/autoencoder_check.json). `fit` resumes from OUT/train/checkpoints/last.ckpt when it exists, so
+# calling it again trains further; Lightning's max_time counts earlier runs too, so give the total in FIT_TIME
+# (DD:HH:MM:SS, default 00:00:05:00).
 set -euo pipefail
 OUT=${1:-runs/lv}
 shift || true

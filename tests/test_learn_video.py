@@ -119,7 +119,8 @@ def tiny_run(tmp_path_factory):
     tiny_unet = dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=(2, 4),
                      down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), cross_attention_dim=32,
                      up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))  # fmt: skip
-    lv.make_base(root / "base", vae_steps=2, device="cpu", unet=tiny_unet, text=TINY_TEXT)
+    check = lv.make_base(root / "base", vae_steps=2, device="cpu", unet=tiny_unet, text=TINY_TEXT, check_clips=2)
+    assert check["clips"] == 2 and json.loads((root / "base" / "autoencoder_check.json").read_text()) == check
     return root
 
 

@@ -44,6 +44,16 @@ def moving_square(
 
 
 SHAPES = ("square", "circle")
+
+
+def smooth_texture(size: int, rng: np.random.Generator, cells: int = 6) -> np.ndarray:
+    """``[S, S, 3]`` grey texture: a ``cells`` x ``cells`` grid of random levels in [100, 160] upsampled bicubically.
+    Smooth like a wall or a floor, unlike per-pixel noise, which no autoencoder or denoiser should have to learn."""
+    grid = rng.integers(100, 161, size=(cells, cells)).astype(np.uint8)
+    grey = np.asarray(Image.fromarray(grid, mode="L").resize((size, size), Image.Resampling.BICUBIC))
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
 BACKGROUNDS = ("flat", "textured")
 
 
@@ -58,7 +68,7 @@ def moving_shape(
     seed: int = 0,
 ) -> np.ndarray:
     """``[F, S, S, 3]`` uint8 frames of a ``shape`` of ``colour`` moving ``direction`` at ``speed`` pixels per
-    frame, centred on the middle of its path, on a grey ``background`` (flat, or textured noise) that stays put.
+    frame, centred on the middle of its path, on a grey ``background`` (flat, or a smooth texture) that stays put.
 
     The object is drawn whole in every frame (the path is clamped to the frame), so a measurement knows where
     it is and what it should look like at every frame.
@@ -69,7 +79,7 @@ def moving_shape(
     if background == "flat":
         bg = np.full((size, size, 3), int(rng.integers(90, 170)), dtype=np.uint8)
     else:
-        bg = (rng.integers(0, 60, size=(size, size, 3)) + 100).astype(np.uint8)
+        bg = smooth_texture(size, rng)
     out = np.repeat(bg[None], frames, axis=0)
     side = max(4, size // 5)
     dx, dy = DIRECTIONS[direction]
