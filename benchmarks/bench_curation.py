@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.stages.captioned import CaptionedConfig, CaptionedStage
 from curation.stages.pseudo_videos import PseudoVideoConfig, PseudoVideoStage
-from curation.video_io import decode_frames, encode_mp4
+from media.video import decode_frames, encode_mp4
 from vidrd.synthetic import moving_square
 
 

@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.shard_writer import Sample, ShardWriter, finalize
-from curation.video_io import decode_clip, decode_frames, encode_mp4
+from media.video import decode_clip, decode_frames, encode_mp4
+from shards.writer import Sample, ShardWriter, finalize
 from training.data import ClipConfig, ShardSet, StreamPlan, VideoTextStream, clip_indices
 from vidrd.synthetic import COLOURS, DIRECTIONS, moving_square
 

@@ -34,8 +34,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_unet import timed
+from training.model.attention_kernels import block_diagonal_mask, sequences_per_row
 from training.model.group_norm import use_channel_stats_group_norm
-from training.model.temporal import TempConv, block_diagonal_mask, sequences_per_row
+from training.model.temporal import TempConv
 
 # (channels, latent pixels per frame, how many in the UNet): Temp-Attn follows each spatial transformer,
 # Temp-Conv each ResNet (SD 2.1 at 32x32 latents).

@@ -17,13 +17,12 @@ each of its rows ``model_failed`` with the error, so nothing is dropped silently
 
 from __future__ import annotations
 
-import json
 import pickle
 from typing import Any
 
 import numpy as np
 
-from curation.runner import RunnerConfig, build_stage, write_partition
+from curation.partition import Partition, RunnerConfig, StageSpec, stage_for, write_partition
 from curation.stage import Rejected
 from manifests.schema import RejectReason
 
@@ -32,30 +31,31 @@ PAYLOAD = "payload"
 
 def prepare_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: ``stage.prepare`` each row of one partition (rejects travel with the rows)."""
-    stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
+    p: Partition = item["partition"]
+    stage = stage_for(p.stage)
     prepared: list[Any] = []
-    for row in json.loads(item["rows_json"]):
+    for row in p.rows:
         try:
             prepared.append(stage.prepare(row))
         except Rejected as r:
             prepared.append(r)
         except Exception as e:  # decoded nothing nobody foresaw: a reject, never a lost row
             prepared.append(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"))
-    return {**item, PAYLOAD: pickle.dumps({"prepared": prepared, "results": None})}
+    return {"partition": p, PAYLOAD: pickle.dumps({"prepared": prepared, "results": None})}
 
 
 class InferActor:
     """Holds a stage's models on one device and runs ``stage.infer`` over batches of partitions."""
 
-    def __init__(self, stage: str, stage_config: str, seed: int):
-        self.stage = build_stage(stage, json.loads(stage_config), seed)
+    def __init__(self, spec: StageSpec):
+        self.stage = stage_for(spec)
         self.models = self.stage.models()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         payloads = [pickle.loads(p) for p in batch[PAYLOAD]]
         items, where = [], []
-        for pi, (rows_json, pay) in enumerate(zip(batch["rows_json"], payloads, strict=True)):
-            for ri, (row, prep) in enumerate(zip(json.loads(rows_json), pay["prepared"], strict=True)):
+        for pi, (part, pay) in enumerate(zip(batch["partition"], payloads, strict=True)):
+            for ri, (row, prep) in enumerate(zip(part.rows, pay["prepared"], strict=True)):
                 if not isinstance(prep, Rejected):
                     items.append((row, prep))
                     where.append((pi, ri))
@@ -75,7 +75,8 @@ class InferActor:
 
 def write_model_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: ``stage.finish`` each row and write the partition's shards and part files."""
-    stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
+    p: Partition = item["partition"]
+    stage = stage_for(p.stage)
     pay = pickle.loads(item[PAYLOAD])
 
     def produce(row: dict[str, Any], k: int) -> list:
@@ -84,7 +85,7 @@ def write_model_partition(item: dict[str, Any]) -> dict[str, Any]:
                 raise got
         return stage.finish(row, pay["prepared"][k], pay["results"][k])
 
-    return write_partition(item, json.loads(item["rows_json"]), stage.name, produce)
+    return write_partition(p, produce)
 
 
 def model_resources(runner: RunnerConfig) -> tuple[float, int]:
@@ -99,19 +100,17 @@ def model_resources(runner: RunnerConfig) -> tuple[float, int]:
     return per_actor, max(1, int(gpus // per_actor)) if per_actor else 1
 
 
-def build_model_pipeline(ds: Any, item0: dict[str, Any], runner: RunnerConfig, remote_args: Any, env: Any) -> Any:
-    """Chain the three steps onto a Ray Dataset of partition items."""
+def build_model_pipeline(ds: Any, spec: StageSpec, runner: RunnerConfig, remote_args: Any) -> Any:
+    """Chain the three steps onto a Ray Dataset of ``{"partition": Partition}`` rows."""
     import ray
 
     per_actor, actors = model_resources(runner)
     tasks = ray.data.TaskPoolStrategy(size=runner.concurrency)
-    ds = ds.map(prepare_partition, num_cpus=runner.num_cpus_per_task, compute=tasks,
-                ray_remote_args_fn=remote_args, runtime_env=env)  # fmt: skip
+    ds = ds.map(prepare_partition, num_cpus=runner.num_cpus_per_task, compute=tasks, ray_remote_args_fn=remote_args)
     ds = ds.map_batches(
-        InferActor,
-        fn_constructor_kwargs={"stage": item0["stage"], "stage_config": item0["stage_config"], "seed": item0["seed"]},
+        InferActor, fn_constructor_kwargs={"spec": spec},
         batch_size=runner.partitions_per_model_call, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=per_actor, num_cpus=runner.num_cpus_per_actor,
     )  # fmt: skip
     return ds.map(write_model_partition, num_cpus=runner.num_cpus_per_task, compute=tasks,
-                  ray_remote_args_fn=remote_args, runtime_env=env)  # fmt: skip
+                  ray_remote_args_fn=remote_args)  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from curation.shard_writer import Sample
+from shards.writer import Sample
 
 
 def resolve_device(device: str) -> str:

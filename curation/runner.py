@@ -18,73 +18,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
-import re
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.model_stage import ModelStage
-from curation.shard_writer import PARTS_DIR, ShardWriter, complete_parts, damaged_parts, finalize, forget_part
+from curation.partition import (
+    Faults,
+    Partition,
+    RunnerConfig,
+    StageSpec,
+    build_stage,
+    clean_partition,
+    process_row,
+    shard_writer,
+    stage_for,
+    write_partition,
+)
 from curation.stage import Rejected
 from manifests.io import join, read_table, url_to_fs
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
+from shards.writer import PARTS_DIR, complete_parts, damaged_parts, finalize, forget_part
+
+__all__ = ["Faults", "RunMismatchError", "RunSummary", "RunnerConfig", "build_stage", "run_stage"]
 
 RUN_FILE = "_run.json"
-SHARDS_PER_PARTITION = 1000
-# Test hook: a folder; a task whose partition has no marker file there writes one and dies mid-task
-# (os._exit), so tests can show that Ray's retry loses and duplicates nothing.
-CRASH_ONCE_ENV = "VIDRD_CRASH_ONCE_DIR"
-# Test hook: an input id whose processing kills the worker every time (a "poison" input).
-CRASH_ON_ID_ENV = "VIDRD_CRASH_ON_ID"
 
 
 class RunMismatchError(RuntimeError):
     """The output folder was started with another manifest or configuration."""
-
-
-@dataclass
-class RunnerConfig:
-    """Partitioning, shard sizes and Ray resources of a stage run."""
-
-    rows_per_partition: int = 64
-    max_shard_bytes: int = 512 * 1024**2
-    max_shard_samples: int = 1000
-    seed: int = 0
-    num_cpus_per_task: float = 1.0
-    concurrency: int | None = None
-    max_retries: int = 3
-    # On a re-run, read and hash every finished shard against its record (finds flipped bytes); False checks
-    # existence and size only (no reading).
-    check_checksums: bool = True
-    # model stages only (curation.model_pipeline)
-    model_actors: int = 0  # 0: one per GPU of the cluster (one CPU actor where there is none)
-    gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0
-    num_cpus_per_actor: float = 1.0
-    partitions_per_model_call: int = 1
-
-    def __post_init__(self) -> None:
-        at_least = {"rows_per_partition": 1, "max_shard_bytes": 1024, "max_shard_samples": 1, "max_retries": 0,
-                    "model_actors": 0, "partitions_per_model_call": 1}  # fmt: skip
-        for name, low in at_least.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ValueError(f"runner.{name} must be an integer >= {low}, got {v!r}")
-        if self.concurrency is not None and (not isinstance(self.concurrency, int) or self.concurrency < 1):
-            raise ValueError(f"runner.concurrency must be an integer >= 1 or null, got {self.concurrency!r}")
-        for name in ("num_cpus_per_task", "num_cpus_per_actor"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"runner.{name} must be a number > 0, got {v!r}")
-        if self.gpus_per_actor is not None and (
-            not isinstance(self.gpus_per_actor, (int, float)) or self.gpus_per_actor < 0
-        ):
-            raise ValueError(f"runner.gpus_per_actor must be a number >= 0 or null, got {self.gpus_per_actor!r}")
 
 
 @dataclass
@@ -122,20 +88,6 @@ class RunSummary:
         )
 
 
-def build_stage(name: str, config: dict[str, Any], seed: int):
-    """The stage object for ``name`` with its config section."""
-    from curation.stages import STAGES
-
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; choose one of {sorted(STAGES)}")
-    cls, cfg_cls = STAGES[name]
-    allowed = {f.name for f in fields(cfg_cls)}
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise ValueError(f"stage {name}: unknown settings {unknown} (allowed: {sorted(allowed)})")
-    return cls(cfg_cls(**config), seed=seed)
-
-
 def partition_name(source: str, stage: str, index: int) -> str:
     return f"{source}-{stage}-p{index:05d}"
 
@@ -145,100 +97,34 @@ def _source_of(table: pa.Table) -> str:
     return sources[0] if len(sources) == 1 else "mixed"
 
 
-def _clean_partition(out: str, source: str, index: int) -> None:
-    """Remove shards and temporary files an unfinished earlier attempt at partition ``index`` left."""
-    fs, root = url_to_fs(out)
-    lo, hi = index * SHARDS_PER_PARTITION, (index + 1) * SHARDS_PER_PARTITION
-    pat = re.compile(rf"^\.?{re.escape(source)}-(\d{{6,}})\.tar(\..*\.tmp)?$")
-    for p in fs.ls(root, detail=False):
-        m = pat.match(posixpath.basename(p))
-        if m and lo <= int(m.group(1)) < hi:
-            fs.rm(p)
-
-
-def _process_row(stage, row: dict[str, Any]) -> list:
-    if os.environ.get(CRASH_ON_ID_ENV) == row["id"]:
-        os._exit(1)
-    return stage.process(row)
-
-
 def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: run the stage over one partition's rows and write its shards and part files."""
-    stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
-    return write_partition(item, json.loads(item["rows_json"]), stage.name, lambda row, _k: _process_row(stage, row))
+    p: Partition = item["partition"]
+    stage = stage_for(p.stage)
+    return write_partition(p, lambda row, _k: process_row(stage, row, p.faults))
 
 
-def write_partition(
-    item: dict[str, Any], rows: list[dict[str, Any]], stage_name: str, produce: Callable[[dict[str, Any], int], list]
-) -> dict[str, Any]:
-    """Write one partition: ``produce(row, k)`` gives each row's samples or raises ``Rejected``; any other
-    exception becomes an ``internal_error`` reject. Shards first, the part files last."""
-    runner = RunnerConfig(**json.loads(item["runner_config"]))
-    out, source, index, part = item["out"], item["source"], item["index"], item["part"]
-    _clean_partition(out, source, index)
-    crash_dir = os.environ.get(CRASH_ONCE_ENV)
-    samples = rejects = 0
-    counters: dict[str, int] = {}
-    with ShardWriter(
-        out, source, part=part, first_number=index * SHARDS_PER_PARTITION,
-        max_bytes=runner.max_shard_bytes, max_samples=runner.max_shard_samples,
-    ) as w:  # fmt: skip
-        for k, row in enumerate(rows):
-            try:
-                for s in produce(row, k):
-                    w.write(s)
-                    samples += 1
-                    for c in s.events:
-                        counters[c] = counters.get(c, 0) + 1
-            except Rejected as r:
-                w.reject(row["id"], stage_name, r.reason, r.message, row["source"], row["uri"])
-                rejects += 1
-            except Exception as e:  # a bug or an input nobody foresaw: recorded, never fatal
-                msg = f"{type(e).__name__}: {e}"
-                w.reject(row["id"], stage_name, RejectReason.INTERNAL_ERROR, msg, row["source"], row["uri"])
-                rejects += 1
-            if crash_dir and k == len(rows) // 2:
-                marker = os.path.join(crash_dir, part)
-                if not os.path.exists(marker):
-                    open(marker, "w").close()
-                    os._exit(1)
-    if len(w.shards) > SHARDS_PER_PARTITION:
-        raise RuntimeError(f"partition {part} wrote {len(w.shards)} shards; raise max_shard_bytes/samples")
-    return {"part": part, "inputs": len(rows), "samples": samples, "rejects": rejects,
-            "counters_json": json.dumps(counters)}  # fmt: skip
-
-
-def _row_task(item: dict[str, Any], row: dict[str, Any]) -> tuple[list, Rejected | None]:
+def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | None]:
     """One row alone (the isolation fallback): samples, or the stage's reject."""
-    stage = build_stage(item["stage"], json.loads(item["stage_config"]), item["seed"])
     try:
-        return _process_row(stage, row), None
+        return process_row(stage_for(p.stage), row, p.faults), None
     except Rejected as r:
         return [], r
     except Exception as e:
         return [], Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
 
-def isolate_partition(
-    item: dict[str, Any], max_retries: int, env: dict[str, str] | None = None, num_gpus: float = 0.0
-) -> None:
+def isolate_partition(p: Partition, max_retries: int, num_gpus: float = 0.0) -> None:
     """Redo a partition whose task kept killing its worker: each row in its own task, so the input
     that crashes the process is found and recorded as ``worker_crashed``; the driver writes the rest."""
     import ray
 
-    runner = RunnerConfig(**json.loads(item["runner_config"]))
-    rows = json.loads(item["rows_json"])
-    opts: dict[str, Any] = {"num_cpus": runner.num_cpus_per_task, "num_gpus": num_gpus, "max_retries": max_retries}
-    if env:
-        opts["runtime_env"] = {"env_vars": env}
+    opts = {"num_cpus": p.runner.num_cpus_per_task, "num_gpus": num_gpus, "max_retries": max_retries}
     remote = ray.remote(**opts)(_row_task)
-    refs = [remote.remote(item, row) for row in rows]
-    _clean_partition(item["out"], item["source"], item["index"])
-    with ShardWriter(
-        item["out"], item["source"], part=item["part"], first_number=item["index"] * SHARDS_PER_PARTITION,
-        max_bytes=runner.max_shard_bytes, max_samples=runner.max_shard_samples,
-    ) as w:  # fmt: skip
-        for row, ref in zip(rows, refs, strict=True):
+    refs = [remote.remote(p, row) for row in p.rows]
+    clean_partition(p.out, p.source, p.index)
+    with shard_writer(p) as w:
+        for row, ref in zip(p.rows, refs, strict=True):
             try:
                 samples, rej = ray.get(ref)
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError, ray.exceptions.RayError) as e:
@@ -246,7 +132,7 @@ def isolate_partition(
             for s in samples:
                 w.write(s)
             if rej is not None:
-                w.reject(row["id"], item["stage"], rej.reason, rej.message, row["source"], row["uri"])
+                w.reject(row["id"], p.stage.name, rej.reason, rej.message, row["source"], row["uri"])
 
 
 def _fingerprint(table: pa.Table, stage: str, stage_config: dict, runner: RunnerConfig) -> dict[str, Any]:
@@ -316,8 +202,10 @@ def run_stage(
     stage_config: dict[str, Any] | None = None,
     runner: RunnerConfig | None = None,
     progress: bool = True,
+    faults: Faults | None = None,
 ) -> RunSummary:
-    """Run ``stage`` over ``manifest`` into ``out`` on the current Ray cluster (``ray.init`` first)."""
+    """Run ``stage`` over ``manifest`` into ``out`` on the current Ray cluster (``ray.init`` first).
+    ``faults``: for tests only (:class:`curation.partition.Faults`)."""
     import ray
 
     t0 = time.perf_counter()
@@ -337,17 +225,13 @@ def run_stage(
         print(f"{out}: partition {part} is damaged ({why}); redoing it")
         forget_part(out, part)
     done -= set(damaged)
-    items = [
-        {
-            "index": i, "part": name, "stage": stage, "source": source, "out": out, "seed": runner.seed,
-            "rows_json": json.dumps(rows[i * n : (i + 1) * n]), "stage_config": json.dumps(stage_config),
-            "runner_config": json.dumps(asdict(runner)),
-        }
+    spec = StageSpec.of(stage, stage_config, runner.seed)
+    parts = [
+        Partition(i, name, source, out, rows[i * n : (i + 1) * n], spec, runner, faults or Faults())
         for i, name in enumerate(names) if name not in done
     ]  # fmt: skip
     events: dict[str, int] = {}
-    if items:
-        env = {k: os.environ[k] for k in (CRASH_ONCE_ENV, CRASH_ON_ID_ENV) if os.environ.get(k)} or None
+    if parts:
         retries = runner.max_retries
 
         def remote_args() -> dict[str, Any]:
@@ -355,18 +239,17 @@ def run_stage(
             # on an input that crashes the decoder every time.
             return {"max_retries": retries}
 
-        runtime_env = {"env_vars": env} if env else None
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ray.data.from_items([{"partition": p} for p in parts], override_num_blocks=len(parts))
         gpus = 0.0
         if isinstance(stage_obj, ModelStage):
             from curation.model_pipeline import build_model_pipeline, model_resources
 
             gpus = model_resources(runner)[0]
-            ds = build_model_pipeline(ds, items[0], runner, remote_args, runtime_env)
+            ds = build_model_pipeline(ds, spec, runner, remote_args)
         else:
             ds = ds.map(process_partition, num_cpus=runner.num_cpus_per_task,
                         compute=ray.data.TaskPoolStrategy(size=runner.concurrency),
-                        ray_remote_args_fn=remote_args, runtime_env=runtime_env)  # fmt: skip
+                        ray_remote_args_fn=remote_args)  # fmt: skip
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         try:
@@ -375,10 +258,10 @@ def run_stage(
                     events[k] = events.get(k, 0) + v
         except Exception as e:  # a partition whose task failed every retry (e.g. an input that kills FFmpeg)
             finished = complete_parts(out)
-            failed = [it for it in items if it["part"] not in finished]
+            failed = [p for p in parts if p.part not in finished]
             print(f"{len(failed)} partition(s) failed ({type(e).__name__}); redoing them one row per task")
-            for it in failed:
-                isolate_partition(it, max_retries=0, env=env, num_gpus=gpus)
+            for p in failed:
+                isolate_partition(p, max_retries=0, num_gpus=gpus)
     finalize(out)
     ours = [p for p in names if p in complete_parts(out)]
     missing = sorted(set(names) - set(ours))
@@ -394,6 +277,6 @@ def run_stage(
         reasons[r] = reasons.get(r, 0) + 1
     return RunSummary(
         stage=stage, out=out, inputs=table.num_rows, produced=len(set(index.column("source_id").to_pylist())),
-        samples=index.num_rows, rejects=rejects.num_rows, partitions=len(names), skipped=len(names) - len(items),
+        samples=index.num_rows, rejects=rejects.num_rows, partitions=len(names), skipped=len(names) - len(parts),
         seconds=time.perf_counter() - t0, reasons=reasons, events=events, repaired=len(damaged),
     )  # fmt: skip

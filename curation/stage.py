@@ -1,7 +1,7 @@
 """What a curation stage is: a pure function from one manifest row to samples or a reject.
 
 The runner (``curation.runner``) owns partitioning, Ray, shard writing and resumption; a stage only
-turns a row into :class:`~curation.shard_writer.Sample` objects, or says why it cannot.
+turns a row into :class:`~shards.writer.Sample` objects, or says why it cannot.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import fsspec
 
-from curation.shard_writer import Sample
 from manifests.schema import RejectReason
+from shards.writer import Sample
 
 
 class Rejected(Exception):

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from curation.video_io import encode_mp4
+from media.video import encode_mp4
 
 
 @lru_cache(maxsize=32)

@@ -414,10 +414,10 @@ def report(
     size: int = SIZE,
 ) -> dict:
     """Generate, measure and write ``out/report.json`` plus the pictures and small videos."""
-    from curation.video_io import decode_frames, encode_mp4
     from inference.long_video import LongVideoConfig
     from inference.pipeline import GenerationSettings, VidRDPipeline
     from inference.prompts import VideoRequest
+    from media.video import decode_frames, encode_mp4
 
     prompts = [caption(*c) for c in all_combos()] if prompts is None else prompts
     check_inputs(checkpoint, prompts, out, force)

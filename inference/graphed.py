@@ -1,11 +1,10 @@
 """CUDA graphs for the sampling loop: one captured call per input shape, replayed at every step.
 
-A 16-frame CFG call of the full-size UNet launches ~2,000 kernels; in eager mode the host needs about as
-long to launch them as the GPU needs to run them (``benchmarks/RESULTS.md``: 42.5 ms of GPU work in an
-82.5 ms call). Sampling repeats the same shapes 50 times per clip, so the pipeline captures the whole
-guided DDIM step (``inference.sampler.GuidedStep``: UNet, guidance mix and update) once and replays it:
-the host cost per step becomes a few small copies and one graph launch, and the GPU runs the step's
-kernels back to back.
+A 16-frame CFG call of the full-size UNet launches ~2,000 kernels; in eager mode the host needs about as long to
+launch them as the GPU needs to run them (measured in ``benchmarks/RESULTS.md``). Sampling repeats the same
+shapes 50 times per clip, so the pipeline captures the whole guided DDIM step (``inference.sampler.GuidedStep``:
+UNet, guidance mix and update) once and replays it: the host cost per step becomes a few small copies and one
+graph launch, and the GPU runs the step's kernels back to back.
 """
 
 from __future__ import annotations

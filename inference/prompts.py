@@ -28,10 +28,15 @@ class PromptError(ValueError):
 
 @dataclass
 class VideoRequest:
-    """One video to generate: clip prompts (or range -> prompt) and an optional seed of its own."""
+    """One video to generate: clip prompts (or range -> prompt) and an optional seed of its own. A single string
+    is one prompt for every clip (not a list of one-character prompts)."""
 
-    prompts: list[str] | dict[str, str]
+    prompts: str | list[str] | dict[str, str]
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompts, str):
+            self.prompts = [self.prompts]
 
     def for_clips(self, num_clips: int) -> list[str]:
         """Exactly one prompt per clip."""

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from curation.shard_writer import Sample, ShardWriter, finalize
-from curation.video_io import encode_mp4
+from media.video import encode_mp4
+from shards.writer import Sample, ShardWriter, finalize
 from training.model.loading import save_vidrd
 from training.model.tiny import tiny_components
 from vidrd.synthetic import make_all, moving_square
@@ -71,9 +71,3 @@ def corpus(tmp_path_factory):
     rows = video_corpus(d / "media")
     manifest = write_manifest(d / "m.parquet", [{k: v for k, v in r.items() if k != "expect"} for r in rows])
     return rows, manifest
-
-
-def index_keys(out: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return sorted(pq.read_table(out / "_index.parquet").column("key").to_pylist())

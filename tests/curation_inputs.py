@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from curation.video_io import encode_mp4
 from manifests.io import rows_to_table
 from manifests.schema import SOURCE_SCHEMA
+from media.video import encode_mp4
 from vidrd.synthetic import moving_square, write_video
 
 

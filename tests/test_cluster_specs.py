@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_curation_cluster import REPO, _free_port
+from tests.helpers import REPO, free_port
 
 CLUSTER = REPO / "cluster"
 
@@ -76,7 +76,7 @@ def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
     _, manifest = corpus
     ray_bin = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     common = ["--num-cpus=1", "--object-store-memory=200000000"]
     try:
         head = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", *common,

@@ -4,15 +4,12 @@ real head node started with `ray start` (this module runs with no Ray of its own
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.conftest import index_keys
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, free_port, index_keys
 
 
 def _curate_cmd(manifest: Path, out: Path) -> list[str]:
@@ -50,18 +47,12 @@ def test_killing_the_driver_then_rerunning_gives_the_same_keys(corpus, tmp_path)
     assert (out / "_index.parquet").read_bytes() == (ref / "_index.parquet").read_bytes()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ray_job_submit_against_a_real_head(corpus, tmp_path):
     rows, manifest = corpus
     ray_bin = Path(sys.executable).parent / "ray"
     # A throwaway loopback cluster: no token auth (real clusters should keep RAY_AUTH_MODE=token).
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     try:
         start = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
                                 "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from curation.runner import CRASH_ON_ID_ENV, CRASH_ONCE_ENV, RunMismatchError, RunnerConfig, run_stage
-from tests.conftest import index_keys
+from curation.runner import Faults, RunMismatchError, RunnerConfig, run_stage
+from tests.helpers import index_keys
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_CFG = {"short_side": 32}
@@ -42,27 +42,25 @@ def test_counts_add_up_and_rerun_resumes(local_ray, corpus, tmp_path):
     assert main(["shards", "verify", str(out)]) == 0
 
 
-def test_a_worker_dying_mid_task_loses_and_duplicates_nothing(local_ray, corpus, tmp_path, monkeypatch):
+def test_a_worker_dying_mid_task_loses_and_duplicates_nothing(local_ray, corpus, tmp_path):
     _rows, manifest = corpus
     runner = RunnerConfig(rows_per_partition=4)
     clean = tmp_path / "clean"
     run_stage("captioned", str(manifest), str(clean), STAGE_CFG, runner, progress=False)
     crash = tmp_path / "markers"
     crash.mkdir()
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(crash))
     out = tmp_path / "crashy"
-    s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
+    s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, False, Faults(crash_once_dir=str(crash)))
     assert len(list(crash.iterdir())) == s.partitions  # every partition's first attempt died mid-way
     assert s.ok and index_keys(out) == index_keys(clean)
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
 
 
-def test_an_input_that_kills_every_worker_is_recorded_not_fatal(local_ray, corpus, tmp_path, monkeypatch):
+def test_an_input_that_kills_every_worker_is_recorded_not_fatal(local_ray, corpus, tmp_path):
     rows, manifest = corpus
-    monkeypatch.setenv(CRASH_ON_ID_ENV, "good")
     out = tmp_path / "poison"
     s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, RunnerConfig(rows_per_partition=4, max_retries=1),
-                  progress=False)  # fmt: skip
+                  progress=False, faults=Faults(crash_on_id="good"))  # fmt: skip
     assert s.ok and s.inputs == len(rows)
     rejects = {r["input_id"]: r for r in pq.read_table(out / "_rejects.parquet").to_pylist()}
     assert rejects["good"]["reason"] == "worker_crashed"

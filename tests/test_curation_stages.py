@@ -8,7 +8,7 @@ import pytest
 
 from curation.stages.captioned import CaptionedConfig, CaptionedStage, WatermarkConfig, remove_watermark
 from curation.stages.pseudo_videos import PseudoVideoConfig, PseudoVideoStage
-from curation.video_io import decode_frames
+from media.video import decode_frames
 from tests.curation_inputs import image_corpus, outcome, video_corpus
 
 SMALL_VIDEO = CaptionedConfig(short_side=32)
@@ -116,7 +116,7 @@ def test_pseudo_videos_are_deterministic_per_seed(images):
 
 
 def test_yuv_fast_path_matches_the_rgb_path(videos):
-    from curation.video_io import decode_resized, encode_mp4, transcode_resized
+    from media.video import decode_resized, encode_mp4, transcode_resized
 
     for name in ("good", "odd", "fast"):
         r = next(x for x in videos if x["id"] == name)

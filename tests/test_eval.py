@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from curation.video_io import encode_mp4
 from inference.eval.c3d import C3D, C3DProbabilities
 from inference.eval.c3d import published_keys as c3d_keys
 from inference.eval.i3d import I3DFeatures, InceptionI3d
@@ -23,6 +22,7 @@ from inference.eval.ucf101 import (
     prompts,
     read_class_index,
 )
+from media.video import encode_mp4
 from vidrd.cli import main
 from vidrd.synthetic import moving_square
 
@@ -239,7 +239,7 @@ def test_generation_spreads_over_ray_tasks(ucf, ckpt, tmp_path):
     # composed differently, so float rounding may move a pixel level here and there)
     local = plan({"Archery": 1, "Diving": 1}, settings, tmp_path / "local")
     generate_everywhere(str(ckpt), local, settings, "local", torch.float32)
-    from curation.video_io import decode_frames
+    from media.video import decode_frames
 
     for a, b in zip(jobs, local, strict=True):
         va, vb = decode_frames(str(a.path))[0].astype(int), decode_frames(str(b.path))[0].astype(int)

@@ -13,7 +13,7 @@ from inference.graphed import CUDAGraphed
 from inference.pipeline import VidRDPipeline
 from inference.prompts import VideoRequest
 from inference.sampler import GuidedStep
-from tests.test_generate import collect, settings
+from tests.helpers import collect, settings
 from tests.tiny_sd import FRAMEWISE, UNET
 from training.model.fast_paths import (
     TRAINING_PACK_LENGTH,

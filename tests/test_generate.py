@@ -7,22 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from curation.video_io import decode_frames
-from inference.long_video import LongVideoConfig
-from inference.pipeline import GenerationSettings, VidRDPipeline, decode_latents, temporal_radius
+from inference.pipeline import VidRDPipeline, decode_latents, temporal_radius
 from inference.prompts import PromptError, VideoRequest, read_prompts_file
+from media.video import decode_frames
+from tests.helpers import collect, settings
 from vidrd.cli import main
 
 SMALL = ["--steps", "3", "--height", "32", "--width", "32", "--clip-frames", "8", "--prompt-frames", "4"]
-
-
-def settings(**kw):
-    base = dict(frames=20, steps=3, guidance=5.0, seed=0, height=32, width=32, long=LongVideoConfig(8, 4, 1.0, 1.0))
-    return GenerationSettings(**{**base, **kw})
-
-
-def collect(pipe, reqs, s):
-    return np.concatenate([f for _, f in pipe.generate(reqs, s, progress=False)], axis=1)
 
 
 def test_frames_seeds_and_streaming(ckpt):
@@ -90,6 +81,7 @@ def test_cli_errors_are_clear(ckpt, tmp_path, capsys):
 
 def test_prompt_specs(tmp_path):
     assert VideoRequest(["a", "b"]).for_clips(4) == ["a", "b", "b", "b"]
+    assert VideoRequest("a cat").for_clips(3) == ["a cat"] * 3  # one prompt, not one per character
     assert VideoRequest({"0-1": "a", "2": "b"}).for_clips(3) == ["a", "a", "b"]
     with pytest.raises(PromptError, match=r"clips \[2\] have no prompt"):
         VideoRequest({"0-1": "a"}).for_clips(3)

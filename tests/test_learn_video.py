@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from curation.video_io import decode_frames, encode_mp4
 from examples import learn_video as lv
 from examples.video_measures import colour_labels, measure, seam_figures
+from media.video import decode_frames, encode_mp4
 from training.model.tiny import TINY_TEXT
 from vidrd.synthetic import COLOURS, DIRECTIONS, moving_shape
 

@@ -185,11 +185,17 @@ def test_manifest_through_an_fsspec_url(sources, tmp_path):
 
 # An unterminated quote in the second data row: before, it swallowed every later row of the file silently.
 BROKEN_CSV = {
-    "kinetics700": ("annotations/train.csv", "label,youtube_id,time_start,time_end,split\n",
-                    '"moving right,bad,0,1,train\n'),
+    "kinetics700": (
+        "annotations/train.csv",
+        "label,youtube_id,time_start,time_end,split\n",
+        '"moving right,bad,0,1,train\n',
+    ),
     "moments": ("trainingSet.csv", "", '"falling/broken.mp4,falling,1,1\n'),
-    "webvid": ("results_2M_train.csv", "videoid,contentUrl,duration,page_dir,name\n",
-               '77,http://x/77.mp4,PT00H00M01S,001,"an open quote\n'),
+    "webvid": (
+        "results_2M_train.csv",
+        "videoid,contentUrl,duration,page_dir,name\n",
+        '77,http://x/77.mp4,PT00H00M01S,001,"an open quote\n',
+    ),
     "pexels": ("meta.csv", "id,title,duration\n", '88,"unterminated,4\n'),
 }
 
@@ -210,7 +216,7 @@ def test_an_unterminated_quote_costs_one_reject_not_the_rest_of_the_file(sources
     path = root / name
     lines = path.read_text().splitlines(keepends=True)
     start = 1 if header else 0
-    path.write_text("".join([*lines[:start + 1], bad, *lines[start + 1:]]))
+    path.write_text("".join([*lines[: start + 1], bad, *lines[start + 1 :]]))
     after = BUILDERS[source](str(root))
     assert len(after.rows) == len(before.rows)  # every row after the broken one is still read
     new = [j for j in after.rejects if "unparsable CSV" in j["message"]]

@@ -21,8 +21,8 @@ from curation.segments import kept_runs, segments
 from curation.stage import Rejected
 from curation.stages.long_videos import LongVideosConfig, LongVideosStage
 from curation.stages.short_videos import ShortVideosConfig, ShortVideosStage
-from curation.video_io import decode_frames, decode_sampled
 from manifests.schema import RejectReason
+from media.video import decode_frames, decode_sampled
 from tests.curation_inputs import outcome, video_corpus, write_manifest
 from vidrd.synthetic import moving_square, write_video
 
@@ -351,24 +351,21 @@ def test_long_videos_on_ray_with_tiny_models_and_the_timeline_picture(ray_local,
     assert ((img == (46, 160, 67)).all(-1)).sum() > 1000  # the kept bars are drawn
 
 
-def test_a_failing_model_call_rejects_its_rows_as_model_failed(labelled, tmp_path):
-    from dataclasses import asdict
-
+def test_a_failing_model_call_rejects_its_rows_as_model_failed(labelled, tmp_path, monkeypatch):
     from curation.model_pipeline import InferActor, prepare_partition, write_model_partition
-    from curation.runner import RunnerConfig
+    from curation.partition import Partition, StageSpec
 
     rows = [{k: v for k, v in r.items() if k != "expect"} for r in labelled[:6]]
-    item = {"index": 0, "part": "p0", "stage": "short-videos", "source": "kinetics", "out": str(tmp_path / "o"),
-            "seed": 0, "rows_json": json.dumps(rows), "stage_config": json.dumps(SHORT),
-            "runner_config": json.dumps(asdict(RunnerConfig()))}  # fmt: skip
+    spec = StageSpec.of("short-videos", SHORT, 0)
+    item = {"partition": Partition(0, "p0", "kinetics", str(tmp_path / "o"), rows, spec)}
     (tmp_path / "o").mkdir()  # run_stage makes it before any task runs
     prepared = prepare_partition(item)
-    actor = InferActor("short-videos", json.dumps(SHORT), 0)
+    actor = InferActor(spec)
 
     def broken(models, items):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    actor.stage.infer = broken
+    monkeypatch.setattr(actor.stage, "infer", broken)  # the stage is cached per process: restored after
     batch = {k: np.array([v], dtype=object) for k, v in prepared.items()}
     out = actor(batch)
     written = write_model_partition({k: v[0] for k, v in out.items()})

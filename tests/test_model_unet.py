@@ -130,7 +130,7 @@ def test_unsupported_block_type_is_a_clear_error():
 
 
 def test_sliced_temporal_attention_equals_one_call():
-    from training.model.temporal import sliced_sdpa
+    from training.model.attention_kernels import sliced_sdpa
 
     q, k, v = (torch.randn(10, 2, 8, 16, requires_grad=True) for _ in range(3))
     whole = torch.nn.functional.scaled_dot_product_attention(q, k, v)
@@ -143,7 +143,8 @@ def test_sliced_temporal_attention_equals_one_call():
 
 
 def test_packed_temporal_attention_equals_one_row_per_pixel():
-    from training.model.temporal import TemporalSelfAttention, block_diagonal_mask, sequences_per_row
+    from training.model.attention_kernels import block_diagonal_mask, sequences_per_row
+    from training.model.temporal import TemporalSelfAttention
 
     assert sequences_per_row(48, 8, 64) == 8 and sequences_per_row(48, 8, 128) == 16
     assert sequences_per_row(12, 8, 128) == 4  # the largest power of two dividing the count

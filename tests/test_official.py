@@ -335,7 +335,7 @@ def test_converted_folder_holds_the_release_weights(converted, unet_io):
 
 
 def test_generate_runs_the_converted_release(converted, tmp_path):
-    from curation.video_io import decode_frames
+    from media.video import decode_frames
     from vidrd.cli import main
 
     out, _ = converted

@@ -4,10 +4,10 @@ import os
 import pytest
 import webdataset as wds
 
-from curation.shard_writer import DuplicateKeyError, ShardWriter, complete_parts, finalize
 from manifests.io import read_table
 from manifests.keys import InvalidKeyError
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA
+from shards.writer import DuplicateKeyError, ShardWriter, complete_parts, finalize
 from tests.conftest import make_sample
 
 

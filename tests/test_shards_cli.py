@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from curation.shard_writer import ShardWriter, finalize
+from shards.writer import ShardWriter, finalize
 from tests.conftest import make_sample
 from vidrd.cli import main
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from curation.shard_writer import ShardWriter, finalize
-from curation.video_io import decode_clip, decode_frames, encode_mp4
+from media.video import decode_clip, decode_frames, encode_mp4
+from shards.writer import ShardWriter, finalize
 from tests.conftest import make_sample
 from training.data import (
     ClipConfig,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from curation.shard_writer import ShardWriter, finalize
+from shards.writer import ShardWriter, finalize
 from tests.conftest import make_sample
 from training.cli import main as train_main
 from training.model.loading import EPSILON, V_PREDICTION, load_vidrd

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from curation.video_io import VideoDecodeError, decode_frames, encode_mp4
+from media.video import VideoDecodeError, decode_frames, encode_mp4
 from vidrd.synthetic import moving_square
 
 

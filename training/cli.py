@@ -18,8 +18,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
-from curation.inspect.reader import ShardPathError
 from manifests.io import SchemaError
+from shards.reader import ShardPathError
 from training.data import UnusableDataError
 from training.datamodule import ShardDataModule
 from training.model.loading import WeightLoadError

@@ -35,8 +35,9 @@ import torch.nn.functional as F
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curation.inspect.reader import list_shards, load_index
-from curation.video_io import decode_clip
+from media.video import decode_clip
+from shards.clips import KEYFRAME_STRIDE, KEYFRAMES
+from shards.reader import list_shards, load_index
 
 
 @dataclass
@@ -51,8 +52,8 @@ class ShardSet:
 class ClipConfig:
     """How a training clip is cut from a video."""
 
-    frames: int = 8
-    stride: int = 4
+    frames: int = KEYFRAMES
+    stride: int = KEYFRAME_STRIDE
     size: int = 256
 
     def __post_init__(self) -> None:

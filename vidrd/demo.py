@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 SD_FOLDER = "stable-diffusion-2-1-base"
-PENDING: list[tuple[str, str]] = []
 # Source -> the stage that curates it.
 CURATION = {"webvid": "captioned", "tgif": "captioned", "vatex": "captioned", "pexels": "captioned",
             "laion": "pseudo-videos", "kinetics700": "short-videos", "moments": "short-videos",
@@ -91,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3] curation stages on a local Ray -> {out / 'shards'}")
     import ray
 
-    from curation.inspect.commands import cmd_show
-    from curation.inspect.reader import list_shards, load_index
+    from curation.inspect.commands import show_sample
     from curation.inspect.verify import verify
     from curation.runner import RunnerConfig, run_stage
+    from shards.reader import list_shards, load_index
 
     # address="local": a Ray of the demo's own, even where a cluster started with `ray start` is running.
     ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
@@ -116,15 +115,13 @@ def run(args: argparse.Namespace) -> int:
     sheet = out / "shard_contact_sheet.png"
     first = load_index(str(out / "shards" / "webvid")).column("key")[0].as_py()
     with contextlib.redirect_stdout(io.StringIO()):  # `vidrd shards show` prints the sample's metadata
-        cmd_show(argparse.Namespace(path=str(out / "shards" / "webvid"), key=first, frames=8, out=str(sheet)))
+        show_sample(str(out / "shards" / "webvid"), first, 8, str(sheet))
     print(f"    contact sheet of {first}: {sheet}")
     segment_sheet = out / "long_video_segment.png"
     if samples.get("videolt"):
         seg = load_index(str(out / "shards" / "videolt")).column("key")[0].as_py()
         with contextlib.redirect_stdout(io.StringIO()):
-            cmd_show(
-                argparse.Namespace(path=str(out / "shards" / "videolt"), key=seg, frames=8, out=str(segment_sheet))
-            )
+            show_sample(str(out / "shards" / "videolt"), seg, 8, str(segment_sheet))
         print(f"    a VideoLT segment with its keep/drop timeline: {segment_sheet}")
     ckpt = out / "checkpoint"
     pretrained = weights_source(args.weights_dir)
@@ -155,10 +152,6 @@ def run(args: argparse.Namespace) -> int:
     sink.close()
     strip.close()
     print(f"    {sink.count} frames written; frame strip: {out / 'long_video_strip.png'}")
-    if PENDING:
-        print("\nnot run yet (their issues have not landed):")
-        for what, issue in PENDING:
-            print(f"    - {what} ({issue})")
     print(f"\nsummary ({time.perf_counter() - t0:.1f} s):")
     for source, (rows, rej) in totals.items():
         shard = (

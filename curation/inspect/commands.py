@@ -12,7 +12,11 @@ from typing import Any
 from tqdm import tqdm
 
 from curation.inspect import render
-from curation.inspect.reader import (
+from curation.inspect.stats import describe, ls_row, rows_from_scan, stats
+from curation.inspect.verify import verify
+from manifests.io import SchemaError, join, url_to_fs
+from media.video import VideoDecodeError, decode_frames
+from shards.reader import (
     ShardPathError,
     find_sample,
     list_shards,
@@ -23,10 +27,6 @@ from curation.inspect.reader import (
     scan_shard,
     shard_dir,
 )
-from curation.inspect.stats import describe, ls_row, rows_from_scan, stats
-from curation.inspect.verify import verify
-from curation.video_io import VideoDecodeError, decode_frames
-from manifests.io import SchemaError, join, url_to_fs
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -105,14 +105,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    found = find_sample(args.path, args.key)
+    return show_sample(args.path, args.key, args.frames, args.out)
+
+
+def show_sample(path: str, key: str, frames: int = 8, out: str | None = None) -> int:
+    """``vidrd shards show``: print a sample's metadata and save its contact sheet (``out``, default from the key);
+    the exit status."""
+    found = find_sample(path, key)
     if found is None:
-        print(f"error: no sample with key {args.key!r} under {args.path}", file=sys.stderr)
+        print(f"error: no sample with key {key!r} under {path}", file=sys.stderr)
         return 1
     url, members = found
     meta = sample_meta(members)
     caption = members.get("txt", b"").decode("utf-8", "replace")
-    print(f"key:     {args.key}\nshard:   {url}\ncaption: {caption}\nmetadata:")
+    print(f"key:     {key}\nshard:   {url}\ncaption: {caption}\nmetadata:")
     shown = dict(meta)
     if isinstance(meta.get("timeline"), dict):  # hundreds of numbers: drawn on the sheet instead
         shown["timeline"] = f"<{len(meta['timeline'].get('times', []))} sampled frames; drawn on the contact sheet>"
@@ -122,16 +128,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 1
     try:
         _, info = decode_frames(members["mp4"], indices=[])
-        idx = render.even_indices(info.frames, args.frames)
-        frames, _ = decode_frames(members["mp4"], indices=idx)
+        idx = render.even_indices(info.frames, frames)
+        shown_frames, _ = decode_frames(members["mp4"], indices=idx)
     except VideoDecodeError as e:
         print(f"error: video does not decode: {e}", file=sys.stderr)
         return 1
     sheet = render.contact_sheet(
-        frames,
+        shown_frames,
         idx,
         info.fps,
-        f"{args.key}  ({info.frames} frames, {info.width}x{info.height}, {info.fps:.2f} fps)",
+        f"{key}  ({info.frames} frames, {info.width}x{info.height}, {info.fps:.2f} fps)",
         caption,
     )
     tl = meta.get("timeline")
@@ -141,7 +147,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         kept = sum(1 for k in tl["keep"] if k)
         print(f"timeline: {kept} of {len(tl['keep'])} sampled frames kept, {len(tl.get('segments', []))} segments")
     # Default name from the key with only [A-Za-z0-9_-] kept, short: a key is data, not a path.
-    out = args.out or f"{re.sub(r'[^A-Za-z0-9_-]', '_', args.key)[:100]}.png"
+    out = out or f"{re.sub(r'[^A-Za-z0-9_-]', '_', key)[:100]}.png"
     render.save_image(sheet, out)
     print(f"contact sheet: {out}")
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curation.inspect.reader import ShardScan, number, sample_meta, scan_shard
+from shards.reader import ShardScan, number, sample_meta, scan_shard
 
 
 def describe(values: list[float]) -> dict[str, float | int | None]:

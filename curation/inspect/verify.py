@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from curation.inspect.reader import ShardScan, load_index, number, sample_meta, scan_shard, split_name
-from curation.video_io import VideoDecodeError, decode_frames
 from manifests.io import SchemaError
 from manifests.keys import is_valid_key
 from manifests.schema import INDEX_FILE
+from media.video import VideoDecodeError, decode_frames
+from shards.reader import ShardScan, load_index, number, sample_meta, scan_shard, split_name
 
 REQUIRED_EXTS = ("mp4", "txt", "json")
 

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from curation.shard_writer import Sample
 from curation.stage import Rejected, captions_of, read_video_input, set_cv2_threads, trim_of
-from curation.video_io import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
 from curation.video_settings import check_box, check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
+from media.video import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
+from shards.clips import MIN_CLIP_FRAMES
+from shards.writer import Sample
 
 WEBVID_LOGO_BOX = (0.25, 0.3, 0.75, 0.7)
 
@@ -59,7 +60,7 @@ class CaptionedConfig:
 
     short_side: int = 256
     max_aspect: float = 2.0
-    min_frames: int = 29  # 8 keyframes every 4 frames, as the trainer samples them
+    min_frames: int = MIN_CLIP_FRAMES  # what the trainer cuts by default (shards.clips)
     max_frames: int = 1200
     webvid_max_seconds: float = 20.0
     crf: int = 20

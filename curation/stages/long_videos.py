@@ -33,12 +33,13 @@ import numpy as np
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.segments import segments
-from curation.shard_writer import Sample
 from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
-from curation.video_io import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
 from curation.video_settings import check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
+from media.video import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
+from shards.clips import MIN_CLIP_FRAMES
+from shards.writer import Sample
 
 
 @dataclass
@@ -72,7 +73,7 @@ class LongVideosConfig:
     max_new_tokens: int = 40
     short_side: int = 256
     max_aspect: float = 2.0
-    min_frames: int = 29
+    min_frames: int = MIN_CLIP_FRAMES  # what the trainer cuts by default (shards.clips)
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 1

@@ -13,20 +13,19 @@ to RGB (alpha composited on grey). Images whose short side is below ``min_side``
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from curation.shard_writer import Sample
 from curation.stage import Rejected, captions_of, looks_like_html, read_input, sample_seed, set_cv2_threads
-from curation.video_io import encode_mp4
 from curation.video_settings import check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
+from media.image import ImageDecodeError, decode_rgb
+from media.video import encode_mp4
+from shards.writer import Sample
 
 MOTIONS = ("zoom_in", "zoom_out", "pan")
 
@@ -71,24 +70,13 @@ class CameraPath:
 
 
 def load_rgb(data: bytes) -> Image.Image:
-    """Decode an image to RGB with EXIF orientation applied; :class:`Rejected` for what is not an image."""
+    """Decode an image to RGB (:func:`media.image.decode_rgb`); :class:`Rejected` for what is not an image."""
     if looks_like_html(data):
         raise Rejected(RejectReason.NOT_AN_IMAGE, "an HTML/XML page saved as an image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            img.load()
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise Rejected(RejectReason.NOT_AN_IMAGE, f"not a readable image ({e})") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise Rejected(RejectReason.UNDECODABLE, f"image does not decode ({e})") from e
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    return img.convert("RGB")
+        return decode_rgb(data)
+    except ImageDecodeError as e:
+        raise Rejected(RejectReason.UNDECODABLE if e.readable else RejectReason.NOT_AN_IMAGE, str(e)) from e
 
 
 def draw_path(rng: np.random.Generator, cfg: PseudoVideoConfig) -> CameraPath:

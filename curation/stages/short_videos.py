@@ -24,12 +24,13 @@ import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
-from curation.shard_writer import Sample
 from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads, trim_of
-from curation.video_io import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
 from curation.video_settings import check_video_settings
 from manifests.keys import make_key
 from manifests.schema import RejectReason
+from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
+from shards.clips import MIN_CLIP_FRAMES
+from shards.writer import Sample
 
 TINY_MODELS = ("tiny", "tiny-t5")
 
@@ -50,7 +51,7 @@ class ShortVideosConfig:
     max_new_tokens: int = 30
     short_side: int = 256
     max_aspect: float = 2.0
-    min_frames: int = 29
+    min_frames: int = MIN_CLIP_FRAMES  # what the trainer cuts by default (shards.clips)
     max_frames: int = 1200
     crf: int = 20
     preset: str = "veryfast"

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from curation.video_io import VideoDecodeError, decode_frames, encode_mp4
 from inference.eval.metrics import FeatureStats, frechet_distance, inception_score
 from inference.eval.ucf101 import allocate, class_distribution, prompts, real_videos
+from media.video import VideoDecodeError, decode_frames, encode_mp4
 
 EVAL_FRAMES = 16
 PAPER_TABLE_1 = [  # (method, FVD, IS) as the paper reports them (zero-shot UCF-101)

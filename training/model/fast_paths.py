@@ -43,7 +43,7 @@ from training.model.temporal import TemporalSelfAttention
 # One compiled graph per (unit class, input shape): the SD 2.1 UNet has ~14 ResNet shapes, and training
 # and sampling each add their own; dynamo's default of 8 per code object would drop the rest to eager.
 RECOMPILE_LIMIT = 64
-# 8 frames x 8 sequences per Temp-Attn row: within noise of 32 and 128 on H100, all ~2x one row per pixel.
+# 8 frames x 8 sequences per Temp-Attn row: as fast as 32 or 128 and ~2x one row per pixel (benchmarks/RESULTS.md).
 TRAINING_PACK_LENGTH = 64
 
 
@@ -79,7 +79,7 @@ class FastPaths:
         would reach only the fused copies); nothing elsewhere.
 
         Packing and the channel-statistics GroupNorm pay in the training step's forward + backward at 8
-        frames and not in 16-frame sampling (``benchmarks/bench_temporal_units.py``, H100), hence two sets.
+        frames and not in 16-frame sampling (``benchmarks/bench_temporal_units.py``), hence two sets.
         """
         if not enabled or torch.device(device).type != "cuda":
             return cls.off()
