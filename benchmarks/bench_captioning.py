@@ -11,19 +11,19 @@ the plain loop that LAVIS's examples show (preprocess one image, ``generate`` fo
 Random weights built from the published configurations; a word-level tokenizer stands in for the
 real ones (the work per token is the same). Images: 256x340 RGB frames. Needs a GPU.
 
-    python benchmarks/bench_captioning.py [--json OUT.json] [--quick]
+    python -m benchmarks.bench_captioning [--json OUT.json] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from benchmarks.common import environment, per_second
 from curation.models.blip2 import Blip2Captioner
 from curation.models.clip import ClipScorer, clip_features
 from curation.models.minigpt4 import MiniGPT4
@@ -35,12 +35,7 @@ DEV = torch.device("cuda")
 
 def timed(fn: Callable[[], object], n: int) -> float:
     """Items per second of ``fn`` (which handles ``n`` items), after one warm-up call."""
-    fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    return n / (time.perf_counter() - t)
+    return per_second(fn, n, warmup=1, cuda=True)
 
 
 def frames(n: int) -> list[np.ndarray]:
@@ -184,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         raise SystemExit("needs a GPU")
     k = 4 if a.quick else 1
-    out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    out = environment()
     only = a.only or ["blip2", "clip", "minigpt4"]
     if "blip2" in only:
         out["blip2_opt_2.7b"] = bench_blip2(256 // k, 16 // k, 64)

@@ -1,31 +1,28 @@
 """Issue 21, part 1: wall time from process start to the help text, for `vidrd` and its subcommands, beside
 `git --help` and `pip --help` (what users compare a CLI with), each the median of several runs, one process each.
 
-    python benchmarks/bench_cli_startup.py [--runs 7] [--json OUT.json]
+    python -m benchmarks.bench_cli_startup [--runs 7] [--json OUT.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchmarks.common import median_of, write_results
 
 VIDRD = [["--help"], ["shards", "--help"], ["manifest", "--help"], ["curate", "--help"], ["generate", "--help"],
          ["eval", "ucf101", "--help"], ["convert", "vidrd-release", "--help"]]  # fmt: skip
 
 
 def wall(cmd: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds from process start to exit."""
+    return median_of(
+        lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True), runs
+    )
 
 
 def main() -> None:
@@ -41,8 +38,7 @@ def main() -> None:
                          "seconds": round(wall(peer, args.runs), 3)})  # fmt: skip
     for r in rows:
         print(f"{r['seconds']:7.3f} s  {r['command']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"runs": args.runs, "date": time.strftime("%Y-%m-%d"), "rows": rows}))
+    write_results(args.json, rows, runs=args.runs)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ One process, one core (the stages run one Ray task per core, so per-core figures
   transcode (decode + swscale + libx264, what ``ffmpeg -vf scale`` does), since decoding the input is
   work the encode-only limit leaves out.
 
-    python benchmarks/bench_curation.py [--n 12]
+    python -m benchmarks.bench_curation [--n 12]
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ import argparse
 import io
 import json
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from benchmarks.common import once, write_results
 from curation.stages.captioned import CaptionedConfig, CaptionedStage
 from curation.stages.pseudo_videos import PseudoVideoConfig, PseudoVideoStage
 from media.video import decode_frames, encode_mp4
@@ -80,15 +77,11 @@ def main() -> None:
         Image.fromarray(textured(i, 640, 480)).save(p, quality=90)
         images.append({"id": f"i{i}", "uri": str(p), "source": "laion", "captions": ["a photo"]})
     stage = PseudoVideoStage(PseudoVideoConfig())
-    t = time.perf_counter()
-    outs = [stage.process(r)[0] for r in images]
-    stage_s = time.perf_counter() - t
+    outs = []
+    stage_s = once(lambda: outs.extend(stage.process(r)[0] for r in images))
     frames = [decode_frames(o.mp4)[0] for o in outs]
     cfg = stage.cfg
-    t = time.perf_counter()
-    for f in frames:
-        encode_mp4(f, cfg.fps, cfg.crf, cfg.preset, cfg.threads)
-    enc_s = time.perf_counter() - t
+    enc_s = once(lambda: [encode_mp4(f, cfg.fps, cfg.crf, cfg.preset, cfg.threads) for f in frames])
     rows.append(dict(stage="pseudo-videos", inputs=args.n, frames=int(sum(len(f) for f in frames)),
                      stage_per_s=round(args.n / stage_s, 2), encode_only_per_s=round(args.n / enc_s, 2),
                      ratio=round(stage_s / enc_s, 2)))  # fmt: skip
@@ -102,32 +95,20 @@ def main() -> None:
         p.write_bytes(encode_mp4(clip, 30.0, crf=23, preset="medium"))
         videos.append({"id": f"v{i}", "uri": str(p), "source": "webvid", "captions": ["a clip"], "duration": 4.0})
     stage2 = CaptionedStage(CaptionedConfig())
-    t = time.perf_counter()
-    outs = [stage2.process(r)[0] for r in videos]
-    stage_s = time.perf_counter() - t
+    outs = []
+    stage_s = once(lambda: outs.extend(stage2.process(r)[0] for r in videos))
     frames = [decode_frames(o.mp4)[0] for o in outs]
     c2 = stage2.cfg
-    t = time.perf_counter()
-    for f in frames:
-        encode_mp4(f, 30.0, c2.crf, c2.preset, c2.threads)
-    enc_s = time.perf_counter() - t
-    t = time.perf_counter()
-    for r in videos:
-        transcode(r["uri"], frames[0].shape[2], frames[0].shape[1], c2)
-    tr_s = time.perf_counter() - t
+    enc_s = once(lambda: [encode_mp4(f, 30.0, c2.crf, c2.preset, c2.threads) for f in frames])
+    tr_s = once(lambda: [transcode(r["uri"], frames[0].shape[2], frames[0].shape[1], c2) for r in videos])
     rows.append(dict(stage="captioned", inputs=args.n, frames=int(sum(len(f) for f in frames)),
                      stage_per_s=round(args.n / stage_s, 2), encode_only_per_s=round(args.n / enc_s, 2),
                      ratio=round(stage_s / enc_s, 2), transcode_only_per_s=round(args.n / tr_s, 2),
                      ratio_to_transcode=round(stage_s / tr_s, 2)))  # fmt: skip
-    import platform
-
-    env = dict(cpu=platform.processor() or platform.machine(), cores_used=1, date=time.strftime("%Y-%m-%d"),
-               note="decoder, libx264 and OpenCV at 1 thread in the stages and in the limit")  # fmt: skip
     for r in rows:
         print(json.dumps(r))
-    print(json.dumps(env))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    write_results(args.json, rows, cores_used=1,
+                  note="decoder, libx264 and OpenCV at 1 thread in the stages and in the limit")  # fmt: skip
 
 
 if __name__ == "__main__":

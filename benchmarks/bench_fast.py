@@ -14,26 +14,20 @@
   step (the fast step does the same arithmetic); the peer (temporal layers trainable) eager beside it.
 The bf16 8192^3 matmul rate, measured first, is the limit every TFLOP/s figure is divided by.
 
-    python benchmarks/bench_fast.py --part sampling --json $OUT/fast_sampling.json
-    python benchmarks/bench_fast.py --part training --json $OUT/fast_training.json
+    python -m benchmarks.bench_fast --part sampling --json $OUT/fast_sampling.json
+    python -m benchmarks.bench_fast --part training --json $OUT/fast_training.json
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_unet import MODELSCOPE, flops_of, matmul_peak, timed
+from benchmarks.common import Timer, best_of, cuda_mean, emit, flops_of, matmul_peak, once, peer_unet3d, write_results
 from inference.graphed import CUDAGraphed
 from inference.sampler import DDIMSampler, GuidedStep, guidance_pass, make_scheduler
 from training.model.fast_paths import FastPaths, apply_fast_paths
@@ -41,20 +35,6 @@ from training.model.sampling_defaults import sd_scheduler_config
 from training.model.unet import VidRDUNet
 
 STEPS, GUIDANCE = 50, 10.0
-
-
-def clock(fn: Callable[[], object]) -> float:
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
-def seconds(fn: Callable[[], object], n: int = 3) -> float:
-    """Best of ``n`` wall-clock runs after one warm-up (host jitter only adds time)."""
-    fn()
-    return min(clock(fn) for _ in range(n))
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -78,11 +58,8 @@ def fresh_vidrd(dtype=torch.bfloat16) -> VidRDUNet:
 
 
 def peer_unet(dtype=torch.bfloat16) -> torch.nn.Module:
-    from diffusers import UNet3DConditionModel
-
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        return UNet3DConditionModel(**MODELSCOPE).to(dtype).eval().requires_grad_(False)
+    return peer_unet3d(dtype)[0].eval().requires_grad_(False)
 
 
 def sampling_inputs(dtype=torch.bfloat16):
@@ -119,15 +96,14 @@ def sampling_row(
     call, t = cfg_call(denoiser, graphed), torch.tensor(500, device="cuda")
     row: dict = dict(model=name)
     with torch.no_grad():
-        t0 = time.perf_counter()
-        one = call(z, t, cond, uncond)  # first call: compiles / captures
-        torch.cuda.synchronize()
-        row["first_call_s"] = round(time.perf_counter() - t0 + setup_s, 1)
+        with Timer(cuda=True) as first:
+            one = call(z, t, cond, uncond)  # first call: compiles / captures
+        row["first_call_s"] = round(first.seconds + setup_s, 1)
         if timing:
-            row["call_ms"] = round(timed(lambda: call(z, t, cond, uncond)) * 1e3, 2)
-            row["steps50_s"] = round(seconds(lambda: sampler.sample(z, cond, uncond), n=2), 3)
+            row["call_ms"] = round(cuda_mean(lambda: call(z, t, cond, uncond)) * 1e3, 2)
+            row["steps50_s"] = round(best_of(lambda: sampler.sample(z, cond, uncond), runs=2, cuda=True), 3)
         out = sampler.sample(z, cond, uncond)
-    print(json.dumps(row), flush=True)
+    emit(row)
     return row, (out, one)
 
 
@@ -232,21 +208,19 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
         name, fast = v.name, v.fast
         torch._dynamo.reset()
         m = fresh_vidrd()
-        t0 = time.perf_counter()
-        apply_fast_paths(m, fast)
-        den = v.denoiser(m)
-        step = CUDAGraphed(GuidedStep(den)) if fast.cuda_graphs else None
+        with Timer() as setup:
+            apply_fast_paths(m, fast)
+            den = v.denoiser(m)
+            step = CUDAGraphed(GuidedStep(den)) if fast.cuda_graphs else None
         with v.levers():
-            r, (out, one) = sampling_row(
-                name, den, vpred, setup_s=time.perf_counter() - t0, step=step, graphed=fast.cuda_graphs
-            )
+            r, (out, one) = sampling_row(name, den, vpred, setup_s=setup.seconds, step=step, graphed=fast.cuda_graphs)
         r.update(
             err_vs_plain_video=round(rel_err(out_plain, out), 4),
             err_vs_plain_call=round(rel_err(one_plain, one), 4),
             err_vs_fp32_video=round(rel_err(out32, out), 4),
             err_vs_fp32_call=round(rel_err(one32, one), 4),
         )
-        print(json.dumps(r), flush=True)
+        emit(r)
         rows.append(r)
         if profile:
             profile_call(cfg_call(den, fast.cuda_graphs))
@@ -263,32 +237,32 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
 
 
 def end_to_end() -> list[dict]:
-    from benchmarks.bench_sampling import PROMPT, vidrd_components
+    from benchmarks.common import PROMPT, vidrd_components
     from inference.long_video import LongVideoConfig, clips_needed
     from inference.pipeline import GenerationSettings, VidRDPipeline
     from inference.prompts import VideoRequest
 
     rows = []
-    pipe = VidRDPipeline(vidrd_components(), "cuda", torch.bfloat16)  # fast paths on by default
+    pipe = VidRDPipeline(vidrd_components(LAYOUT["name"]), "cuda", torch.bfloat16)  # fast paths on by default
 
     def run(frames: int) -> None:
         st = GenerationSettings(frames=frames, steps=STEPS, guidance=GUIDANCE, long=LongVideoConfig(16, 8, 1.0, 1.0))
         for _ in pipe.generate([VideoRequest([PROMPT])], st, progress=False):
             pass
 
-    first = clock(lambda: run(16))
+    first = once(lambda: run(16), cuda=True)
     pipe._emb.clear()
     torch.cuda.reset_peak_memory_stats()
-    s16 = seconds(lambda: run(16), n=2)
+    s16 = best_of(lambda: run(16), runs=2, cuda=True)
     peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     rows.append(dict(model="VidRD fast, pipeline", what="16 frames: text + sampling + VAE decode",
                      seconds=round(s16, 3), first_run_s=round(first, 1), peak_GiB=peak_gib))  # fmt: skip
-    s64 = seconds(lambda: run(64), n=1)
+    s64 = best_of(lambda: run(64), runs=1, cuda=True)
     k = clips_needed(64, 16)
     rows.append(dict(model="VidRD fast, pipeline", what=f"64 frames FNR/PNS/DSG, {k} clips of 16 (M=8)",
                      seconds=round(s64, 3), per_clip=round(s64 / k, 3)))  # fmt: skip
     for r in rows:
-        print(json.dumps(r), flush=True)
+        emit(r)
     return rows
 
 
@@ -309,12 +283,9 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float,
     try:
         if flops is None:
             flops = flops_of(step)
-        t0 = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        row["first_step_s"] = round(time.perf_counter() - t0, 1)
+        row["first_step_s"] = round(once(step, cuda=True), 1)
         torch.cuda.reset_peak_memory_stats()
-        sec = timed(step, warmup=2, iters=5, repeats=2)
+        sec = cuda_mean(step, warmup=2, iters=5, repeats=2)
         row.update(ms=round(sec * 1e3, 1), samples_per_s=round(batch / sec, 1), tflop=round(flops / 1e12, 2),
                    tflops=round(flops / sec / 1e12, 1), of_matmul_peak=round(flops / sec / 1e12 / peak, 3),
                    peak_GiB=round(torch.cuda.max_memory_allocated() / 2**30, 1))  # fmt: skip
@@ -329,7 +300,7 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float,
     except torch.cuda.OutOfMemoryError:
         row["error"] = "OOM"
     row["_flops"] = flops
-    print(json.dumps({k: v for k, v in row.items() if k != "_flops"}), flush=True)
+    emit({k: v for k, v in row.items() if k != "_flops"})
     opt = None
     return row
 
@@ -351,7 +322,7 @@ def part_training(peak: float, batches: list[int], variants: list[str], profile:
     and packed Temp-Attn rows would count masked-out scores), the first variant at every batch size, the
     others (ablations) at the first.
 
-    FLOPs are linear in the batch (every op is per sample: ``bench_unet.py`` counted exactly twice the
+    FLOPs are linear in the batch (every op is per sample: the earlier ``bench_unet.py`` counted exactly twice the
     FLOPs at batch 16 as at 8), so larger batches, where the eager model would not fit, reuse the count scaled.
     """
     rows = []
@@ -401,7 +372,7 @@ def print_profile(prof, rows: int = 30) -> None:
         name = e.key.lower()
         kind = next((k for k, keys in KERNEL_KINDS if any(w in name for w in keys)), "other")
         kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / 1e3
-    print(json.dumps({"gpu_ms_by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}}))
+    emit({"gpu_ms_by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}})
 
 
 def main() -> None:
@@ -440,22 +411,16 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.benchmark = True  # both paths, peer included: fixed shapes
     peak = matmul_peak()
-    print(json.dumps({"matmul_tflops": round(peak, 1)}), flush=True)
+    emit({"matmul_tflops": round(peak, 1)})
     if args.part == "sampling":
         rows = part_sampling(peak, args.variants.split(","), args.peer, not args.no_e2e, args.profile)
     else:
         batches = [int(b) for b in args.batches.split(",")]
         rows = part_training(peak, batches, args.train_variants.split(","), args.profile, args.peer != "none")
-    import diffusers
-
-    env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, diffusers=diffusers.__version__,
-               matmul_tflops=round(peak, 1), layout=args.layout, steps=STEPS, guidance=GUIDANCE, dtype="bf16",
-               size="256x256", date=time.strftime("%Y-%m-%d"))  # fmt: skip
-    print(json.dumps(env))
     for r in rows:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    write_results(args.json, rows, matmul_tflops=round(peak, 1), layout=args.layout, steps=STEPS, guidance=GUIDANCE,
+                  dtype="bf16", size="256x256")  # fmt: skip
 
 
 if __name__ == "__main__":

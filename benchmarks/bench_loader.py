@@ -11,7 +11,7 @@ shorter-side resize then a random 256x256 crop, values in [-1, 1].
   nothing else (bytes already in memory);
 * ``full decode``: decoding every frame of each file, what a loader without seeking pays.
 
-    python benchmarks/bench_loader.py [--n 24] [--samples 96] [--gpu-rate 40.8]
+    python -m benchmarks.bench_loader [--n 24] [--samples 96] [--gpu-rate 40.8]
 
 ``--gpu-rate``: training samples/s of one GPU (benchmarks/RESULTS.md, VidRD fwd+bwd 16x8 on H100),
 to print how many loader cores keep one GPU fed.
@@ -22,16 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from benchmarks.common import environment, per_second
 from media.video import decode_clip, decode_frames, encode_mp4
 from shards.writer import Sample, ShardWriter, finalize
 from training.data import ClipConfig, ShardSet, StreamPlan, VideoTextStream, clip_indices
@@ -57,12 +54,6 @@ def make_shards(out: str, n: int) -> list[bytes]:
     return videos
 
 
-def rate(fn, count: int) -> float:
-    t = time.perf_counter()
-    fn()
-    return count / (time.perf_counter() - t)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=24, help="videos in the shards")
@@ -80,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         stream = VideoTextStream(plan)
         for _ in zip(range(8), stream, strict=False):  # warm-up: imports, codec init
             pass
-        loader = rate(lambda: sum(1 for _ in stream), a.samples)
+        loader = per_second(lambda: sum(1 for _ in stream), a.samples, warmup=0)
 
         rng = np.random.default_rng(1)
         picks = [(videos[int(rng.integers(len(videos)))], clip_indices(FRAMES, clip, rng)) for _ in range(a.samples)]
-        limit = rate(lambda: [decode_clip(v, idx, FPS) for v, idx in picks], a.samples)
+        limit = per_second(lambda: [decode_clip(v, idx, FPS) for v, idx in picks], a.samples, warmup=0)
         k = max(4, a.samples // 8)
-        full = rate(lambda: [decode_frames(v) for v, _ in picks[:k]], k)
+        full = per_second(lambda: [decode_frames(v) for v, _ in picks[:k]], k, warmup=0)
     res = {
         "loader_samples_per_s": loader,
         "decode_limit_samples_per_s": limit,
@@ -95,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores_per_gpu": a.gpu_rate / loader,
         "gpu_rate": a.gpu_rate,
         "video": f"{W}x{H} {FPS:g} fps {FRAMES} frames H.264",
-        "torch": torch.__version__,
+        **environment(cores_used=1),
     }
     print(f"| loader (shards -> 8x256x256 clip) | {loader:.1f} samples/s per core |")
     print(f"| decode limit (same 8 frames, seeking) | {limit:.1f} samples/s ({limit / loader:.2f}x the loader) |")

@@ -20,20 +20,15 @@ the layout copies in it, the figure to compare for kernels.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_unet import timed
+from benchmarks.common import cuda_mean, emit, write_results
 from training.model.attention_kernels import block_diagonal_mask, sequences_per_row
 from training.model.group_norm import use_channel_stats_group_norm
 from training.model.temporal import TempConv
@@ -49,7 +44,7 @@ HEAD_DIM = 64
 
 def cuda_ms(fn: Callable[[], object]) -> float:
     """Milliseconds per call: one mean over 10 calls after 2 warm-up calls."""
-    return timed(fn, warmup=2, iters=10, repeats=1) * 1e3
+    return cuda_mean(fn, warmup=2, iters=10, repeats=1) * 1e3
 
 
 def attention_variants(f: int) -> dict[str, Callable]:
@@ -150,7 +145,7 @@ def bench_attention(case: str) -> list[dict]:
             note = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
         row = dict(unit="Temp-Attn attention", case=case, variant=name)
         row.update(dict(error=note) if note else dict(ms=round(total, 2), rel_err_vs_fp32=round(err, 4)))
-        print(json.dumps(row), flush=True)
+        emit(row)
         out.append(row)
     return out
 
@@ -245,7 +240,7 @@ def bench_units(case: str, unit: str, variants: dict[str, Callable], profile: bo
                     print(f"--- {unit}: {name}, {case}, level 0")
                     print_kernels(step)
         row = dict(unit=unit, case=case, variant=name, ms=round(total, 2), rel_err_vs_fp32=round(err, 4))
-        print(json.dumps(row), flush=True)
+        emit(row)
         out.append(row)
     return out
 
@@ -294,10 +289,7 @@ def main() -> None:
             rows += bench_units(case, "Temp-Conv", TEMP_CONV_VARIANTS, args.profile)
         if "resnet" in args.units:
             rows += bench_units(case, "ResNet", RESNET_VARIANTS, args.profile)
-    env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__)
-    print(json.dumps(env))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    write_results(args.json, rows)
 
 
 if __name__ == "__main__":

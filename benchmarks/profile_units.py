@@ -7,25 +7,20 @@ units (samplers, ``conv_in``/``conv_out``, time embedding).
 ``--temp-conv`` also times Temp-Conv's convolution as cuDNN's 3D kernel against the same arithmetic as a 2D
 convolution over (frames, pixels), at every level's shape.
 
-    python benchmarks/profile_units.py [--temp-conv] [--fast-paths unfused]
+    python -m benchmarks.profile_units [--temp-conv] [--fast-paths unfused]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks.bench_fast import VARIANTS, fresh_vidrd, sampling_inputs
-from benchmarks.bench_unet import timed
+from benchmarks.common import cuda_mean, emit
 from inference.sampler import guidance_pass
 from training.model.fast_paths import apply_fast_paths
 
@@ -52,7 +47,7 @@ def unit_table(fast_key: str, top: int) -> None:
     with torch.no_grad():
         with v.levers():  # the units compile on their first call
             guidance_pass(den, z, t, cond, uncond)
-        ms = timed(lambda: guidance_pass(den, z, t, cond, uncond)) * 1e3
+        ms = cuda_mean(lambda: guidance_pass(den, z, t, cond, uncond)) * 1e3
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             guidance_pass(den, z, t, cond, uncond)
             torch.cuda.synchronize()
@@ -101,9 +96,9 @@ def temp_conv_table() -> None:
         row = dict(channels=c, size=hw, max_abs_diff=diff)
         conv3d = lambda x=x, w=w, b=b: F.conv3d(x, w, b, padding=(1, 0, 0))  # noqa: E731
         conv2d = lambda x=x2, w=w2, b=b: F.conv2d(x, w, b, padding=(1, 0))  # noqa: E731
-        row["conv3d_us"] = round(timed(conv3d, iters=50) * 1e6, 1)
-        row["conv2d_us"] = round(timed(conv2d, iters=50) * 1e6, 1)
-        print(json.dumps(row), flush=True)
+        row["conv3d_us"] = round(cuda_mean(conv3d, iters=50) * 1e6, 1)
+        row["conv2d_us"] = round(cuda_mean(conv2d, iters=50) * 1e6, 1)
+        emit(row)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from curation.stage import StageBase
 from shards.writer import Sample
 
 
@@ -39,12 +40,10 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return dtypes[name]
 
 
-class ModelStage(ABC):
-    """Base of the stages whose middle step is a model; subclasses set ``name``, ``version`` and the four
+class ModelStage(StageBase, ABC):
+    """Base of the stages whose middle step is a model; subclasses set ``name``, ``config_class`` and the four
     abstract methods below."""
 
-    name: str
-    version: str
     _models: Any = None
 
     @abstractmethod

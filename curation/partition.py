@@ -89,9 +89,22 @@ class StageSpec:
         return json.loads(self.config_json)
 
 
+@dataclass(frozen=True)
+class ShardLimits:
+    """When a partition's writer starts a new shard (``RunnerConfig.max_shard_bytes`` / ``max_shard_samples``)."""
+
+    max_bytes: int = 512 * 1024**2
+    max_samples: int = 1000
+
+    @classmethod
+    def of(cls, runner: RunnerConfig) -> ShardLimits:
+        return cls(runner.max_shard_bytes, runner.max_shard_samples)
+
+
 @dataclass
 class Partition:
-    """One partition's work: its rows, where its shards go and how they are cut."""
+    """One partition's work: its rows, the stage (with the run seed, stored only there), where its shards go and
+    how they are cut. Built once on the driver; Ray ships it to the task as it is."""
 
     index: int
     part: str
@@ -99,7 +112,7 @@ class Partition:
     out: str
     rows: list[dict[str, Any]]
     stage: StageSpec
-    runner: RunnerConfig = field(default_factory=lambda: RunnerConfig())
+    limits: ShardLimits = field(default_factory=ShardLimits)
     faults: Faults = field(default_factory=Faults)
 
 
@@ -137,7 +150,7 @@ def clean_partition(out: str, source: str, index: int) -> None:
 def shard_writer(p: Partition) -> ShardWriter:
     """The writer of ``p``'s shards and part files (its own range of shard numbers)."""
     return ShardWriter(p.out, p.source, part=p.part, first_number=p.index * SHARDS_PER_PARTITION,
-                       max_bytes=p.runner.max_shard_bytes, max_samples=p.runner.max_shard_samples)  # fmt: skip
+                       max_bytes=p.limits.max_bytes, max_samples=p.limits.max_samples)  # fmt: skip
 
 
 def process_row(stage, row: dict[str, Any], faults: Faults) -> list:

@@ -31,6 +31,7 @@ from curation.partition import (
     Faults,
     Partition,
     RunnerConfig,
+    ShardLimits,
     StageSpec,
     build_stage,
     clean_partition,
@@ -114,12 +115,12 @@ def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | None]
         return [], Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
 
-def isolate_partition(p: Partition, max_retries: int, num_gpus: float = 0.0) -> None:
+def isolate_partition(p: Partition, max_retries: int, num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
     """Redo a partition whose task kept killing its worker: each row in its own task, so the input
     that crashes the process is found and recorded as ``worker_crashed``; the driver writes the rest."""
     import ray
 
-    opts = {"num_cpus": p.runner.num_cpus_per_task, "num_gpus": num_gpus, "max_retries": max_retries}
+    opts = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": max_retries}
     remote = ray.remote(**opts)(_row_task)
     refs = [remote.remote(p, row) for row in p.rows]
     clean_partition(p.out, p.source, p.index)
@@ -227,7 +228,7 @@ def run_stage(
     done -= set(damaged)
     spec = StageSpec.of(stage, stage_config, runner.seed)
     parts = [
-        Partition(i, name, source, out, rows[i * n : (i + 1) * n], spec, runner, faults or Faults())
+        Partition(i, name, source, out, rows[i * n : (i + 1) * n], spec, ShardLimits.of(runner), faults or Faults())
         for i, name in enumerate(names) if name not in done
     ]  # fmt: skip
     events: dict[str, int] = {}
@@ -261,7 +262,7 @@ def run_stage(
             failed = [p for p in parts if p.part not in finished]
             print(f"{len(failed)} partition(s) failed ({type(e).__name__}); redoing them one row per task")
             for p in failed:
-                isolate_partition(p, max_retries=0, num_gpus=gpus)
+                isolate_partition(p, max_retries=0, num_cpus=runner.num_cpus_per_task, num_gpus=gpus)
     finalize(out)
     ours = [p for p in names if p in complete_parts(out)]
     missing = sorted(set(names) - set(ours))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import fsspec
 
@@ -28,15 +28,31 @@ class Rejected(Exception):
         return type(self), (self.reason, self.message)
 
 
-class Stage(Protocol):
-    """A curation stage: ``name``, ``version`` (recorded in every sample) and ``process``."""
+class StageBase:
+    """A curation stage: ``name`` and ``version`` (recorded in every sample), ``process`` (one row -> samples or
+    :class:`Rejected`), and what every stage shares: its config (an instance of ``config_class``, a
+    :class:`~curation.video_settings.VideoOutputConfig`), the run seed, the codec and OpenCV threads, and the one
+    rule for a sample's random draws (:meth:`rng_seed`)."""
 
-    name: str
-    version: str
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any = None, seed: int = 0):
+        self.cfg = config if config is not None else self.config_class()
+        self.seed = seed
+        set_cv2_threads(self.cfg.threads)
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         """Samples made from one manifest row; raise :class:`Rejected` when there are none."""
-        ...
+        raise NotImplementedError
+
+    def rng_seed(self, input_id: str) -> int:
+        """The seed of everything random about one input's samples (prompt templates, camera paths, question
+        order): :func:`sample_seed` of the run seed, the stage's name and the input id. The same for every stage,
+        so a sample is reproducible from its ``.json`` (``seed`` and ``source_id``) and two stages that read the
+        same id draw independently."""
+        return sample_seed(self.seed, self.name, input_id)
 
 
 def read_input(uri: str) -> bytes:

@@ -5,11 +5,13 @@ reject of every input (which would blame the data)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from media.video import encode_mp4
+from shards.clips import MIN_CLIP_FRAMES
 
 
 @lru_cache(maxsize=32)
@@ -51,3 +53,24 @@ def check_box(name: str, box: tuple[float, float, float, float]) -> None:
         raise ValueError(f"{name} must be 4 numbers (x0, y0, x1, y1) relative to the frame, got {box!r}") from e
     if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
         raise ValueError(f"{name} must lie inside the frame with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {box!r}")
+
+
+@dataclass
+class VideoOutputConfig:
+    """The video-output settings every stage shares (a stage's config extends it; YAML keeps them flat):
+
+    ``short_side`` (even, >= 16) after centre-cropping to at most ``max_aspect`` (long side / short side);
+    ``min_frames``: fewer frames is a ``too_short`` reject (default: what the trainer cuts, ``shards.clips``);
+    ``crf`` and ``preset`` of the H.264 encoder; ``threads``: codec and OpenCV threads per task (Ray runs one
+    task per CPU)."""
+
+    short_side: int = 256
+    max_aspect: float = 2.0
+    min_frames: int = MIN_CLIP_FRAMES
+    crf: int = 20
+    preset: str = "veryfast"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
+                             getattr(self, "max_frames", None))  # fmt: skip

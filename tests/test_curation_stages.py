@@ -148,11 +148,28 @@ def test_yuv_fast_path_matches_the_rgb_path(videos):
         (lambda: WatermarkConfig(mode="crop", keep=(0.5, 0.5, 0.2, 0.9)), "watermark.keep must lie inside"),
         (lambda: PseudoVideoConfig(preset="warp9"), "not accepted by the H.264 encoder"),
         (lambda: PseudoVideoConfig(fps=0), r"fps must be in \(0, 240\]"),
+        (lambda: PseudoVideoConfig(fps=8), "min_seconds x fps = 16 frames < min_frames"),
     ],
 )
 def test_settings_that_cannot_work_are_errors_before_any_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_every_stage_shares_one_config_base_and_one_seed_rule():
+    from curation.stage import StageBase, sample_seed
+    from curation.stages import STAGES
+    from curation.video_settings import VideoOutputConfig
+    from shards.clips import MIN_CLIP_FRAMES
+
+    seeds = set()
+    for name, (cls, cfg_cls) in STAGES.items():
+        assert issubclass(cfg_cls, VideoOutputConfig) and issubclass(cls, StageBase)
+        assert cfg_cls().min_frames == MIN_CLIP_FRAMES  # the trainer's clip span, written once
+        stage = cls(seed=7)
+        assert stage.name == name and stage.rng_seed("x") == sample_seed(7, name, "x")
+        seeds.add(stage.rng_seed("x"))
+    assert len(seeds) == len(STAGES)  # the same input id draws independently in each stage
 
 
 def test_short_and_long_video_settings_are_checked_too():

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from curation.stage import Rejected, captions_of, read_video_input, set_cv2_threads, trim_of
-from curation.video_settings import check_box, check_video_settings
+from curation.stage import Rejected, StageBase, captions_of, read_video_input, trim_of
+from curation.video_settings import VideoOutputConfig, check_box
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
-from shards.clips import MIN_CLIP_FRAMES
 from shards.writer import Sample
 
 WEBVID_LOGO_BOX = (0.25, 0.3, 0.75, 0.7)
@@ -55,24 +54,17 @@ class WatermarkConfig:
 
 
 @dataclass
-class CaptionedConfig:
-    """Settings of the ``captioned`` stage."""
+class CaptionedConfig(VideoOutputConfig):
+    """Settings of the ``captioned`` stage (and the shared video-output ones)."""
 
-    short_side: int = 256
-    max_aspect: float = 2.0
-    min_frames: int = MIN_CLIP_FRAMES  # what the trainer cuts by default (shards.clips)
     max_frames: int = 1200
     webvid_max_seconds: float = 20.0
-    crf: int = 20
-    preset: str = "veryfast"
-    threads: int = 1  # codec and OpenCV threads per task; Ray runs one task per CPU
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.watermark, dict):
             self.watermark = WatermarkConfig(**self.watermark)
-        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
-                             self.max_frames)  # fmt: skip
+        super().__post_init__()
         if not self.webvid_max_seconds > 0:
             raise ValueError(f"webvid_max_seconds must be > 0, got {self.webvid_max_seconds!r}")
 
@@ -98,16 +90,12 @@ def remove_watermark(frames: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
     return out
 
 
-class CaptionedStage:
+class CaptionedStage(StageBase):
     """Filter, trim, resize and re-encode captioned videos."""
 
     name = "captioned"
-    version = "1"
-
-    def __init__(self, config: CaptionedConfig | None = None, seed: int = 0):
-        self.cfg = config or CaptionedConfig()
-        self.seed = seed
-        set_cv2_threads(self.cfg.threads)
+    config_class = CaptionedConfig
+    cfg: CaptionedConfig
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]

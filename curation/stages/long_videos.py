@@ -33,17 +33,16 @@ import numpy as np
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.segments import segments
-from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads
-from curation.video_settings import check_video_settings
+from curation.stage import Rejected, label_of, read_video_input
+from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
-from shards.clips import MIN_CLIP_FRAMES
 from shards.writer import Sample
 
 
 @dataclass
-class LongVideosConfig:
+class LongVideosConfig(VideoOutputConfig):
     """Settings of the ``long-videos`` stage.
 
     Models (``tiny`` everywhere: random tiny models for tests and the demo, whose decisions are noise):
@@ -71,15 +70,9 @@ class LongVideosConfig:
     clip_batch_size: int = 256
     llm_batch_size: int = 16
     max_new_tokens: int = 40
-    short_side: int = 256
-    max_aspect: float = 2.0
-    min_frames: int = MIN_CLIP_FRAMES  # what the trainer cuts by default (shards.clips)
-    crf: int = 20
-    preset: str = "veryfast"
-    threads: int = 1
 
     def __post_init__(self) -> None:
-        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames)
+        super().__post_init__()
         if self.sample_every <= 0:
             raise ValueError(f"sample_every must be > 0 seconds, got {self.sample_every}")
         if self.min_segment_seconds <= 0 or self.max_segment_seconds < 2 * self.min_segment_seconds:
@@ -147,12 +140,8 @@ class LongVideosStage(ModelStage):
     """Segment long labelled videos by CLIP + MiniGPT-4 relevance and caption each segment."""
 
     name = "long-videos"
-    version = "1"
-
-    def __init__(self, config: LongVideosConfig | None = None, seed: int = 0):
-        self.cfg = config or LongVideosConfig()
-        self.seed = seed
-        set_cv2_threads(self.cfg.threads)
+    config_class = LongVideosConfig
+    cfg: LongVideosConfig
 
     def prepare(self, row: dict[str, Any]) -> LongVideo:
         cfg, rid = self.cfg, row["id"]
@@ -169,7 +158,7 @@ class LongVideosStage(ModelStage):
                 RejectReason.TOO_SHORT, f"{info.duration:.2f} s < min_segment_seconds {cfg.min_segment_seconds}"
             )
         source = {"fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height}
-        return LongVideo(frames, times, info.duration, label, sample_seed(self.seed, self.name, rid), source)
+        return LongVideo(frames, times, info.duration, label, self.rng_seed(rid), source)
 
     def load_models(self):
         c = self.cfg

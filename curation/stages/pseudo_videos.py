@@ -1,9 +1,9 @@
 """Stage ``pseudo-videos``: LAION image-text pairs become short videos by random zooming and panning
 (paper 4.2, figure 3; the paper's pseudo-videos average 2 s).
 
-For each image a camera path is drawn from a generator seeded by (run seed, image id): a start and
-an end window of the output's aspect ratio, each given by a scale (fraction of the largest window
-that fits the image) and a centre. A zoom-in, zoom-out or pan is chosen at random; the window moves
+For each image a camera path is drawn from a generator seeded by ``StageBase.rng_seed`` (run seed, stage name,
+image id): a start and an end window of the output's aspect ratio, each given by a scale (fraction of the
+largest window that fits the image) and a centre. A zoom-in, zoom-out or pan is chosen at random; the window moves
 along the path with smoothstep easing. Each frame is the window resized to the output size (short
 side ``short_side``). Every parameter goes into ``.json`` so a video can be re-rendered exactly.
 
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from curation.stage import Rejected, captions_of, looks_like_html, read_input, sample_seed, set_cv2_threads
-from curation.video_settings import check_video_settings
+from curation.stage import Rejected, StageBase, captions_of, looks_like_html, read_input
+from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.image import ImageDecodeError, decode_rgb
@@ -31,28 +31,27 @@ MOTIONS = ("zoom_in", "zoom_out", "pan")
 
 
 @dataclass
-class PseudoVideoConfig:
-    """Settings of the ``pseudo-videos`` stage."""
+class PseudoVideoConfig(VideoOutputConfig):
+    """Settings of the ``pseudo-videos`` stage (and the shared video-output ones; ``min_frames`` bounds
+    ``min_seconds`` x ``fps``, checked here, since a rendered video's length is chosen, not found)."""
 
-    short_side: int = 256
-    max_aspect: float = 2.0
     min_side: int = 256
     fps: float = 15.0
     min_seconds: float = 2.0  # 30 frames at 15 fps: enough for the trainer's 8 keyframes every 4
     max_seconds: float = 2.6
     min_scale: float = 0.6  # smallest window, as a fraction of the largest that fits
-    crf: int = 20
-    preset: str = "veryfast"
-    threads: int = 1  # codec and OpenCV threads per task; Ray runs one task per CPU
 
     def __post_init__(self) -> None:
-        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads)
+        super().__post_init__()
         if not (isinstance(self.fps, (int, float)) and 0 < self.fps <= 240):
             raise ValueError(f"fps must be in (0, 240], got {self.fps!r}")
         if not 0 < self.min_scale <= 1:
             raise ValueError(f"min_scale must be in (0, 1], got {self.min_scale}")
         if self.min_seconds <= 0 or self.max_seconds < self.min_seconds:
             raise ValueError("need 0 < min_seconds <= max_seconds")
+        if round(self.min_seconds * self.fps) < self.min_frames:
+            raise ValueError(f"min_seconds x fps = {round(self.min_seconds * self.fps)} frames < min_frames "
+                             f"({self.min_frames}): raise min_seconds or fps, or lower min_frames")  # fmt: skip
 
 
 @dataclass
@@ -136,16 +135,12 @@ def output_size(w: int, h: int, short_side: int, max_aspect: float) -> tuple[int
     return short_side, round(short_side / aspect / 2) * 2
 
 
-class PseudoVideoStage:
+class PseudoVideoStage(StageBase):
     """Image + caption -> a short zoom/pan video."""
 
     name = "pseudo-videos"
-    version = "1"
-
-    def __init__(self, config: PseudoVideoConfig | None = None, seed: int = 0):
-        self.cfg = config or PseudoVideoConfig()
-        self.seed = seed
-        set_cv2_threads(self.cfg.threads)
+    config_class = PseudoVideoConfig
+    cfg: PseudoVideoConfig
 
     def process(self, row: dict[str, Any]) -> list[Sample]:
         cfg, source, rid = self.cfg, row["source"], row["id"]
@@ -154,7 +149,7 @@ class PseudoVideoStage:
         w, h = img.size
         if min(w, h) < cfg.min_side:
             raise Rejected(RejectReason.TOO_SMALL, f"{w}x{h}: short side < {cfg.min_side}")
-        seed = sample_seed(self.seed, source, rid)
+        seed = self.rng_seed(rid)
         path = draw_path(np.random.default_rng(seed), cfg)
         ow, oh = output_size(w, h, cfg.short_side, cfg.max_aspect)
         frames = render(img, path, ow, oh)

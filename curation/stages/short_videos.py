@@ -24,19 +24,18 @@ import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
-from curation.stage import Rejected, label_of, read_video_input, sample_seed, set_cv2_threads, trim_of
-from curation.video_settings import check_video_settings
+from curation.stage import Rejected, label_of, read_video_input, trim_of
+from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
-from shards.clips import MIN_CLIP_FRAMES
 from shards.writer import Sample
 
 TINY_MODELS = ("tiny", "tiny-t5")
 
 
 @dataclass
-class ShortVideosConfig:
+class ShortVideosConfig(VideoOutputConfig):
     """Settings of the ``short-videos`` stage.
 
     ``blip2``: a local folder of a transformers BLIP-2 checkpoint (Salesforce/blip2-opt-2.7b or
@@ -49,19 +48,12 @@ class ShortVideosConfig:
     dtype: str = "float16"
     batch_size: int = 32
     max_new_tokens: int = 30
-    short_side: int = 256
-    max_aspect: float = 2.0
-    min_frames: int = MIN_CLIP_FRAMES  # what the trainer cuts by default (shards.clips)
     max_frames: int = 1200
-    crf: int = 20
-    preset: str = "veryfast"
-    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
-                             self.max_frames)  # fmt: skip
+        super().__post_init__()
 
 
 @dataclass
@@ -99,12 +91,8 @@ class ShortVideosStage(ModelStage):
     """Label-conditioned BLIP-2 captions for short labelled clips."""
 
     name = "short-videos"
-    version = "1"
-
-    def __init__(self, config: ShortVideosConfig | None = None, seed: int = 0):
-        self.cfg = config or ShortVideosConfig()
-        self.seed = seed
-        set_cv2_threads(self.cfg.threads)
+    config_class = ShortVideosConfig
+    cfg: ShortVideosConfig
 
     def prepare(self, row: dict[str, Any]) -> ShortClip:
         cfg, rid = self.cfg, row["id"]
@@ -125,7 +113,7 @@ class ShortVideosStage(ModelStage):
             raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
-        rng = np.random.default_rng(sample_seed(self.seed, self.name, rid))
+        rng = np.random.default_rng(self.rng_seed(rid))
         index = int(rng.integers(out.frames))
         template_id = pick_template(rng)
         try:  # the frame BLIP-2 sees is the frame of the clip we ship
