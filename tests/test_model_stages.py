@@ -16,6 +16,7 @@ import torch
 from curation.captioning import FALLBACK, MINIGPT4_TEMPLATES
 from curation.models.clip import ClipScorer
 from curation.models.minigpt4 import MiniGPT4
+from curation.models.preprocess import OPENAI_MEAN, OPENAI_STD
 from curation.models.tiny import tiny_blip2, tiny_clip, tiny_minigpt4
 from curation.segments import kept_runs, segments
 from curation.stage import Rejected
@@ -183,13 +184,30 @@ def test_clip_scores_match_the_models_own_preprocessing_and_do_not_depend_on_bat
         scorer.score(images, texts[:1])
 
 
+TINY_OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def open_clip_folder(tmp_path_factory):
+    """A tiny random open_clip model in open_clip's own folder layout (``local-dir:``), and the model itself."""
+    open_clip = pytest.importorskip("open_clip")  # needs torchvision that loads beside torch (README, "Install")
+    folder = tmp_path_factory.mktemp("open_clip")
+    cfg = {"model_cfg": TINY_OPEN_CLIP, "preprocess_cfg": {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD)}}
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(**TINY_OPEN_CLIP).eval()
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return folder, model
+
+
 def test_clip_through_open_clip(tmp_path):
-    open_clip = pytest.importorskip("open_clip")  # not importable beside the CPU torch wheel; runs on GPU hosts
-    cfg = {"embed_dim": 16,
-           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}  # fmt: skip
+    open_clip = pytest.importorskip("open_clip")
     (tmp_path / "cfg").mkdir()
-    (tmp_path / "cfg" / "vidrd-tiny-clip.json").write_text(json.dumps(cfg))
+    (tmp_path / "cfg" / "vidrd-tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
     open_clip.add_model_config(tmp_path / "cfg")
     torch.manual_seed(0)
     model, _, preprocess = open_clip.create_model_and_transforms("vidrd-tiny-clip")
@@ -202,7 +220,34 @@ def test_clip_through_open_clip(tmp_path):
         img = model.encode_image(torch.stack([preprocess(Image.fromarray(i)) for i in images]))
         txt = model.encode_text(open_clip.get_tokenizer("vidrd-tiny-clip")(texts))
     ref = (torch.nn.functional.normalize(img, dim=-1) * torch.nn.functional.normalize(txt, dim=-1)).sum(-1)
+    # Resized images: our tensor resampling and open_clip's PIL bicubic differ by a few grey levels.
     np.testing.assert_allclose(scorer.score(images, texts), ref.numpy(), atol=0.03)
+
+
+def test_open_clip_scores_equal_open_clip_itself_and_do_not_depend_on_the_batch(open_clip_folder):
+    open_clip = pytest.importorskip("open_clip")
+    folder, model = open_clip_folder
+    name = f"local-dir:{folder}"
+    scorer = ClipScorer.from_open_clip(name, None, device="cpu", dtype=torch.float32)
+    _, _, preprocess = open_clip.create_model_and_transforms(name)
+    from PIL import Image
+
+    rng = np.random.default_rng(1)  # at the model's own size no resampling happens: the pixels are the same
+    images = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    texts = ["a dog", "a cat", "a guitar", "playing a guitar", "a dog"]
+    with torch.no_grad():
+        img = model.encode_image(torch.stack([preprocess(Image.fromarray(i)) for i in images]))
+        txt = model.encode_text(open_clip.get_tokenizer(name)(texts))
+    ref = (torch.nn.functional.normalize(img, dim=-1) * torch.nn.functional.normalize(txt, dim=-1)).sum(-1)
+    batched = scorer.score(images, texts)
+    np.testing.assert_allclose(batched, ref.numpy(), atol=1e-5)
+    scorer.batch_size = 1
+    np.testing.assert_allclose(scorer.score(images, texts), batched, atol=1e-6)
+    scorer.batch_size = 2
+    np.testing.assert_allclose(scorer.score(images, texts), batched, atol=1e-6)
+    assert scorer.name == f"open_clip:{name}"
+    with pytest.raises(FileNotFoundError, match=r"no open_clip_config\.json"):
+        ClipScorer.from_open_clip(f"local-dir:{folder / 'nothing'}", None, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +370,29 @@ def test_short_videos_on_ray_loses_nothing_and_resumes(ray_local, labelled, tmp_
     verify = subprocess.run([sys.executable, "-m", "vidrd.cli", "shards", "verify", str(tmp_path / "out")],
                             capture_output=True, text=True)  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_long_videos_on_ray_with_the_open_clip_backend(ray_local, long_video, open_clip_folder, tmp_path):
+    from curation.runner import RunnerConfig, run_stage
+    from tests.curation_inputs import row
+
+    folder, _ = open_clip_folder
+    rows = [row("a", str(long_video), source="videolt", label="guitar"),
+            row("b", str(tmp_path / "missing.mp4"), source="videolt", label="guitar")]  # fmt: skip
+    m = write_manifest(tmp_path / "m.parquet", rows)
+    cfg = {"clip": f"open_clip:local-dir:{folder}", "device": "cpu", "clip_threshold": -1.0,
+           "relevance_threshold": 0.0, "min_segment_seconds": 2, "max_segment_seconds": 8, "short_side": 32,
+           "min_frames": 8}  # fmt: skip
+    s = run_stage("long-videos", str(m), str(tmp_path / "out"), cfg, RunnerConfig(rows_per_partition=2), False)
+    assert s.ok and s.inputs == 2 and s.produced == 1 and s.samples >= 1 and s.reasons == {"missing_file": 1}
+    import pyarrow.parquet as pq
+
+    index = pq.read_table(tmp_path / "out" / "_index.parquet").to_pylist()
+    import tarfile
+
+    with tarfile.open(tmp_path / "out" / index[0]["shard"]) as t:
+        meta = json.loads(t.extractfile(f"{index[0]['key']}.json").read())
+    assert meta["clip_model"] == f"open_clip:local-dir:{folder}"  # the backend is recorded with the sample
 
 
 def test_long_videos_on_ray_with_tiny_models_and_the_timeline_picture(ray_local, long_video, tmp_path):

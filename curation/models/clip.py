@@ -54,14 +54,20 @@ class ClipScorer:
     # -- loading -----------------------------------------------------------------------------------
     @classmethod
     def from_open_clip(
-        cls, model_name: str, pretrained: str, device: str = "cuda", dtype: torch.dtype = torch.float16, **kw
+        cls, model_name: str, pretrained: str | None, device: str = "cuda", dtype: torch.dtype = torch.float16, **kw
     ) -> ClipScorer:
         """``open_clip.create_model(model_name, pretrained=<file>)``, e.g. ``ViT-L-14`` with a local
-        ``open_clip_pytorch_model.bin`` (or a tag such as ``openai`` where there is network)."""
+        ``open_clip_pytorch_model.bin`` (or a tag such as ``openai`` where there is network); or
+        ``local-dir:FOLDER`` with no ``pretrained``: open_clip's own folder layout (``open_clip_config.json`` with
+        the model and preprocessing config, and the weights), which needs no model name registered anywhere."""
         import open_clip
 
-        if os.path.sep in pretrained and not os.path.isfile(pretrained):
+        if pretrained is not None and os.path.sep in pretrained and not os.path.isfile(pretrained):
             raise FileNotFoundError(f"{pretrained}: no such CLIP weights file (open_clip model {model_name})")
+        if model_name.startswith("local-dir:") and not os.path.isfile(
+            os.path.join(model_name[len("local-dir:") :], "open_clip_config.json")
+        ):
+            raise FileNotFoundError(f"{model_name}: no open_clip_config.json in that folder")
         model = open_clip.create_model(model_name, pretrained=pretrained, device=device).eval().to(dtype)
         tokenizer = open_clip.get_tokenizer(model_name)
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
@@ -72,7 +78,7 @@ class ClipScorer:
             lambda x: model.encode_image(x),
             lambda texts: model.encode_text(tokenizer(texts).to(dev)),
             int(size), cfg.get("mean", OPENAI_MEAN), cfg.get("std", OPENAI_STD), device, dtype,
-            name=f"open_clip:{model_name}:{os.path.basename(pretrained)}", **kw,
+            name=f"open_clip:{model_name}" + (f":{os.path.basename(pretrained)}" if pretrained else ""), **kw,
         )  # fmt: skip
 
     @classmethod

@@ -47,7 +47,8 @@ class LongVideosConfig(VideoOutputConfig):
 
     Models (``tiny`` everywhere: random tiny models for tests and the demo, whose decisions are noise):
 
-    * ``clip``: ``open_clip:MODEL:PRETRAINED`` (e.g. ``open_clip:ViT-L-14:/w/open_clip_pytorch_model.bin``)
+    * ``clip``: ``open_clip:MODEL:PRETRAINED`` (e.g. ``open_clip:ViT-L-14:/w/open_clip_pytorch_model.bin``),
+      ``open_clip:local-dir:FOLDER`` (open_clip's folder layout: ``open_clip_config.json`` + weights)
       or a transformers CLIPModel folder (e.g. a copy of openai/clip-vit-large-patch14);
     * ``minigpt4_blip2`` / ``minigpt4_llm`` / ``minigpt4_checkpoint``: a transformers BLIP-2 folder
       (Salesforce/blip2-flan-t5-xxl), a Vicuna-7B folder and MiniGPT-4's ``pretrained_minigpt4_7b.pth``.
@@ -100,7 +101,8 @@ class LongVideo:
 
 
 def load_clip(spec: str, device: str, dtype: str, batch_size: int):
-    """A :class:`~curation.models.clip.ClipScorer` from ``open_clip:NAME:PRETRAINED``, a folder or ``tiny``."""
+    """A :class:`~curation.models.clip.ClipScorer` from ``open_clip:NAME:PRETRAINED``, ``open_clip:local-dir:FOLDER``,
+    a transformers CLIP folder or ``tiny``."""
     from curation.models.clip import ClipScorer
     from curation.models.tiny import tiny_clip
 
@@ -110,6 +112,8 @@ def load_clip(spec: str, device: str, dtype: str, batch_size: int):
         print("long-videos: CLIP is a TINY RANDOM model; set stage.clip to open_clip:ViT-L-14:<file> for real scores")
         scorer = ClipScorer.from_transformers(str(tiny_clip(tempfile.mkdtemp(prefix="vidrd-clip-"))), dev, dt)
         scorer.name = "tiny-clip-random"
+    elif spec.startswith("open_clip:local-dir:"):
+        scorer = ClipScorer.from_open_clip(spec[len("open_clip:") :], None, dev, dt)
     elif spec.startswith("open_clip:"):
         _, name, pretrained = spec.split(":", 2)
         scorer = ClipScorer.from_open_clip(name, pretrained, dev, dt)
