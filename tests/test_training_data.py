@@ -127,3 +127,31 @@ def test_make_example_skips_unusable_samples():
         make_example({**raw, "json": json.dumps({**good.meta, "captions": [" "]}).encode(), "txt": b""}, CLIP, rng)
     multi = {**raw, "json": json.dumps({**good.meta, "captions": ["one", "two", "three"]}).encode()}
     assert {make_example(multi, CLIP, rng)["caption"] for _ in range(30)} == {"one", "two", "three"}
+
+
+def test_a_filter_over_index_columns_halves_the_epoch_and_the_stream(tmp_path):
+    from shards.filters import FilterError
+    from training.data import UnusableDataError
+    from training.datamodule import ShardDataModule
+
+    out = tmp_path / "s"
+    with ShardWriter(str(out), "webvid", max_samples=2) as w:  # 8 samples: every other one 20 frames long
+        for i in range(8):
+            w.write(make_sample(i, frames=20 if i % 2 else 12))
+    finalize(str(out))
+    every, half = ShardSet(str(out)), ShardSet(str(out), where="frames >= 16")
+    assert samples_in([every]) == 8 and samples_in([half]) == 4
+    kept = {f"webvid-id{i}" for i in (1, 3, 5, 7)}
+    got = list(VideoTextStream(plan([half], batches_per_worker=6)))
+    assert len(got) == 12 and {e["key"] for e in got} == kept and sum(e["skipped"] for e in got) == 0
+    # The data module's epoch follows the filtered count: per worker and per rank (2 workers, batch 2).
+    whole = ShardDataModule([every], clip=CLIP, batch_size=2, num_workers=2)
+    filtered = ShardDataModule([half], clip=CLIP, batch_size=2, num_workers=2)
+    assert whole._batches_per_worker() == 2 and filtered._batches_per_worker() == 1
+    assert batches_per_worker(samples_in([half]), 2, 2, 2) == 1  # two ranks split the 4 kept samples
+    with pytest.raises(FilterError, match="unknown column 'motion'"):  # named at start, before any stream
+        ShardDataModule([ShardSet(str(out), where="motion >= 0.3")], clip=CLIP)
+    with pytest.raises(FilterError, match="does not parse"):
+        ShardDataModule([ShardSet(str(out), where="frames >=")], clip=CLIP)
+    with pytest.raises(UnusableDataError, match="keeps no sample"):
+        VideoTextStream(plan([ShardSet(str(out), where="frames > 1000")]))

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 import webdataset as wds
@@ -37,15 +39,28 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from media.video import decode_clip
 from shards.clips import KEYFRAME_STRIDE, KEYFRAMES
+from shards.filters import FilterError, filter_index
 from shards.reader import list_shards, load_index
 
 
 @dataclass
 class ShardSet:
-    """A folder (or glob, or URL) of shards and its sampling weight."""
+    """A folder (or glob, or URL) of shards, its sampling weight, and optionally a filter over its
+    ``_index.parquet`` columns (``where: "frames >= 64 and source != 'tgif'"``, :mod:`shards.filters`): only the
+    samples it keeps are trained on, and the epoch length counts only them."""
 
     path: str
     weight: float = 1.0
+    where: str | None = None
+
+    def kept(self) -> pa.Table | None:
+        """The index rows this set trains on (``None``: the set has no index, so no filter can apply)."""
+        index = load_index(self.path)
+        if index is None:
+            if self.where:
+                raise FilterError(f"{self.path}: where {self.where!r} needs the set's _index.parquet, which is missing")
+            return None
+        return filter_index(index, self.where)
 
 
 @dataclass
@@ -143,7 +158,17 @@ class VideoTextStream(IterableDataset):
     def __init__(self, plan: StreamPlan):
         super().__init__()
         self.plan = plan
-        self.urls = [list_shards(s.path) for s in plan.sets]
+        self.urls, self.keys = [], []
+        for s in plan.sets:
+            urls = list_shards(s.path)
+            kept = s.kept() if s.where else None
+            if kept is not None:  # only the shards that hold a kept sample, and only those samples
+                shards = set(kept.column("shard").to_pylist())
+                urls = [u for u in urls if posixpath.basename(u) in shards]
+                if not urls:
+                    raise UnusableDataError(f"{s.path}: where {s.where!r} keeps no sample")
+            self.urls.append(urls)
+            self.keys.append(set(kept.column("key").to_pylist()) if kept is not None else None)
         total = sum(s.weight for s in plan.sets)
         self.probs = np.array([s.weight / total for s in plan.sets])
         self.epoch = 0
@@ -151,7 +176,9 @@ class VideoTextStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _raw(self, urls: list[str], rng: np.random.Generator, errors: list[int]) -> Iterator[dict[str, Any]]:
+    def _raw(
+        self, urls: list[str], keys: set[str] | None, rng: np.random.Generator, errors: list[int]
+    ) -> Iterator[dict[str, Any]]:
         last: list[str] = []
 
         def handler(exc: Exception) -> bool:
@@ -164,6 +191,8 @@ class VideoTextStream(IterableDataset):
             url = urls[int(rng.integers(len(urls)))]
             n = 0
             for sample in wds.tarfile_to_samples(handler=handler)(iter([{"url": url}])):
+                if keys is not None and sample.get("__key__") not in keys:
+                    continue  # filtered out by the set's `where`: not a skip, not an error
                 n += 1
                 yield sample
             empty = 0 if n else empty + 1
@@ -179,7 +208,7 @@ class VideoTextStream(IterableDataset):
         wid = info.id if info is not None else 0
         rng = np.random.default_rng([p.seed, self.epoch, p.rank, wid])
         errors = [0]
-        sources = [self._raw(u, rng, errors) for u in self.urls]
+        sources = [self._raw(u, k, rng, errors) for u, k in zip(self.urls, self.keys, strict=True)]
         buffer: list[dict[str, Any]] = []
         want = p.batches_per_worker * p.batch_size
         skip_draws, done = p.resume.get(wid, (0, 0))
@@ -215,11 +244,11 @@ class VideoTextStream(IterableDataset):
 
 
 def samples_in(sets: list[ShardSet]) -> int:
-    """Samples in all sets, from their ``_index.parquet`` files (0 for a set without one)."""
+    """Samples in all sets that their filters keep, from their ``_index.parquet`` files (0 for a set without one)."""
     n = 0
     for s in sets:
-        index = load_index(s.path)
-        n += index.num_rows if index is not None else 0
+        kept = s.kept()
+        n += kept.num_rows if kept is not None else 0
     return n
 
 

@@ -80,6 +80,9 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError("batch_size, val_batches and shuffle_buffer must be >= 1; num_workers >= 0")
         if any(s.weight <= 0 for s in train):
             raise ValueError("train: every shard set needs a positive weight")
+        for s in [*train, *(val or [])]:
+            if s.where:  # a filter that names an unknown column or does not parse: an error now, naming it
+                s.kept()
         self.train_sets = train
         self.val_sets = val or train
         self.clip = clip or ClipConfig()
