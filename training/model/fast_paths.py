@@ -7,7 +7,7 @@ the plain path to floating-point rounding (``tests/test_fast_paths.py``; on GPU 
 in ``inference/graphed.py``: they only make sense where one shape is replayed many times.
 
 * **channels-last**: cuDNN's convolutions are NHWC kernels; fed NCHW tensors they transpose in and out
-  (the top entries of ``benchmarks/profile_unet.py``'s eager profile). Conv2d weights become
+  (the top entries of an eager profile, ``benchmarks/profile_units.py``). Conv2d weights become
   ``channels_last``, Temp-Conv's Conv3d weights ``channels_last_3d`` (the folded ``[B*F, C, H, W]``
   activations in NHWC, unfolded to ``[B, C, F, H, W]``, are exactly NDHWC, so Temp-Conv stays
   transpose-free too).
