@@ -13,7 +13,7 @@ their work so that the runner (``curation.model_pipeline``) can put each part wh
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +40,7 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return dtypes[name]
 
 
-class ModelStage(StageBase, ABC):
+class ModelStage(StageBase):
     """Base of the stages whose middle step is a model; subclasses set ``name``, ``config_class`` and the four
     abstract methods below."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import fsspec
@@ -28,7 +29,7 @@ class Rejected(Exception):
         return type(self), (self.reason, self.message)
 
 
-class StageBase:
+class StageBase(ABC):
     """A curation stage: ``name`` and ``version`` (recorded in every sample), ``process`` (one row -> samples or
     :class:`Rejected`), and what every stage shares: its config (an instance of ``config_class``, a
     :class:`~curation.video_settings.VideoOutputConfig`), the run seed, the codec and OpenCV threads, and the one
@@ -43,9 +44,9 @@ class StageBase:
         self.seed = seed
         set_cv2_threads(self.cfg.threads)
 
+    @abstractmethod
     def process(self, row: dict[str, Any]) -> list[Sample]:
         """Samples made from one manifest row; raise :class:`Rejected` when there are none."""
-        raise NotImplementedError
 
     def rng_seed(self, input_id: str) -> int:
         """The seed of everything random about one input's samples (prompt templates, camera paths, question

@@ -47,6 +47,8 @@ HELD_OUT = (
     ("yellow", "down", "square"),
 )
 TARGETS = {"direction_train": 0.90, "direction_held_out": 0.75, "colour": 0.95, "present": 0.95}
+# What the fitted VAE's round trip must keep (colour, direction, presence): the report can never beat it.
+AUTOENCODER_MIN = 0.95
 CHECKPOINT_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
@@ -140,11 +142,17 @@ def fit_vae(vae, frames: torch.Tensor, steps: int, device: str) -> list[float]:
     return losses
 
 
+def as_tensor(video: np.ndarray, device: str) -> torch.Tensor:
+    """``[F, H, W, 3]`` uint8 -> ``[1, 3, F, H, W]`` in [-1, 1] on ``device`` (what the VAE encodes)."""
+    return torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().to(device) / 127.5 - 1
+
+
 def autoencoder_check(vae, device: str, clips: int = 32, size: int = SIZE) -> dict:
     """The fitted VAE's round trip measured like generated videos: the ceiling of what the report can find.
 
     Clips from seeds the training data never uses; each decoded frame by frame (what the frozen 2D decoder does)."""
     from examples.video_measures import measure
+    from inference.pipeline import to_uint8
 
     combos = all_combos()
     rows = []
@@ -152,11 +160,10 @@ def autoencoder_check(vae, device: str, clips: int = 32, size: int = SIZE) -> di
     for k in range(clips):
         c, d, s = combos[(5 * k) % len(combos)]
         truth = moving_shape(c, d, s, CLIP, size, SPEEDS[k % 2], BACKGROUNDS[(k // 2) % 2], seed=90_000 + k)
-        x = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float().to(device) / 127.5 - 1
+        x = as_tensor(truth, device)
         with torch.no_grad():
             y = vae.decode(vae.encode(x, sample=False), temporal=False).float().clamp(-1, 1)
-        video = ((y[0] + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
-        m = measure(video, c, d)
+        m = measure(to_uint8(y)[0], c, d)
         rows.append((m["colour_ok"], m["direction_ok"], m["present"], (y - x).abs().mean().item()))
     a = np.array(rows, dtype=np.float64)
     return {"clips": clips, "colour_ok": float(a[:, 0].mean()), "direction_ok": float(a[:, 1].mean()),
@@ -378,7 +385,7 @@ def vae_flicker(pipe, finetuned_vae: Path, device: str, clips: int = 24, size: i
     for k in range(clips):
         c, d, s = combos[k % len(combos)]
         truth = moving_shape(c, d, s, CLIP, size, SPEEDS[k % 2], BACKGROUNDS[(k // 2) % 2], seed=50_000 + k)
-        x = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float().to(device) / 127.5 - 1
+        x = as_tensor(truth, device)
         with torch.no_grad():
             z = pipe.vae.encode(x.to(pipe.dtype), sample=False)
             outs = {
@@ -501,10 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{make_data(a.out, a.per_combo)} clips in WebVid layout under {a.out}")
     elif a.cmd == "base":
         check = make_base(a.out, a.vae_steps, a.device)
-        short = {k: check[k] for k in ("colour_ok", "direction_ok", "present") if check[k] < TARGETS["colour"]}
+        short = {k: check[k] for k in ("colour_ok", "direction_ok", "present") if check[k] < AUTOENCODER_MIN}
         if short:  # the report could never exceed what the autoencoder itself preserves
             print(
-                f"learn_video base: the VAE round trip is short of {TARGETS['colour']:.0%} on {short}; "
+                f"learn_video base: the VAE round trip is short of {AUTOENCODER_MIN:.0%} on {short}; "
                 "fit longer (--vae-steps)",
                 file=sys.stderr,
             )

@@ -37,9 +37,10 @@ import torch.nn.functional as F
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
+from manifests.schema import INDEX_SCHEMA
 from media.video import decode_clip
 from shards.clips import KEYFRAME_STRIDE, KEYFRAMES
-from shards.filters import FilterError, filter_index
+from shards.filters import FilterError, filter_index, parse_where
 from shards.reader import list_shards, load_index
 
 
@@ -52,6 +53,12 @@ class ShardSet:
     path: str
     weight: float = 1.0
     where: str | None = None
+
+    def check(self) -> None:
+        """:class:`~shards.filters.FilterError` naming what is wrong with ``where`` (parsed against the index
+        schema's columns: no file is read)."""
+        if self.where:
+            parse_where(self.where, INDEX_SCHEMA.names)
 
     def kept(self) -> pa.Table | None:
         """The index rows this set trains on (``None``: the set has no index, so no filter can apply)."""

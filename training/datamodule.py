@@ -81,8 +81,7 @@ class ShardDataModule(L.LightningDataModule):
         if any(s.weight <= 0 for s in train):
             raise ValueError("train: every shard set needs a positive weight")
         for s in [*train, *(val or [])]:
-            if s.where:  # a filter that names an unknown column or does not parse: an error now, naming it
-                s.kept()
+            s.check()  # a filter that names an unknown column or does not parse: an error now, naming it
         self.train_sets = train
         self.val_sets = val or train
         self.clip = clip or ClipConfig()
