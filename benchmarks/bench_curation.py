@@ -7,7 +7,9 @@ One process, one core (the stages run one Ray task per core, so per-core figures
 * limit: libx264 (through PyAV, the same encoder FFmpeg uses, same preset and crf) encoding exactly the
   frames each stage produced, with nothing else, in the same run; for ``captioned`` also the bare
   transcode (decode + swscale + libx264, what ``ffmpeg -vf scale`` does), since decoding the input is
-  work the encode-only limit leaves out.
+  work the encode-only limit leaves out;
+* ``captioned signals``: the captioned stage on the same files with shot cuts and motion computed (the default)
+  and with ``signals: false``: the extra cost per video of issue 22's signals.
 
     python -m benchmarks.bench_curation [--n 12]
 """
@@ -43,6 +45,7 @@ def textured(seed: int, w: int, h: int) -> np.ndarray:
 def transcode(path: str, w: int, h: int, cfg: CaptionedConfig) -> bytes:
     """The bare FFmpeg transcode: decode, swscale to the output size in YUV, libx264; nothing else."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     buf = io.BytesIO()
     with av.open(path) as src, av.open(buf, mode="w", format="mp4") as dst:
@@ -52,8 +55,9 @@ def transcode(path: str, w: int, h: int, cfg: CaptionedConfig) -> bytes:
         ost.width, ost.height, ost.pix_fmt = w, h, "yuv420p"
         ost.options = {"crf": str(cfg.crf), "preset": cfg.preset}
         ost.codec_context.thread_count = cfg.threads
+        scale = VideoReformatter()  # one swscale context for the file, as ffmpeg's scale filter keeps
         for frame in src.decode(ist):
-            for pkt in ost.encode(frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")):
+            for pkt in ost.encode(scale.reformat(frame, width=w, height=h, format="yuv420p", interpolation="BILINEAR")):
                 dst.mux(pkt)
         for pkt in ost.encode():
             dst.mux(pkt)
@@ -105,6 +109,17 @@ def main() -> None:
                      stage_per_s=round(args.n / stage_s, 2), encode_only_per_s=round(args.n / enc_s, 2),
                      ratio=round(stage_s / enc_s, 2), transcode_only_per_s=round(args.n / tr_s, 2),
                      ratio_to_transcode=round(stage_s / tr_s, 2)))  # fmt: skip
+    # shot cuts + motion (issue 22): the same stage and files with the signals off
+    # (best of 3 each, alternating, so both see the same machine state)
+    plain = CaptionedStage(CaptionedConfig(cuts="keep", signals=False))
+    on_s, off_s = [], []
+    for _ in range(3):
+        on_s.append(once(lambda: [stage2.process(r) for r in videos]))
+        off_s.append(once(lambda: [plain.process(r) for r in videos]))
+    on, off = min(on_s), min(off_s)
+    rows.append(dict(stage="captioned signals (cuts + motion)", inputs=args.n, with_per_s=round(args.n / on, 2),
+                     without_per_s=round(args.n / off, 2), extra_ms_per_video=round(1000 * (on - off) / args.n, 1),
+                     extra_share=round(on / off - 1, 3)))  # fmt: skip
     for r in rows:
         print(json.dumps(r))
     write_results(args.json, rows, cores_used=1,

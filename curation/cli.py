@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # The stage names, without importing the stages (their codecs and models): `--help` answers at once.
 # tests/test_cli_startup.py holds this equal to curation.stages.STAGES.
 STAGE_NAMES = ("captioned", "long-videos", "pseudo-videos", "short-videos")
+# Not stages over a manifest: jobs over finished shard sets (curation.dedup, curation.scores).
+DEDUP, SCORES = "dedup", "scores"
 
 
 def load_config(path: str | None) -> tuple[dict[str, Any], RunnerConfig]:
@@ -46,14 +48,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``vidrd curate``."""
     p = sub.add_parser(
         "curate",
-        help="run one curation stage on Ray (" + ", ".join(STAGE_NAMES) + ")",
+        help="run one curation stage on Ray (" + ", ".join(STAGE_NAMES) + "), or dedup finished shard sets",
         description="Turn a source manifest into WebDataset shards + _index.parquet + _rejects.parquet. "
         "Resumable: re-run the same command after an interruption. On a cluster: "
-        "ray job submit --working-dir . -- vidrd curate STAGE --manifest M --out DIR",
+        "ray job submit --working-dir . -- vidrd curate STAGE --manifest M --out DIR. "
+        "`vidrd curate dedup --shards DIR [DIR ...]` finds exact and near duplicates across shard sets and writes "
+        'each set\'s _dups.parquet (train with `where: "not is_dup"`); tars are never rewritten.',
     )
-    p.add_argument("stage", choices=STAGE_NAMES)
-    p.add_argument("--manifest", required=True, help="source manifest (vidrd manifest ...)")
-    p.add_argument("--out", required=True, help="output folder for shards (local path or fsspec URL)")
+    p.add_argument("stage", choices=(*STAGE_NAMES, DEDUP, SCORES))
+    p.add_argument("--manifest", help="source manifest (vidrd manifest ...); every stage but dedup")
+    p.add_argument("--out", help="output folder for shards (local path or fsspec URL); every stage but dedup")
+    p.add_argument("--shards", nargs="+", help="dedup, scores: the shard sets (dedup compares all against all)")
+    p.add_argument("--threshold", type=int, default=8, help="dedup: mean perceptual-hash bits apart for a near "
+                   "duplicate (of 64; default 8)")  # fmt: skip
+    p.add_argument("--clip", help="scores: CLIP (open_clip:NAME:FILE, open_clip:local-dir:FOLDER, a transformers "
+                   "folder, or tiny)")  # fmt: skip
+    p.add_argument("--aesthetic", help="scores: the LAION aesthetic predictor file (.pth) for that CLIP")
+    p.add_argument("--device", default="auto", help="scores: cuda, cpu or auto (default)")
     p.add_argument("--config", help="YAML with 'stage:' (stage settings) and 'runner:' (partitions, shard sizes)")
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument(
@@ -72,18 +83,20 @@ def run(args: argparse.Namespace) -> int:
 
     from curation.runner import RunMismatchError, build_stage, run_stage
 
+    if args.stage == DEDUP:
+        return run_dedup(args)
+    if args.stage == SCORES:
+        return run_scores(args)
+    if not args.manifest or not args.out:
+        print(f"error: vidrd curate {args.stage} needs --manifest and --out", file=sys.stderr)
+        return 2
     try:
         stage_cfg, runner = load_config(args.config)
         build_stage(args.stage, stage_cfg, runner.seed)  # every setting checked before Ray starts
     except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    init: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
-    if args.address:
-        init["address"] = args.address
-    elif args.num_cpus:  # a Ray of this command's own, of that size (never an already running one)
-        init.update(address="local", num_cpus=args.num_cpus)
-    ray.init(**init)
+    ray.init(**ray_init_args(args))
     try:
         summary = run_stage(args.stage, args.manifest, args.out, stage_cfg, runner, progress=not args.no_progress)
     except (RunMismatchError, FileNotFoundError, ValueError, TypeError) as e:
@@ -91,3 +104,51 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(summary.line())
     return 0 if summary.ok else 1
+
+
+def ray_init_args(args: argparse.Namespace) -> dict[str, Any]:
+    init: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+    if args.address:
+        init["address"] = args.address
+    elif args.num_cpus:  # a Ray of this command's own, of that size (never an already running one)
+        init.update(address="local", num_cpus=args.num_cpus)
+    return init
+
+
+def run_dedup(args: argparse.Namespace) -> int:
+    import json
+
+    import ray
+
+    from curation.dedup import DedupConfig, dedup
+
+    try:
+        if not args.shards:
+            raise ValueError("vidrd curate dedup needs --shards DIR [DIR ...]")
+        cfg = DedupConfig(threshold=args.threshold)
+        ray.init(**ray_init_args(args))
+        summary = dedup(list(args.shards), cfg)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+def run_scores(args: argparse.Namespace) -> int:
+    import json
+
+    import ray
+
+    from curation.scores import scores
+
+    try:
+        if not args.shards or not args.clip:
+            raise ValueError("vidrd curate scores needs --shards DIR [DIR ...] and --clip SPEC")
+        ray.init(**ray_init_args(args))
+        summary = scores(list(args.shards), args.clip, args.aesthetic, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0

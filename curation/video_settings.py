@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from curation.signals import check_signal_settings
 from media.video import encode_mp4
 from shards.clips import MIN_CLIP_FRAMES
 
@@ -62,7 +63,14 @@ class VideoOutputConfig:
     ``short_side`` (even, >= 16) after centre-cropping to at most ``max_aspect`` (long side / short side);
     ``min_frames``: fewer frames is a ``too_short`` reject (default: what the trainer cuts, ``shards.clips``);
     ``crf`` and ``preset`` of the H.264 encoder; ``threads``: codec and OpenCV threads per task (Ray runs one
-    task per CPU)."""
+    task per CPU).
+
+    Shot cuts and motion (``curation.signals``, on small copies of the decoded frames): ``cuts`` ``split`` (each
+    shot of at least ``min_frames`` becomes its own sample, keys ``...-sNNNN``), ``drop`` (a video with a cut is a
+    ``has_cut`` reject) or ``keep`` (cut positions only recorded in ``.json``); ``cut_threshold``: PySceneDetect's
+    content threshold (27, its default; lower finds more); ``min_motion``: clips moving less (percent of the frame
+    width per frame) are ``static`` rejects, 0 keeps all. Every sample records ``cuts`` and ``motion`` in its
+    ``.json`` and the index; ``signals: false`` computes neither (their cost is in ``benchmarks/RESULTS.md``)."""
 
     short_side: int = 256
     max_aspect: float = 2.0
@@ -70,7 +78,12 @@ class VideoOutputConfig:
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 1
+    cuts: str = "keep"
+    cut_threshold: float = 27.0
+    min_motion: float = 0.0
+    signals: bool = True
 
     def __post_init__(self) -> None:
         check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
                              getattr(self, "max_frames", None))  # fmt: skip
+        check_signal_settings(self.cuts, self.cut_threshold, self.min_motion, self.signals)

@@ -6,8 +6,10 @@ synthetic dataset, the small base model, and the measured report. ``run_learn_vi
    32 frames at 64x64, captioned "a red circle moving left", written in WebVid's published layout. The
    :data:`HELD_OUT` combinations are never written (each of their words appears in other combinations).
 2. ``vidrd manifest webvid`` and ``vidrd curate captioned`` turn them into shards.
-3. ``base``: a small random VidRD (official layout). Its VAE is random too, so it is first fitted as a plain
-   autoencoder on the clips' frames: the stand-in for SD's pretrained VAE, which latent diffusion assumes.
+3. ``base``: a small random VidRD (official layout; v-prediction on the zero-terminal-SNR schedule, see
+   :func:`make_base`). Its VAE is random too, so it is first fitted as a plain autoencoder on the clips' frames:
+   the stand-in for SD's pretrained VAE, which latent diffusion assumes. ``vidrd latents`` then stores that VAE's
+   latents beside the clips, so training neither decodes video nor runs the VAE per step.
 4. ``vidrd train fit --config examples/learn_video.yaml`` trains the UNet and the text encoder (a random text
    encoder cannot tell "left" from "right"; the authors' release fine-tuned theirs too); ``vidrd train fit
    --config examples/learn_video_vae.yaml`` fine-tunes the temporal VAE decoder.
@@ -50,6 +52,7 @@ TARGETS = {"direction_train": 0.90, "direction_held_out": 0.75, "colour": 0.95, 
 # What the fitted VAE's round trip must keep (colour, direction, presence): the report can never beat it.
 AUTOENCODER_MIN = 0.95
 CHECKPOINT_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SCHEDULE_KEYS = ("prediction_type", "rescale_betas_zero_snr", "timestep_spacing")
 
 
 class ReportError(ValueError):
@@ -178,12 +181,17 @@ def make_base(
     text: dict | None = None,
     vae: dict | None = None,
     check_clips: int = 32,
+    zero_terminal_snr: bool = True,
 ) -> dict:
     """A small random VidRD checkpoint folder with an autoencoder-fitted VAE; returns the VAE's round-trip check
-    (also written to ``out/autoencoder_check.json``)."""
+    (also written to ``out/autoencoder_check.json``).
+
+    ``zero_terminal_snr`` (default): v-prediction on the zero-terminal-SNR schedule. With SD's own schedule
+    (epsilon, False) runs 1 and 2 learned colour and shape but moved the object wherever the seed's noise
+    pointed: the noisiest training input still showed the clip's path (``training.model.sampling_defaults``)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from training.model.loading import EPSILON, SDComponents, save_vidrd
+    from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vidrd
     from training.model.sampling_defaults import sd_scheduler_config
     from training.model.text_encoder import FrozenTextEncoder
     from training.model.tiny import write_char_tokenizer
@@ -206,8 +214,9 @@ def make_base(
     check = autoencoder_check(autoencoder, device, check_clips)
     print(f"VAE round trip on unseen clips: {json.dumps(check)}")
     autoencoder.cpu()
+    pred = V_PREDICTION if zero_terminal_snr else EPSILON
     comps = SDComponents(VidRDUNet(**(unet or SMALL_UNET)), autoencoder, FrozenTextEncoder(tok, text_model),
-                         sd_scheduler_config(EPSILON), EPSILON)  # fmt: skip
+                         sd_scheduler_config(pred, zero_terminal_snr), pred)  # fmt: skip
     save_vidrd(str(out), comps)
     (out / "autoencoder_check.json").write_text(json.dumps(check, indent=1))
     print(f"base checkpoint: {out} (latent std {std:.3f}; UNet {comps.unet.parameter_counts()['total']:,} parameters)")
@@ -413,6 +422,7 @@ def report(
     device: str = "cpu",
     steps: int = 30,
     guidance: float = 7.5,
+    guidance_rescale: float | None = None,
     long_seeds: int = 2,
     videos_per_prompt: int = 2,
     force: bool = False,
@@ -420,19 +430,24 @@ def report(
     vae_clips: int = 24,
     size: int = SIZE,
 ) -> dict:
-    """Generate, measure and write ``out/report.json`` plus the pictures and small videos."""
+    """Generate, measure and write ``out/report.json`` plus the pictures and small videos.
+
+    ``guidance_rescale`` None: 0.7 for a zero-terminal-SNR checkpoint (Lin et al.'s value), else 0."""
     from inference.long_video import LongVideoConfig
     from inference.pipeline import GenerationSettings, VidRDPipeline
     from inference.prompts import VideoRequest
     from media.video import decode_frames, encode_mp4
+    from training.model.sampling_defaults import has_zero_terminal_snr
 
     prompts = [caption(*c) for c in all_combos()] if prompts is None else prompts
     check_inputs(checkpoint, prompts, out, force)
     out.mkdir(parents=True, exist_ok=True)
     held = {caption(*c) for c in HELD_OUT}
     pipe = VidRDPipeline.from_checkpoint(str(checkpoint), device, fast=fast_paths(device))
-    settings = GenerationSettings(frames=CLIP, steps=steps, guidance=guidance, height=size, width=size,
-                                  long=LongVideoConfig(CLIP, 8, 1.0, 1.0))  # fmt: skip
+    if guidance_rescale is None:
+        guidance_rescale = 0.7 if has_zero_terminal_snr(pipe.scheduler_config) else 0.0
+    settings = GenerationSettings(frames=CLIP, steps=steps, guidance=guidance, guidance_rescale=guidance_rescale,
+                                  height=size, width=size, long=LongVideoConfig(CLIP, 8, 1.0, 1.0))  # fmt: skip
     rows = []
     for p in prompts:
         colour, direction, shape = parse_caption(p)
@@ -464,7 +479,15 @@ def report(
                for k, t in TARGETS.items()}  # fmt: skip
     result = {
         "checkpoint": str(checkpoint),
-        "settings": {"seeds": seeds, "steps": steps, "guidance": guidance, "frames": CLIP, "size": size},
+        "settings": {
+            "seeds": seeds,
+            "steps": steps,
+            "guidance": guidance,
+            "guidance_rescale": guidance_rescale,
+            "frames": CLIP,
+            "size": size,
+            "schedule": {k: pipe.scheduler_config.get(k) for k in SCHEDULE_KEYS},
+        },
         "held_out_prompts": sorted(held & set(prompts)),
         "targets": targets,
         "summary": summary,
@@ -489,8 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--per-combo", type=int, default=20, help="clips per (colour, direction, shape)")
     b = sub.add_parser("base", help="small random VidRD with an autoencoder-fitted VAE")
     b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--vae-steps", type=int, default=800)
+    b.add_argument("--vae-steps", type=int, default=3000)
     b.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    b.add_argument("--schedule", choices=("zero-snr", "sd"), default="zero-snr",
+                   help="zero-snr: v-prediction on the zero-terminal-SNR schedule (default); sd: SD 2.1 base's "
+                   "epsilon schedule (runs 1 and 2: the motion followed the seed, not the caption)")  # fmt: skip
     r = sub.add_parser("report", help="generate, measure, plot (see the module docstring)")
     r.add_argument("--checkpoint", type=Path, required=True, help="the exported VidRD folder")
     r.add_argument("--out", type=Path, required=True)
@@ -500,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seeds", type=int, default=16, help="videos per prompt (default 16)")
     r.add_argument("--steps", type=int, default=30)
     r.add_argument("--guidance", type=float, default=7.5)
+    r.add_argument("--guidance-rescale", type=float, help="default: 0.7 for a zero-terminal-SNR checkpoint, else 0")
     r.add_argument("--long-seeds", type=int, default=2, help="long videos per prompt and setting (0: skip)")
     r.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     r.add_argument("--force", action="store_true", help="replace an existing report in --out")
@@ -507,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "data":
         print(f"{make_data(a.out, a.per_combo)} clips in WebVid layout under {a.out}")
     elif a.cmd == "base":
-        check = make_base(a.out, a.vae_steps, a.device)
+        check = make_base(a.out, a.vae_steps, a.device, zero_terminal_snr=a.schedule == "zero-snr")
         short = {k: check[k] for k in ("colour_ok", "direction_ok", "present") if check[k] < AUTOENCODER_MIN}
         if short:  # the report could never exceed what the autoencoder itself preserves
             print(
@@ -522,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             if a.prompts is not None:
                 prompts = [line.strip() for line in a.prompts.read_text().splitlines() if line.strip()]
             res = report(a.checkpoint, a.out, a.seeds, prompts, a.run_dir, a.vae, a.device, a.steps, a.guidance,
-                         a.long_seeds, force=a.force)  # fmt: skip
+                         a.guidance_rescale, a.long_seeds, force=a.force)  # fmt: skip
         except (ReportError, FileNotFoundError) as e:
             print(f"learn_video report: {e}", file=sys.stderr)
             return 2

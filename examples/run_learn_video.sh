@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Issue 20's learning proof end to end, through the product's commands. Usage:
-#   examples/run_learn_video.sh [OUT] [STEP...]      STEP: data curate base fit vae report (default: all)
-# data + curate run anywhere (Ray on the local CPUs); base, fit, vae and report want a GPU. `base` stops
-# (exit 3) when its fitted VAE does not keep colour, direction and presence on unseen clips
-# (OUT/base/autoencoder_check.json). `fit` resumes from OUT/train/checkpoints/last.ckpt when it exists, so
+#   examples/run_learn_video.sh [OUT] [STEP...]      STEP: data curate base latents fit vae report (default: all)
+# data + curate run anywhere (Ray on the local CPUs); base, latents, fit, vae and report want a GPU. `latents`
+# adds the base VAE's latents to the shards (OUT/latents), which `fit` trains from (no video decode, no VAE
+# encode per step). `base` stops (exit 3) when its fitted VAE does not keep colour, direction and presence on
+# unseen clips (OUT/base/autoencoder_check.json). `fit` resumes from OUT/train/checkpoints/last.ckpt when it exists, so
 # calling it again trains further; Lightning's max_time counts earlier runs too, so give the total in FIT_TIME
 # (DD:HH:MM:SS, default 00:00:05:00).
 set -euo pipefail
 OUT=${1:-runs/lv}
 shift || true
-STEPS=${*:-data curate base fit vae report}
+STEPS=${*:-data curate base latents fit vae report}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 if has data; then python -m examples.learn_video data --out "$OUT/webvid"; fi
 if has curate; then
@@ -18,15 +19,18 @@ if has curate; then
   vidrd shards verify "$OUT/shards"
 fi
 if has base; then python -m examples.learn_video base --out "$OUT/base"; fi
-common=(--model.init_args.pretrained "$OUT/base" --data.train "[{path: $OUT/shards}]")
+if has latents; then vidrd latents --pretrained "$OUT/base" --shards "$OUT/shards" --out "$OUT/latents" --size 64; fi
+common=(--model.init_args.pretrained "$OUT/base")
 if has fit; then
   resume=()
   [ -f "$OUT/train/checkpoints/last.ckpt" ] && resume=(--ckpt_path last)
-  vidrd train fit --config examples/learn_video.yaml "${common[@]}" --model.init_args.export_dir "$OUT/export" \
+  vidrd train fit --config examples/learn_video.yaml "${common[@]}" --data.train "[{path: $OUT/latents}]" \
+    --model.init_args.export_dir "$OUT/export" \
     --trainer.default_root_dir "$OUT/train" --trainer.max_time "${FIT_TIME:-00:00:05:00}" "${resume[@]}"
 fi
 if has vae; then
-  vidrd train fit --config examples/learn_video_vae.yaml "${common[@]}" --model.init_args.export_dir "$OUT/vae-export" \
+  vidrd train fit --config examples/learn_video_vae.yaml "${common[@]}" --data.train "[{path: $OUT/shards}]" \
+    --model.init_args.export_dir "$OUT/vae-export" \
     --trainer.default_root_dir "$OUT/vae-train"
 fi
 if has report; then

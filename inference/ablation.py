@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    base = GenerationSettings(args.frames, args.steps, args.guidance, args.seed, args.size, args.size, long)
+    base = GenerationSettings(
+        frames=args.frames, steps=args.steps, guidance=args.guidance, seed=args.seed, height=args.size,
+        width=args.size, long=long,
+    )  # fmt: skip
     pipe = VidRDPipeline.from_checkpoint(args.checkpoint, args.device)
     clip = ClipFrameScorer(args.clip, args.device) if args.clip else None
     rows = run_ablation(pipe, args.prompt, base, vary, clip)

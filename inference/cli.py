@@ -62,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
     p.add_argument("--guidance", type=float, default=10.0, help="classifier-free guidance scale w (paper: 10)")
+    p.add_argument(
+        "--guidance-rescale",
+        type=float,
+        default=0.0,
+        help="pull the guided output's spread back towards the conditional one by this share (0..1; Lin et al.'s "
+        "0.7 for a zero-terminal-SNR model at a large guidance scale; default 0: plain CFG)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the first video; video b uses seed + b")
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=256)
@@ -99,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         requests = read_prompts_file(args.prompts_file) if args.prompts_file else [VideoRequest(list(args.prompt))]
         long = LongVideoConfig.for_schedule(args.schedule, args.clip_frames, args.prompt_frames, args.alpha, args.beta)
         settings = GenerationSettings(
-            frames=args.frames, steps=args.steps, guidance=args.guidance, seed=args.seed, height=args.height,
+            frames=args.frames, steps=args.steps, guidance=args.guidance, guidance_rescale=args.guidance_rescale,
+            seed=args.seed, height=args.height,
             width=args.width, long=long, negative_prompt=args.negative_prompt,
             temporal_decode=None if args.decode is None else args.decode == "temporal",
         )  # fmt: skip

@@ -36,6 +36,7 @@ class GenerationSettings:
     long: LongVideoConfig = field(default_factory=LongVideoConfig)
     negative_prompt: str = ""  # the unconditional branch's text; the release's evaluation uses "watermark"
     temporal_decode: bool | None = None  # None: the schedule's (paper: temporal decoder; official: per frame)
+    guidance_rescale: float = 0.0  # 0: plain CFG; ~0.7 for a zero-terminal-SNR model (inference.sampler)
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -44,6 +45,8 @@ class GenerationSettings:
             raise ValueError(f"steps must be in [1, {MAX_STEPS}] (the schedule's training timesteps), got {self.steps}")
         if not math.isfinite(self.guidance) or self.guidance <= 0:
             raise ValueError(f"guidance must be a finite number > 0, got {self.guidance}")
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be in [0, 1], got {self.guidance_rescale}")
         if self.height < 1 or self.width < 1:
             raise ValueError(f"height and width must be positive, got {self.height}x{self.width}")
 
@@ -155,7 +158,9 @@ class VidRDPipeline:
         gens = [
             torch.Generator().manual_seed(r.seed if r.seed is not None else s.seed + b) for b, r in enumerate(requests)
         ]
-        sampler = DDIMSampler(self.unet, make_scheduler(self.scheduler_config), s.steps, s.guidance, step=self.step)
+        sampler = DDIMSampler(
+            self.unet, make_scheduler(self.scheduler_config), s.steps, s.guidance, self.step, s.guidance_rescale
+        )
         latent = (self.unet.config.in_channels, cfg.clip_frames, s.height // self.vae_scale, s.width // self.vae_scale)
         bar = tqdm(total=n_clips * s.steps, desc="denoising", unit="step", disable=not progress)
 

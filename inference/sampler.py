@@ -20,7 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
-from training.model.sampling_defaults import sd_scheduler_config
+from training.model.sampling_defaults import check_schedule, sd_scheduler_config
 
 # Called after each step with (step index, timestep t, latents z_{t-1}); returns the latents to keep.
 StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
@@ -34,6 +34,7 @@ def make_scheduler(config: dict[str, Any] | None = None, prediction_type: str | 
     cfg = {**sd_scheduler_config(), **{k: v for k, v in (config or {}).items() if not k.startswith("_")}}
     if prediction_type:
         cfg["prediction_type"] = prediction_type
+    check_schedule(cfg)
     return DDIMScheduler.from_config(cfg)
 
 
@@ -75,12 +76,22 @@ def guidance_pass(
     return u, c
 
 
+def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor | float) -> torch.Tensor:
+    """Guided output with its per-sample standard deviation pulled back towards the conditional output's by
+    ``phi`` (Lin et al. 2024, section 3.4; diffusers' ``guidance_rescale``): a zero-terminal-SNR model at a large
+    guidance scale otherwise over-saturates."""
+    dims = tuple(range(1, guided.ndim))
+    ratio = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+    return guided + phi * (guided * ratio - guided)
+
+
 class GuidedStep:
     """One guided DDIM step as tensor arithmetic only: ``z_prev = a z + b (u + w (c - u))``.
 
-    ``coef`` is ``(a, b, w)`` (float32, on z's device) and ``t`` a 0-dim timestep tensor, so the step has no
-    host-side values and one CUDA graph serves every step. ``uncond=None``: no guidance, one pass on ``cond``.
-    The update is computed in float32 whatever the latents' dtype.
+    ``coef`` is ``(a, b, w)`` or ``(a, b, w, phi)`` with a guidance rescale ``phi`` (:func:`rescale_guidance`),
+    float32 on z's device, and ``t`` a 0-dim timestep tensor, so the step has no host-side values and one CUDA
+    graph serves every step. ``uncond=None``: no guidance, one pass on ``cond``. The update is computed in
+    float32 whatever the latents' dtype.
     """
 
     def __init__(self, denoiser: Denoiser):
@@ -94,6 +105,8 @@ class GuidedStep:
         else:
             u, c = (o.float() for o in guidance_pass(self.denoiser, z, t, cond, uncond))
             out = u + coef[2] * (c - u)
+            if coef.shape[0] > 3:
+                out = rescale_guidance(out, c, coef[3])
         return (coef[0] * z.float() + coef[1] * out).to(z.dtype)
 
 
@@ -112,13 +125,17 @@ class DDIMSampler:
         steps: int = 50,
         guidance: float = 10.0,
         step: Step | None = None,
+        guidance_rescale: float = 0.0,
     ):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if not 0.0 <= guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
         self.denoiser = denoiser
         self.scheduler = scheduler
         self.steps = steps
         self.guidance = guidance
+        self.guidance_rescale = guidance_rescale
         self.scheduler.set_timesteps(steps)
         self.step = step if step is not None else GuidedStep(denoiser)
         coefs = [ddim_update_coefficients(scheduler, t) for t in self.timesteps]
@@ -137,7 +154,8 @@ class DDIMSampler:
         if self.guidance == 1.0:
             return self.denoiser(z, torch.full((z.shape[0],), t, device=z.device), cond)
         u, c = guidance_pass(self.denoiser, z, torch.tensor(t, device=z.device), cond, uncond)
-        return u + self.guidance * (c - u)
+        out = u + self.guidance * (c - u)
+        return rescale_guidance(out, c, self.guidance_rescale) if self.guidance_rescale else out
 
     @torch.no_grad()
     def sample(
@@ -153,7 +171,8 @@ class DDIMSampler:
         if self.coefficients is not None:
             # Every step's inputs made on the device up front: the loop itself copies nothing from the host.
             ts = torch.tensor(self.timesteps, device=z.device)
-            coefs = torch.tensor([(a, b, self.guidance) for a, b in self.coefficients], device=z.device)
+            extra = (self.guidance_rescale,) if self.guidance_rescale else ()
+            coefs = torch.tensor([(a, b, self.guidance, *extra) for a, b in self.coefficients], device=z.device)
             uncond_or_none = None if self.guidance == 1.0 else uncond
         for k, t in enumerate(steps):
             if self.coefficients is not None:

@@ -63,6 +63,9 @@ def read_table(path: str, schema: pa.Schema | None = None) -> pa.Table:
             raise SchemaError(f"{path}: not a readable Parquet file ({e})") from e
     if schema is None:
         return table
+    for f in schema:  # columns added to a contract later: an older file has none, read as nulls
+        if f.name not in table.column_names and f.nullable and (f.metadata or {}).get(b"optional"):
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise SchemaError(f"{path}: missing columns {missing}")

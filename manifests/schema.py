@@ -1,7 +1,8 @@
 """Arrow schemas for the three tables every stage reads or writes.
 
 * source manifest: one row per raw item a dataset ships (what exists);
-* sample index (``_index.parquet``): one row per sample written to a shard;
+* sample index (``_index.parquet``): one row per sample written to a shard (columns whose field metadata says
+  ``optional`` came later: a file without them reads with nulls there);
 * rejects (``_rejects.parquet``): one row per input that produced nothing, with a reason code.
 
 For every stage ``inputs == inputs that produced samples + rejects``; the schemas carry the ids
@@ -50,6 +51,9 @@ INDEX_SCHEMA = pa.schema(
         pa.field("caption_length", pa.int32()),
         pa.field("num_captions", pa.int32()),
         pa.field("bytes", pa.int64()),
+        # Signals added after the first release (issue 22): an index written before them reads with nulls.
+        pa.field("cuts", pa.int32(), metadata={"optional": "1"}),  # shot cuts inside the sample
+        pa.field("motion", pa.float64(), metadata={"optional": "1"}),  # % of the frame width per frame
     ]
 )
 
@@ -80,6 +84,9 @@ class RejectReason(str, Enum):
     NO_LABEL = "no_label"
     BAD_ANNOTATION = "bad_annotation"
     DUPLICATE = "duplicate"
+    HAS_CUT = "has_cut"
+    STATIC = "static"
+    SIGNALS_FAILED = "signals_failed"  # cut detection or optical flow raised on this video
     MODEL_FAILED = "model_failed"
     NO_SEGMENT = "no_segment"
     ENCODE_FAILED = "encode_failed"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -11,6 +11,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 Source = str | bytes
 
@@ -204,6 +205,7 @@ def decode_resized(
 
     out: list[np.ndarray] = []
     window = _Window(start, end)
+    scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
         w, h = _frame_size(stream)
@@ -211,7 +213,8 @@ def decode_resized(
         whole = box == (0, 0, w, h)
         for frame in window.frames(container, stream, fps):
             if whole and (frame.width, frame.height) == (w, h):
-                out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BILINEAR").to_ndarray())
+                rgb = scale.reformat(frame, width=ow, height=oh, format="rgb24", interpolation="BILINEAR")
+                out.append(rgb.to_ndarray())
             else:
                 rgb = frame.to_ndarray(format="rgb24")[box[1] : box[3], box[0] : box[2]]
                 out.append(cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA))
@@ -233,16 +236,19 @@ def transcode_resized(
     crf: int = 20,
     preset: str = "veryfast",
     threads: int = 0,
+    on_frame: Callable[[av.VideoFrame], None] | None = None,
 ) -> tuple[bytes, VideoInfo, VideoInfo] | None:
     """Decode -> swscale to the output size in YUV -> libx264, frame by frame, never leaving YUV.
 
     The fast path of :func:`decode_resized` + :func:`encode_mp4` when nothing needs RGB pixels (no
     crop, no watermark step); the same output size, frame selection and encoder settings. Returns
-    None when the video needs a crop (the caller takes the RGB path).
+    None when the video needs a crop (the caller takes the RGB path). ``on_frame`` sees every kept
+    source frame as decoded (e.g. to keep a small copy for analysis, without decoding again).
     """
     buf = io.BytesIO()
     kept = 0
     window = _Window(start, end)
+    scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
         w, h = _frame_size(stream)
@@ -255,7 +261,9 @@ def transcode_resized(
             for frame in window.frames(container, stream, fps):
                 if (frame.width, frame.height) != (w, h):
                     return None  # the size changes mid-stream: let the RGB path handle it
-                yuv = frame.reformat(width=ow, height=oh, format="yuv420p", interpolation="BILINEAR")
+                if on_frame is not None:
+                    on_frame(frame)
+                yuv = scale.reformat(frame, width=ow, height=oh, format="yuv420p", interpolation="BILINEAR")
                 yuv.pts, yuv.time_base = kept, frame_time  # renumber: the output is its own timeline
                 for pkt in ost.encode(yuv):
                     out.mux(pkt)
@@ -311,17 +319,18 @@ def decode_sampled(
     out: list[np.ndarray] = []
     times: list[float] = []
     window = _Window(None, None)
+    scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
         w, h = _frame_size(stream)
-        scale = short_side / min(w, h)
-        ow, oh = max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+        factor = short_side / min(w, h)
+        ow, oh = max(2, round(w * factor / 2) * 2), max(2, round(h * factor / 2) * 2)
         nxt = 0.0
         for frame in window.frames(container, stream, fps):
             t = float(frame.time) if frame.time is not None else (window.decoded - 1) / fps
             if t + 1e-6 < nxt:
                 continue
-            out.append(frame.reformat(width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
+            out.append(scale.reformat(frame, width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
             times.append(t)
             if max_samples and len(out) > max_samples:
                 out, times, every = out[::2], times[::2], 2 * every

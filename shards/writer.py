@@ -36,6 +36,7 @@ class Sample:
 
     ``meta`` must carry :data:`REQUIRED_META`; ``captions`` (all captions) is added when absent.
     ``events`` name things the run summary counts (e.g. a caption fallback); they are not written.
+    ``extra``: more members beside those three, by extension (e.g. ``latents.npy``: precomputed VAE latents).
     """
 
     key: str
@@ -43,6 +44,7 @@ class Sample:
     caption: str
     meta: dict[str, Any] = field(default_factory=dict)
     events: tuple[str, ...] = ()
+    extra: dict[str, bytes] = field(default_factory=dict)
 
 
 class _HashingFile:
@@ -144,18 +146,23 @@ class ShardWriter:
             raise ValueError(f"sample {key!r}: metadata lacks {missing}")
         if not sample.mp4:
             raise ValueError(f"sample {key!r}: empty video bytes")
+        clash = sorted(set(sample.extra) & {"mp4", "txt", "json", "__key__"})
+        if clash:
+            raise ValueError(f"sample {key!r}: extra members {clash} would replace the sample's own")
         meta = dict(sample.meta)
         meta.setdefault("captions", [sample.caption])
         txt = sample.caption.encode("utf-8")
         js = _encode_json(meta)
-        size = len(sample.mp4) + len(txt) + len(js) + 3 * 1024
+        size = (
+            len(sample.mp4) + len(txt) + len(js) + sum(map(len, sample.extra.values())) + (3 + len(sample.extra)) * 1024
+        )
         if self._tar is not None and (
             self._count >= self.max_samples or (self._count and self._bytes + size > self.max_bytes)
         ):
             self._close_shard()
         if self._tar is None:
             self._open_shard()
-        self._tar.write({"__key__": key, "mp4": sample.mp4, "txt": txt, "json": js})
+        self._tar.write({"__key__": key, "mp4": sample.mp4, "txt": txt, "json": js, **sample.extra})
         self._bytes += size
         self._count += 1
         self._keys.add(key)
@@ -175,6 +182,8 @@ class ShardWriter:
                 "caption_length": len(sample.caption),
                 "num_captions": len(meta["captions"]),
                 "bytes": len(sample.mp4),
+                "cuts": len(meta["cuts"]) if isinstance(meta.get("cuts"), list) else None,
+                "motion": meta.get("motion"),
             }
         )
 

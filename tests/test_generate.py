@@ -106,6 +106,7 @@ def test_prompt_specs(tmp_path):
         (["--height", "0"], "height and width must be positive"),
         (["--decode-chunk", "0"], "--decode-chunk must be >= 1"),
         (["--guidance", "nan"], "guidance must be a finite number"),
+        (["--guidance-rescale", "1.5"], "guidance_rescale must be in [0, 1]"),
         (["--prompt", "two", "--prompt", "three", "--frames", "8"], "clip prompts for a video of 1 clips"),
     ],
 )

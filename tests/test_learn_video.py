@@ -131,6 +131,10 @@ def test_report_writes_what_it_measured(tiny_run, tmp_path):
                     long_seeds=1, videos_per_prompt=1, long_prompts=lv.LONG_PROMPTS[:1], vae_clips=2,
                     size=32)  # fmt: skip
     saved = json.loads((out / "report.json").read_text())
+    # The base is v-prediction on the zero-terminal-SNR schedule, so the report rescales guidance (0.7).
+    assert saved["settings"]["schedule"] == {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True,
+                                             "timestep_spacing": "trailing"}  # fmt: skip
+    assert saved["settings"]["guidance_rescale"] == 0.7
     assert saved["held_out_prompts"] == ["a red circle moving left"]
     assert [r["held_out"] for r in saved["videos"]] == [False, False, True, True]
     assert set(saved["targets"]) == set(lv.TARGETS) and saved["summary"]["held_out"]["videos"] == 2

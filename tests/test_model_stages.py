@@ -327,6 +327,7 @@ def test_long_videos_keep_relevant_runs_and_record_the_timeline(long_video):
         assert s.meta["prompt"] in [t.format(label="playing guitar") for t in MINIGPT4_TEMPLATES]
         frames, info = decode_frames(s.mp4)
         assert info.frames == round((s.meta["end"] - s.meta["start"]) * 8) and redness(frames[len(frames) // 2]) > 0
+        assert s.meta["cuts"] == [] and s.meta["motion"] > 0  # no segment spans the video's cuts (6 s and 9 s)
     assert len({s.key for s in samples}) == 3 and samples[0].key.startswith("videolt-v_1")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from inference.graphed import CUDAGraphed
-from inference.sampler import DDIMSampler, GuidedStep, ddim_update_coefficients, make_scheduler
+from inference.sampler import DDIMSampler, GuidedStep, ddim_update_coefficients, make_scheduler, rescale_guidance
 
 
 def mixing_denoiser(z, t, ctx):
@@ -12,8 +12,9 @@ def mixing_denoiser(z, t, ctx):
     return torch.tanh(0.7 * z + 0.3 * z.mean(dim=2, keepdim=True)) + t.view(-1, 1, 1, 1, 1) / 1000 + ctx.mean()
 
 
-def reference_sample(denoiser, scheduler, steps, guidance, z, cond, uncond):
-    """The loop the sampler replaces: guided output, then ``scheduler.step``."""
+def reference_sample(denoiser, scheduler, steps, guidance, z, cond, uncond, rescale=0.0):
+    """The loop the sampler replaces: guided output (rescaled as diffusers' ``rescale_noise_cfg``), then
+    ``scheduler.step``."""
     scheduler.set_timesteps(steps)
     for t in scheduler.timesteps:
         n = z.shape[0]
@@ -22,6 +23,10 @@ def reference_sample(denoiser, scheduler, steps, guidance, z, cond, uncond):
         else:
             u, c = denoiser(torch.cat([z, z]), torch.full((2 * n,), int(t)), torch.cat([uncond, cond])).chunk(2)
             out = u + guidance * (c - u)
+            if rescale:
+                dims = list(range(1, out.ndim))
+                fixed = out * (c.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True))
+                out = rescale * fixed + (1 - rescale) * out
         z = scheduler.step(out, t, z).prev_sample
     return z
 
@@ -142,3 +147,49 @@ def test_guidance_pass_gives_a_shared_sample_to_a_denoiser_that_takes_it():
     torch.testing.assert_close(u0, u1)
     torch.testing.assert_close(c0, c1)
     assert (u0 - c0).abs().max() > 1e-3
+
+
+def denoiser(z, t, ctx):
+    """:func:`mixing_denoiser` whose output spread depends on the text, which a guidance rescale pulls back."""
+    return mixing_denoiser(z, t, ctx) * (1 + ctx.std(dim=(1, 2))).view(-1, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("rescale", [0.0, 0.7])
+def test_zero_terminal_snr_sampling_equals_the_scheduler_loop(rescale):
+    """v-prediction on the zero-SNR schedule: the first step is at alpha_bar = 0 (x_0 = -v, no division), and the
+    guidance rescale runs inside the linear step as it does in diffusers' loop."""
+    from training.model.sampling_defaults import sd_scheduler_config
+
+    cfg = sd_scheduler_config("v_prediction", zero_terminal_snr=True)
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(2, 4, 3, 6, 6, generator=g)
+    cond, uncond = torch.randn(2, 5, 8, generator=g), torch.zeros(2, 5, 8)
+    sampler = DDIMSampler(denoiser, make_scheduler(cfg), steps=12, guidance=7.5, guidance_rescale=rescale)
+    assert sampler.timesteps[0] == 999 and sampler.coefficients is not None
+    ref = reference_sample(denoiser, make_scheduler(cfg), 12, 7.5, z, cond, uncond, rescale)
+    out = sampler.sample(z, cond, uncond)
+    assert torch.isfinite(out).all() and (out - ref).abs().max().item() < 1e-4
+    plain = DDIMSampler(denoiser, make_scheduler(cfg), steps=12, guidance=7.5).sample(z, cond, uncond)
+    assert ((plain - out).abs().max().item() > 1e-3) == bool(rescale)
+
+
+def test_guidance_rescale_moves_the_spread_to_the_conditional_ones():
+    g = torch.Generator().manual_seed(3)
+    cond, guided = torch.randn(2, 4, 3, 5, 5, generator=g), 4 * torch.randn(2, 4, 3, 5, 5, generator=g)
+    assert torch.equal(rescale_guidance(guided, cond, 0.0), guided)
+    full = rescale_guidance(guided, cond, 1.0)
+    assert torch.allclose(full.flatten(1).std(1), cond.flatten(1).std(1), rtol=1e-5)  # per sample
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        DDIMSampler(mixing_denoiser, make_scheduler(), steps=2, guidance_rescale=1.5)
+    # A schedule whose step is not linear (clipped x_0) takes scheduler.step, with the same rescale.
+    clipped = {"clip_sample": True, "clip_sample_range": 0.5}
+    z, ctx = torch.randn(1, 4, 3, 5, 5, generator=g), torch.randn(1, 5, 8, generator=g)
+    sampler = DDIMSampler(denoiser, make_scheduler(clipped), steps=6, guidance=3.0, guidance_rescale=0.5)
+    assert sampler.coefficients is None
+    ref = reference_sample(denoiser, make_scheduler(clipped), 6, 3.0, z, ctx, torch.zeros_like(ctx), 0.5)
+    assert (sampler.sample(z, ctx, torch.zeros_like(ctx)) - ref).abs().max().item() < 1e-5
+
+
+def test_epsilon_on_a_zero_snr_schedule_is_refused():
+    with pytest.raises(ValueError, match="v_prediction"):
+        make_scheduler({"rescale_betas_zero_snr": True}, "epsilon")

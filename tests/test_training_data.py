@@ -149,8 +149,8 @@ def test_a_filter_over_index_columns_halves_the_epoch_and_the_stream(tmp_path):
     filtered = ShardDataModule([half], clip=CLIP, batch_size=2, num_workers=2)
     assert whole._batches_per_worker() == 2 and filtered._batches_per_worker() == 1
     assert batches_per_worker(samples_in([half]), 2, 2, 2) == 1  # two ranks split the 4 kept samples
-    with pytest.raises(FilterError, match="unknown column 'motion'"):  # named at start, before any stream
-        ShardDataModule([ShardSet(str(out), where="motion >= 0.3")], clip=CLIP)
+    with pytest.raises(FilterError, match="unknown column 'speed'"):  # named at start, before any stream
+        ShardDataModule([ShardSet(str(out), where="speed >= 0.3")], clip=CLIP)
     with pytest.raises(FilterError, match="does not parse"):
         ShardDataModule([ShardSet(str(out), where="frames >=")], clip=CLIP)
     with pytest.raises(UnusableDataError, match="keeps no sample"):

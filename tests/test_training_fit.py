@@ -279,3 +279,28 @@ def test_trainer_settings_errors_are_one_line(shards, tmp_path, capsys, extra, m
     assert train_main(["fit", *fit_args(shards, tmp_path), *extra]) == 2
     err = capsys.readouterr().err
     assert "vidrd train: error:" in err and message in err and "Traceback" not in err
+
+
+def test_zero_terminal_snr_leaves_no_trace_of_the_clip_and_is_exported(tmp_path):
+    """With SD's schedule the noisiest input still holds 6.8% of the clip (issue 20: motion then followed the
+    seed); the zero-terminal-SNR schedule holds none, trains v-prediction, and its export samples with it."""
+    from inference.sampler import make_scheduler
+    from training.model.loading import save_vidrd
+
+    z, noise, t = torch.randn(1, 4, 4, 8, 8), torch.randn(1, 4, 4, 8, 8), torch.tensor([999])
+    sd = VidRDModule(prediction_type=V_PREDICTION)
+    assert (sd.noise_schedule.add_noise(z, noise, t) - noise).abs().max().item() > 0.05
+    m = VidRDModule(prediction_type=V_PREDICTION, zero_terminal_snr=True)
+    assert float(m.noise_schedule.alphas_cumprod[-1]) == 0.0
+    assert torch.allclose(m.noise_schedule.add_noise(z, noise, t), noise, atol=1e-6)
+    save_vidrd(str(tmp_path / "export"), m.components())
+    loaded = load_vidrd(str(tmp_path / "export"))
+    assert loaded.prediction_type == V_PREDICTION and loaded.scheduler_config["rescale_betas_zero_snr"]
+    sched = make_scheduler(loaded.scheduler_config, loaded.prediction_type)
+    sched.set_timesteps(10)
+    assert int(sched.timesteps[0]) == 999 and float(sched.alphas_cumprod[999]) == 0.0  # sampling starts at SNR 0
+    # Turned off again (e.g. a run continued from this export on SD's schedule), the SD schedule comes back.
+    back = VidRDModule(str(tmp_path / "export"), zero_terminal_snr=False)
+    assert float(back.noise_schedule.alphas_cumprod[-1]) > 1e-3 and "timestep_spacing" not in back.scheduler_config
+    with pytest.raises(ValueError, match="v_prediction"):  # an epsilon model cannot sample at SNR 0
+        VidRDModule(prediction_type=EPSILON, zero_terminal_snr=True)

@@ -42,6 +42,8 @@ from media.video import decode_clip
 from shards.clips import KEYFRAME_STRIDE, KEYFRAMES
 from shards.filters import FilterError, filter_index, parse_where
 from shards.reader import list_shards, load_index
+from shards.sidecars import DERIVED_COLUMNS, named, with_derived_columns
+from training.latent_cache import LATENTS_MEMBER, LatentSpec, load_npy
 
 
 @dataclass
@@ -58,15 +60,19 @@ class ShardSet:
         """:class:`~shards.filters.FilterError` naming what is wrong with ``where`` (parsed against the index
         schema's columns: no file is read)."""
         if self.where:
-            parse_where(self.where, INDEX_SCHEMA.names)
+            parse_where(self.where, [*INDEX_SCHEMA.names, *DERIVED_COLUMNS])
 
     def kept(self) -> pa.Table | None:
-        """The index rows this set trains on (``None``: the set has no index, so no filter can apply)."""
+        """The index rows this set trains on (``None``: the set has no index, so no filter can apply). A filter
+        that names ``is_dup``, ``aesthetic`` or ``clip_score`` reads the set's ``_dups.parquet`` / ``_scores.parquet``
+        (``vidrd curate dedup`` / ``scores``; refused when stale)."""
         index = load_index(self.path)
         if index is None:
             if self.where:
                 raise FilterError(f"{self.path}: where {self.where!r} needs the set's _index.parquet, which is missing")
             return None
+        if named(self.where):
+            index = with_derived_columns(self.path, index, named(self.where))
         return filter_index(index, self.where)
 
 
@@ -124,20 +130,50 @@ def to_clip(frames: np.ndarray, size: int, rng: np.random.Generator) -> torch.Te
     return (x / 127.5 - 1.0).clamp(-1, 1).permute(1, 0, 2, 3).contiguous()
 
 
-def make_example(raw: dict[str, Any], clip: ClipConfig, rng: np.random.Generator) -> dict[str, Any]:
-    """A WebDataset sample (mp4/json/txt bytes) -> {"video", "caption", "key"}; :class:`SkipSample` if unusable."""
-    if "mp4" not in raw or "json" not in raw:
-        raise SkipSample("sample lacks .mp4 or .json")
-    meta = json.loads(raw["json"])
+def _captions(meta: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     captions = [c for c in meta.get("captions") or [] if isinstance(c, str) and c.strip()]
     if not captions and raw.get("txt"):
         captions = [raw["txt"].decode("utf-8", "replace")]
     if not captions:
         raise SkipSample("no caption")
+    return captions
+
+
+def make_example(raw: dict[str, Any], clip: ClipConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """A WebDataset sample (mp4/json/txt bytes) -> {"video", "caption", "key"}; :class:`SkipSample` if unusable."""
+    if "mp4" not in raw or "json" not in raw:
+        raise SkipSample("sample lacks .mp4 or .json")
+    meta = json.loads(raw["json"])
+    captions = _captions(meta, raw)
     idx = clip_indices(int(meta["frames"]), clip, rng)
     frames = decode_clip(raw["mp4"], idx, float(meta["fps"]))
     return {
         "video": to_clip(frames, clip.size, rng),
+        "caption": captions[int(rng.integers(len(captions)))],
+        "key": raw["__key__"],
+    }
+
+
+def make_latent_example(raw: dict[str, Any], clip: ClipConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """A sample with precomputed latents (``training.latent_cache``) -> {"latents" ``[C, F, h, w]``, "caption",
+    "key"}: the clip's frames from a random start, a random crop in latent space, drawn from the stored
+    posterior (mean + std * noise) as the VAE's ``encode`` would. :class:`SkipSample` if unusable."""
+    if LATENTS_MEMBER not in raw or "json" not in raw:
+        raise SkipSample(f"sample lacks .{LATENTS_MEMBER} or .json (run `vidrd latents` on this shard set)")
+    meta = json.loads(raw["json"])
+    captions = _captions(meta, raw)
+    spec = LatentSpec.of(meta["latents"])
+    if clip.size != spec.size:
+        raise SkipSample(f"latents were made at size {spec.size}, data.clip.size is {clip.size}")
+    both = load_npy(raw[LATENTS_MEMBER])  # [2, C, F, h, w]
+    idx = clip_indices(both.shape[2], clip, rng)
+    side = spec.size // spec.factor
+    h, w = both.shape[-2:]
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    mean, std = both[:, :, idx, top : top + side, left : left + side].astype(np.float32)
+    z = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
+    return {
+        "latents": torch.from_numpy(z),
         "caption": captions[int(rng.integers(len(captions)))],
         "key": raw["__key__"],
     }
@@ -157,6 +193,7 @@ class StreamPlan:
     # worker id -> (buffer draws, samples yielded) already consumed this epoch (resume)
     resume: dict[int, tuple[int, int]] = field(default_factory=dict)
     max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW
+    latents: bool = False  # read precomputed latents (training.latent_cache) instead of decoding video
 
 
 class VideoTextStream(IterableDataset):
@@ -232,7 +269,7 @@ class VideoTextStream(IterableDataset):
                 continue
             ex_rng = np.random.default_rng([p.seed, self.epoch, p.rank, wid, draws])
             try:
-                ex = make_example(raw, p.clip, ex_rng)
+                ex = (make_latent_example if p.latents else make_example)(raw, p.clip, ex_rng)
             except Exception as e:  # anything a bad sample raises is a skip, never a crash
                 errors[0] += 1
                 in_a_row += 1
@@ -266,11 +303,12 @@ def batches_per_worker(samples: int, world_size: int, num_workers: int, batch_si
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack videos; keep captions and keys as lists; sum the skip counts; keep the worker's position
+    """Stack videos (or latents); keep captions and keys as lists; sum the skip counts; keep the worker's position
     after the batch's last sample (what a checkpoint records for resuming)."""
     last = batch[-1]
+    data = "latents" if "latents" in last else "video"
     return {
-        "video": torch.stack([b["video"] for b in batch]),
+        data: torch.stack([b[data] for b in batch]),
         "caption": [b["caption"] for b in batch],
         "key": [b["key"] for b in batch],
         "skipped": sum(b["skipped"] for b in batch),

@@ -24,6 +24,7 @@ from training.data import (
     collate,
     samples_in,
 )
+from training.latent_cache import LATENTS_INFO, LatentSpec, set_spec
 
 
 class EpochAwareLoader(DataLoader):
@@ -55,6 +56,9 @@ class ShardDataModule(L.LightningDataModule):
         seed: the stream seed (shards, offsets, crops and caption choice follow from it).
         max_skips_in_a_row: unusable samples (or empty shard reads) in a row after which training stops with an
             error naming the last one, instead of waiting forever for a sample that never comes.
+        latents: read the precomputed VAE latents that ``vidrd latents`` added to the sets
+            (``training.latent_cache``) instead of decoding and encoding video: every set must have them, made at
+            ``clip.size``, and the model refuses them at start when its VAE is not the one that made them.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class ShardDataModule(L.LightningDataModule):
         shuffle_buffer: int = 64,
         seed: int = 0,
         max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW,
+        latents: bool = False,
     ):
         super().__init__()
         if max_skips_in_a_row < 1:
@@ -91,11 +96,29 @@ class ShardDataModule(L.LightningDataModule):
         self.val_batches = val_batches
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
+        self.latents = latents
+        self.latent_specs = self._check_latents() if latents else []
         # worker id -> (draws, done) of the last batch trained on, for the epoch in `_epoch`
         self._positions: dict[int, tuple[int, int]] = {}
         self._epoch = 0
         self._resume: dict[str, Any] | None = None
         self.skipped = 0
+
+    def _check_latents(self) -> list[LatentSpec]:
+        specs = []
+        for s in [*self.train_sets, *self.val_sets]:
+            spec = set_spec(s.path)
+            if spec is None:
+                raise ValueError(
+                    f"data.latents: {s.path} has no precomputed latents ({LATENTS_INFO}); make a set with them: "
+                    f"vidrd latents --pretrained CKPT --shards {s.path} --out DIR --size {self.clip.size}"
+                )
+            if spec.size != self.clip.size:
+                raise ValueError(
+                    f"data.latents: {s.path} was made at size {spec.size}, data.clip.size is {self.clip.size}"
+                )
+            specs.append(spec)
+        return specs
 
     # -- layout --------------------------------------------------------------------------------------
     def _world(self) -> tuple[int, int]:
@@ -126,6 +149,7 @@ class ShardDataModule(L.LightningDataModule):
         plan = StreamPlan(
             sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
             shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank, max_skips_in_a_row=self.max_skips_in_a_row,
+            latents=self.latents,
         )  # fmt: skip
         return self._loader(plan, epoch_of=lambda: self._start_epoch(plan))
 
@@ -147,7 +171,7 @@ class ShardDataModule(L.LightningDataModule):
         plan = StreamPlan(
             sets=self.val_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
             shuffle_buffer=min(self.shuffle_buffer, 8), seed=self.seed + 1_000_003, rank=rank,
-            max_skips_in_a_row=self.max_skips_in_a_row,
+            max_skips_in_a_row=self.max_skips_in_a_row, latents=self.latents,
         )  # fmt: skip
         return self._loader(plan)
 

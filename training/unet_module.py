@@ -17,12 +17,32 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
 from training.callbacks import close_finished_epoch
+from training.latent_cache import vae_fingerprint
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vidrd
 from training.model.pretrained import load_components
+from training.model.sampling_defaults import (
+    check_schedule,
+    has_zero_terminal_snr,
+    sd_scheduler_config,
+    with_zero_terminal_snr,
+)
 
 # Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
 VAE_PREFIX, TEXT_PREFIX = "vae.", "text."
+
+
+def schedule_for(config: dict[str, Any], prediction_type: str, zero_terminal_snr: bool | None) -> dict[str, Any]:
+    """A checkpoint's scheduler config with the run's prediction type and, when asked, zero terminal SNR on or off."""
+    cfg = {**config, "prediction_type": prediction_type}
+    if zero_terminal_snr:
+        cfg = with_zero_terminal_snr(cfg)
+    elif zero_terminal_snr is not None and has_zero_terminal_snr(cfg):  # back to SD's own schedule
+        sd = sd_scheduler_config(prediction_type)
+        cfg = {k: v for k, v in cfg.items() if k not in ("rescale_betas_zero_snr", "timestep_spacing")}
+        cfg["steps_offset"] = sd["steps_offset"]
+    check_schedule(cfg)
+    return cfg
 
 
 class VidRDModule(L.LightningModule):
@@ -34,6 +54,10 @@ class VidRDModule(L.LightningModule):
         layout: the UNet layout, ``official`` (the authors' released code; default for new runs) or
             ``framewise`` (a fresh model is SD 2.1 frame by frame); default: a VidRD folder's own, else official.
         prediction_type: ``epsilon`` or ``v_prediction``; default: what the checkpoint was trained with.
+        zero_terminal_snr: train on the noise schedule rescaled to zero SNR at ``t = T`` (needs ``v_prediction``;
+            ``training.model.sampling_defaults`` says why: with SD's schedule the noisiest input still shows
+            where objects are and which way they move, and the model learns to follow that instead of the
+            caption). Saved in the exported scheduler config, so sampling uses it too. Default: the checkpoint's.
         train_spatial: also train SD's spatial transformer blocks (the paper does); else temporal layers only.
         train_all: train every UNet weight. Only for a UNet that starts from random weights (the learning
             proof in ``examples/``): there the frozen ResNets and projections would be random and cap what
@@ -61,6 +85,7 @@ class VidRDModule(L.LightningModule):
         pretrained: str = "tiny",
         layout: str | None = None,
         prediction_type: str | None = None,
+        zero_terminal_snr: bool | None = None,
         train_spatial: bool = True,
         train_all: bool = False,
         lr: float = 5e-5,
@@ -97,11 +122,9 @@ class VidRDModule(L.LightningModule):
             self.unet.set_trainable(spatial_transformers=train_spatial)
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
-        self.scheduler_config = comps.scheduler_config
         self.prediction_type = comps.prediction_type
-        self.noise_schedule = DDPMScheduler.from_config(
-            {**comps.scheduler_config, "prediction_type": self.prediction_type}
-        )
+        self.scheduler_config = schedule_for(comps.scheduler_config, self.prediction_type, zero_terminal_snr)
+        self.noise_schedule = DDPMScheduler.from_config(self.scheduler_config)
         self.ema = EMAModel(self._trainable(), decay=ema_decay, foreach=True) if ema_decay else None
         self.strict_loading = False  # checkpoints leave out the frozen VAE and text encoder
         self._last_step_time: float | None = None
@@ -115,6 +138,17 @@ class VidRDModule(L.LightningModule):
             apply_fast_paths(self.unet, fast)
             apply_fast_paths(self.vae, fast)
             self._fast_applied = True
+
+    def on_fit_start(self) -> None:
+        # Latents made by another VAE would train the UNet on a latent space it never decodes to.
+        specs = getattr(self.trainer.datamodule, "latent_specs", None) or []
+        if specs:
+            mine = vae_fingerprint(self.vae)
+            if any(s.vae != mine for s in specs):
+                raise ValueError(
+                    "data.latents: the shard sets' latents were made by another VAE than this model's; "
+                    "make them again with `vidrd latents --pretrained` this run's checkpoint"
+                )
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         """Every trained weight: the UNet's, then the text encoder's when it trains."""

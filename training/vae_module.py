@@ -94,6 +94,10 @@ class TemporalVAEModule(L.LightningModule):
             loss = loss + self.hparams.perceptual_weight * self.perceptual(x, rec).mean()
         return loss
 
+    def on_fit_start(self) -> None:
+        if getattr(self.trainer.datamodule, "latents", False):
+            raise ValueError("data.latents: the temporal VAE decoder trains on video, not on precomputed latents")
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         hp = self.hparams
         g_opt, d_opt = self.optimizers()

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from inference import cli as generate_cli
     from inference.eval import cli as eval_cli
     from manifests import cli as manifest_cli
+    from training import latents_cli
     from vidrd import convert, demo
 
     parser = argparse.ArgumentParser(
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate_cli.add_parser(sub)
     eval_cli.add_parser(sub)
     convert.add_parser(sub)
+    latents_cli.add_parser(sub)
     train = sub.add_parser(
         "train",
         add_help=False,  # `vidrd train --help` is LightningCLI's own

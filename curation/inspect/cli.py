@@ -44,11 +44,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--no-decode", action="store_true", help="skip decoding the videos (structure checks only)")
     q.set_defaults(func="cmd_verify")
 
-    q = s.add_parser("gallery", help="static HTML page: a thumbnail strip and the caption of each sample")
+    q = s.add_parser(
+        "gallery",
+        help="static HTML page: a thumbnail strip, the caption and the signals of each sample",
+        description="Write OUT/index.html (and thumbs/). With --where, the page shows what the filter keeps and, "
+        "below, what it drops (as the trainer's `where` would: same syntax, index columns plus is_dup); with "
+        "--sort, in that column's order (nulls last). Both read the set's _index.parquet.",
+    )
     q.add_argument("path")
     q.add_argument("--out", required=True, help="folder for index.html and thumbs/")
-    q.add_argument("--limit", type=int, default=200, help="at most this many samples (default 200)")
+    q.add_argument("--limit", type=int, default=200, help="at most this many samples per section (default 200)")
     q.add_argument("--frames", type=int, default=6, help="frames per strip (default 6)")
+    q.add_argument("--where", help='a filter over index columns, e.g. "motion >= 0.3 and not is_dup"')
+    q.add_argument("--sort", help="an index column to order by (e.g. motion, duration, cuts)")
+    q.add_argument("--desc", action="store_true", help="largest first")
     q.set_defaults(func="cmd_gallery")
 
 

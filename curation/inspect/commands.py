@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import posixpath
 import re
@@ -75,7 +76,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     index = load_index(args.path)
     broken: list[str] = []
     if index is not None and not args.scan:
-        rows = index.select(["source", "frames", "duration", "caption_length"]).to_pylist()
+        rows = index.select(["source", "frames", "duration", "caption_length", "cuts", "motion"]).to_pylist()
         origin = "_index.parquet"
     else:
         shards = list_shards(args.path)
@@ -84,6 +85,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         origin = "shard scan"
     out = stats(rows, load_rejects(args.path))
     out["from"] = origin
+    if index is not None:
+        out.update(sidecar_stats(args.path, index))
     if broken:
         out["broken_shards"] = broken
     if args.json:
@@ -92,8 +95,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"{out['samples']} samples (from {origin})\n")
     print(format_table([{"source": k, "samples": v} for k, v in out["by_source"].items()], ["source", "samples"]))
     print()
-    dist = [dict(name=n, **out[n]) for n in ("duration_s", "frames", "caption_chars")]
+    names = ("duration_s", "frames", "caption_chars", "motion", "cuts", "aesthetic", "clip_score")
+    dist = [dict(name=n, **out[n]) for n in names if n in out]
     print(format_table(dist, ["name", "count", "mean", "min", "p5", "p50", "p95", "max"]))
+    if "duplicates" in out:
+        print(f'\n{out["duplicates"]} duplicates listed in _dups.parquet (train with where: "not is_dup")')
+    for note in out.get("sidecar_problems", []):
+        print(f"warning: {note}", file=sys.stderr)
     if "rejects" in out:
         print(f"\n{out['rejects']} rejects")
         if out["rejects_by_reason"]:
@@ -102,6 +110,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     for b in broken:
         print(f"broken shard: {b}", file=sys.stderr)
     return 0
+
+
+def sidecar_stats(path: str, index: Any) -> dict[str, Any]:
+    """Distributions of the scores and the duplicate count, from the set's sidecar tables where they exist."""
+    from shards.sidecars import DUPS, SCORES, load_sidecar
+
+    out: dict[str, Any] = {}
+    problems = []
+    for name in (DUPS, SCORES):
+        try:
+            table = load_sidecar(path, name, index)
+        except ValueError as e:  # stale: said, not applied
+            problems.append(str(e))
+            continue
+        if table is None:
+            continue
+        if name == DUPS:
+            out["duplicates"] = table.num_rows
+        else:
+            for c in ("aesthetic", "clip_score"):
+                out[c] = describe(table.column(c).to_pylist())
+    if problems:
+        out["sidecar_problems"] = problems
+    return out
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -172,7 +204,45 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def signal_line(meta: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+    """``source · frames · fps`` and whichever curation signals the sample has."""
+    fps = number(meta.get("fps"))
+    parts = [str(meta.get("source", "?")), f"{meta.get('frames', '?')} frames", f"{fps:.4g} fps" if fps else "fps ?"]
+    motion = number(meta.get("motion"))
+    if motion is not None:
+        parts.append(f"motion {motion:.3g}")
+    if isinstance(meta.get("cuts"), list):
+        parts.append(f"cuts {len(meta['cuts'])}")
+    for k, v in (extra or {}).items():
+        parts.append(f"{k} {v}")
+    return " · ".join(parts)
+
+
+def _entry(args: argparse.Namespace, key: str, members: dict[str, Any], n: int, extra: dict | None = None) -> str:
+    meta = sample_meta(members)
+    caption = members.get("txt", b"").decode("utf-8", "replace")
+    thumb, err = None, None
+    try:
+        _, info = decode_frames(members.get("mp4", b""), indices=[])
+        frames, _ = decode_frames(members["mp4"], indices=render.even_indices(info.frames, args.frames))
+        thumb = render.thumb_name(key, n)
+        render.save_image(render.strip(frames), join(args.out, thumb), "JPEG")
+    except (VideoDecodeError, KeyError) as e:
+        err = f"video does not decode: {e}"
+    return render.gallery_entry(key, thumb, caption, signal_line(meta, extra), err)
+
+
+def _write_page(out: str, page: str) -> str:
+    fs, p = url_to_fs(join(out, "index.html"))
+    fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    with fs.open(p, "w", encoding="utf-8") as f:
+        f.write(page)
+    return join(out, "index.html")
+
+
 def cmd_gallery(args: argparse.Namespace) -> int:
+    if args.where or args.sort:
+        return filtered_gallery(args)
     shards = list_shards(args.path)
     parts: list[str] = []
     n = 0
@@ -185,30 +255,79 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 if n >= args.limit:
                     break
                 n += 1
-                meta = sample_meta(members)
-                caption = members.get("txt", b"").decode("utf-8", "replace")
-                fps = number(meta.get("fps"))
-                line = f"{meta.get('source', '?')} · {meta.get('frames', '?')} frames · " + (
-                    f"{fps:.4g} fps" if fps is not None else "fps ?"
-                )
-                thumb, err = None, None
-                try:
-                    _, info = decode_frames(members.get("mp4", b""), indices=[])
-                    idx = render.even_indices(info.frames, args.frames)
-                    frames, _ = decode_frames(members["mp4"], indices=idx)
-                    thumb = render.thumb_name(key, n)
-                    render.save_image(render.strip(frames), join(args.out, thumb), "JPEG")
-                except VideoDecodeError as e:
-                    err = f"video does not decode: {e}"
-                parts.append(render.gallery_entry(key, thumb, caption, line, err))
+                parts.append(_entry(args, key, members, n))
             bar.update()
     page = render.GALLERY_HEAD.format(title=f"shards: {args.path}", summary=f"{n} samples from {len(shards)} shards")
-    page += "".join(parts) + "</body></html>\n"
-    fs, p = url_to_fs(join(args.out, "index.html"))
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
-    with fs.open(p, "w", encoding="utf-8") as f:
-        f.write(page)
-    print(f"gallery: {join(args.out, 'index.html')} ({n} samples)")
+    path = _write_page(args.out, page + "".join(parts) + "</body></html>\n")
+    print(f"gallery: {path} ({n} samples)")
+    return 0
+
+
+def filtered_gallery(args: argparse.Namespace) -> int:
+    """The gallery of what ``--where`` keeps and drops, in ``--sort`` order, from the set's index."""
+    import pyarrow.compute as pc
+
+    from shards.filters import FilterError, filter_index
+    from shards.sidecars import named, with_derived_columns
+
+    index = load_index(args.path)
+    if index is None:
+        print(f"error: {args.path}: --where and --sort need the set's _index.parquet", file=sys.stderr)
+        return 2
+    try:
+        derived = sorted({*named(args.where), *named(args.sort)})
+        if derived:
+            index = with_derived_columns(args.path, index, derived)
+        kept = filter_index(index, args.where)
+        if args.sort and args.sort not in index.column_names:
+            raise FilterError(f"--sort {args.sort!r}: no such index column (columns: {', '.join(index.column_names)})")
+    except (FilterError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    dropped = index.filter(pc.invert(pc.is_in(index.column("key"), value_set=kept.column("key"))))
+    order = [(args.sort, "descending" if args.desc else "ascending")] if args.sort else [("key", "ascending")]
+    sections = [(name, t.sort_by(order).slice(0, args.limit)) for name, t in (("kept", kept), ("dropped", dropped))]
+    if not args.where:
+        sections = sections[:1]
+    wanted: dict[str, set[str]] = {}
+    for _, t in sections:
+        for key, shard in zip(t.column("key").to_pylist(), t.column("shard").to_pylist(), strict=True):
+            wanted.setdefault(shard, set()).add(key)
+    urls = {posixpath.basename(u): u for u in list_shards(args.path)}
+    members: dict[str, dict[str, Any]] = {}
+    with _bar(len(wanted), "reading samples") as bar:
+        for shard, keys in wanted.items():
+            if shard in urls:
+                scan = scan_shard(urls[shard], load=True)
+                members.update({k: m for k, m in scan.samples.items() if k in keys})
+            bar.update()
+    shown = [c for c in (args.sort,) if c and c not in ("key",)]
+    html_parts, n = [], 0
+    counts = {"kept": kept.num_rows, "dropped": dropped.num_rows}
+    with _bar(sum(t.num_rows for _, t in sections), "rendering") as bar:
+        for name, t in sections:
+            label = (
+                {"kept": "kept by the filter", "dropped": "dropped by the filter"}[name] if args.where else "samples"
+            )
+            html_parts.append(f'<h2 id="{name}">{label} ({counts[name]}; {t.num_rows} shown)</h2>\n')
+            for row in t.to_pylist():
+                n += 1
+                extra = {c: row.get(c) for c in shown}
+                extra.update({c: row[c] for c in derived if c not in extra})
+                m = members.get(row["key"])
+                if m is None:
+                    html_parts.append(render.gallery_entry(row["key"], None, "", "", f"not found in {row['shard']}"))
+                else:
+                    html_parts.append(_entry(args, row["key"], m, n, extra))
+                bar.update()
+    summary = (
+        f"{index.num_rows} samples; where {args.where or '(none)'}: {counts['kept']} kept, {counts['dropped']} dropped"
+    )
+    if args.sort:
+        summary += f"; sorted by {args.sort}" + (" (largest first)" if args.desc else "")
+    page = render.GALLERY_HEAD.format(title=f"shards: {args.path}", summary=html.escape(summary))
+    path = _write_page(args.out, page + "".join(html_parts) + "</body></html>\n")
+    print(f"gallery: {path} ({counts['kept']} kept, {counts['dropped']} dropped; {n} shown)")
     return 0
 
 

@@ -55,6 +55,8 @@ def rows_from_scan(urls: list[str], progress=None) -> tuple[list[dict[str, Any]]
                     "frames": frames,
                     "duration": frames / fps if frames and fps else None,
                     "caption_length": len(txt.decode("utf-8", "replace")) if isinstance(txt, bytes) else None,
+                    "cuts": len(meta["cuts"]) if isinstance(meta.get("cuts"), list) else None,
+                    "motion": number(meta.get("motion")),
                 }
             )
         if progress:
@@ -70,6 +72,9 @@ def stats(rows: list[dict[str, Any]], rejects: pa.Table | None) -> dict[str, Any
         "duration_s": describe([r["duration"] for r in rows]),
         "frames": describe([r["frames"] for r in rows]),
         "caption_chars": describe([r["caption_length"] for r in rows]),
+        # curation signals (issue 22); count 0 for shards curated before them
+        "motion": describe([r.get("motion") for r in rows]),
+        "cuts": describe([r.get("cuts") for r in rows]),
     }
     if rejects is not None:
         rr = rejects.select(["stage", "reason"]).to_pylist()

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, StageBase, captions_of, read_video_input, trim_of
 from curation.video_settings import VideoOutputConfig, check_box
 from manifests.keys import make_key
 from manifests.schema import RejectReason
-from media.video import VideoDecodeError, decode_resized, encode_mp4, transcode_resized
+from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
 from shards.writer import Sample
 
 WEBVID_LOGO_BOX = (0.25, 0.3, 0.75, 0.7)
@@ -59,6 +60,7 @@ class CaptionedConfig(VideoOutputConfig):
 
     max_frames: int = 1200
     webvid_max_seconds: float = 20.0
+    cuts: str = "split"  # a temporal model trained across a cut learns jumps
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
 
     def __post_init__(self) -> None:
@@ -107,8 +109,10 @@ class CaptionedStage(StageBase):
         data = read_video_input(row["uri"])
         wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
         args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
+        thumbs: list[np.ndarray] = []
         try:
-            fast = None if wm != "none" else transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
+            keep = small_sink(cfg, thumbs)
+            fast = None if wm != "none" else transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads, keep)
             if fast is not None:  # nothing needs RGB pixels: stay in YUV from decoder to encoder
                 mp4, src, out = fast
             else:
@@ -121,13 +125,14 @@ class CaptionedStage(StageBase):
             raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
-        if fast is None:
-            if wm != "none":
-                frames = remove_watermark(frames, cfg.watermark)
-            mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads)
-            h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
-        else:
-            w, h = out.width, out.height
+        small = analysis_frames(cfg, thumbs if fast is not None else None, None if fast else frames, out.frames)
+        pieces, events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames)
+        whole = len(pieces) == 1 and (pieces[0].start, pieces[0].end) == (0, out.frames)
+        if fast is not None and not whole:  # split: decode our own small output, not the source again
+            frames = decode_frames(mp4)[0]
+            fast = None
+        if fast is None and wm != "none":
+            frames = remove_watermark(frames, cfg.watermark)
         meta = {
             "source": source,
             "source_id": rid,
@@ -136,15 +141,27 @@ class CaptionedStage(StageBase):
             "captions": captions,
             "label": row.get("label"),
             "fps": src.fps,
-            "frames": out.frames,
-            "width": w,
-            "height": h,
-            "start": row.get("start"),
-            "end": row.get("end"),
             "source_frames": src.frames,
             "source_width": src.width,
             "source_height": src.height,
             "watermark": wm,
             "seed": self.seed,
         }
-        return [Sample(make_key(source, rid), mp4, captions[0], meta)]
+        samples = []
+        for k, piece in enumerate(pieces):
+            if fast is None:
+                clip = frames[piece.start : piece.end]
+                data = encode_mp4(clip, src.fps, cfg.crf, cfg.preset, cfg.threads)
+                h, w = clip.shape[1] - clip.shape[1] % 2, clip.shape[2] - clip.shape[2] % 2
+            else:
+                data, w, h = mp4, out.width, out.height
+            n = piece.end - piece.start
+            t0 = (row.get("start") or 0.0) + piece.start / src.fps  # a shot's window inside the source file
+            window = (row.get("start"), row.get("end")) if whole else (t0, t0 + n / src.fps)
+            piece_meta = {
+                **meta, "frames": n, "width": w, "height": h, "start": window[0], "end": window[1],
+                "shot": piece.shot, "cuts": None if piece.cuts is None else list(piece.cuts), "motion": piece.motion,
+            }  # fmt: skip
+            key = make_key(source, rid) if whole else make_key(source, rid, segment=piece.shot)
+            samples.append(Sample(key, data, captions[0], piece_meta, events=tuple(events) if k == 0 else ()))
+        return samples

@@ -33,6 +33,7 @@ import numpy as np
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
 from curation.segments import segments
+from curation.signals import analysis_frames, clip_signals, small_sink, whole_clip_only
 from curation.stage import Rejected, label_of, read_video_input
 from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
@@ -74,6 +75,7 @@ class LongVideosConfig(VideoOutputConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        whole_clip_only(self.cuts, "long-videos")
         if self.sample_every <= 0:
             raise ValueError(f"sample_every must be > 0 seconds, got {self.sample_every}")
         if self.min_segment_seconds <= 0 or self.max_segment_seconds < 2 * self.min_segment_seconds:
@@ -225,10 +227,12 @@ class LongVideosStage(ModelStage):
         timeline["segments"] = [{"start": s["start"], "end": s["end"]} for s in segs]
         samples: list[Sample] = []
         dropped = 0
+        left_out: list[Rejected] = []  # segments with a cut (cuts: drop) or too little motion
         for k, seg in enumerate(segs):
+            thumbs: list[np.ndarray] = []
             try:
                 got = transcode_resized(data, cfg.short_side, cfg.max_aspect, seg["start"], seg["end"], None,
-                                        cfg.crf, cfg.preset, cfg.threads)  # fmt: skip
+                                        cfg.crf, cfg.preset, cfg.threads, small_sink(cfg, thumbs))  # fmt: skip
             except VideoDecodeError as e:
                 raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: segment {k}: {e}") from e
             if got is None:  # needs a crop: the RGB path
@@ -242,6 +246,12 @@ class LongVideosStage(ModelStage):
             if out.frames < cfg.min_frames:
                 dropped += 1  # counted in the run summary; the video's other segments still count
                 continue
+            try:
+                small = analysis_frames(cfg, thumbs if got is not None else None, None if got else frames, out.frames)
+                cuts, motion = clip_signals(small, cfg)
+            except Rejected as e:
+                left_out.append(e)
+                continue
             caption, fallback = caption_or_fallback(seg["answer"], seg["prompt"], prepared.label)
             meta = {
                 "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
@@ -253,11 +263,15 @@ class LongVideosStage(ModelStage):
                 "caption_frame_time": result["times"][seg["frame"]], "template_id": seg["template_id"],
                 "prompt": seg["prompt"], "raw_answer": seg["answer"], "caption_fallback": fallback,
                 "clip_threshold": cfg.clip_threshold, "relevance_threshold": cfg.relevance_threshold,
-                "timeline": timeline,
+                "timeline": timeline, "cuts": cuts, "motion": motion,
             }  # fmt: skip
             events = (f"caption_fallback:{fallback}",) if fallback else ()
             samples.append(Sample(make_key(row["source"], rid, segment=k), mp4, caption, meta, events))
         if not samples:
+            if left_out:  # the last segment's own reason (has_cut or static) names why nothing is left
+                why = left_out[-1]
+                raise Rejected(why.reason, f"no segment kept ({dropped} too short, {len(left_out)} left out: {why})")
             raise Rejected(RejectReason.NO_SEGMENT, f"all {len(segs)} segments under {cfg.min_frames} frames")
         samples[0].events += ("segment_dropped:too_few_frames",) * dropped
+        samples[0].events += tuple(f"segment_dropped:{e.reason.value}" for e in left_out)
         return samples

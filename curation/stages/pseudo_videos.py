@@ -105,7 +105,7 @@ def render(img: Image.Image, path: CameraPath, out_w: int, out_h: int) -> np.nda
 
     w, h = img.size
     aspect = out_w / out_h
-    full_w, full_h = (w, w / aspect) if w / h < aspect else (h * aspect, h)
+    full_w = w if w / h < aspect else h * aspect
     src = np.asarray(img)
     reduce = min(path.scale0, path.scale1) * full_w / out_w
     if reduce > 1.0:
@@ -113,19 +113,40 @@ def render(img: Image.Image, path: CameraPath, out_w: int, out_h: int) -> np.nda
     fx, fy = src.shape[1] / w, src.shape[0] / h
     frames = np.empty((path.frames, out_h, out_w, 3), np.uint8)
     for k in range(path.frames):
-        u = k / max(1, path.frames - 1)
-        e = u * u * (3 - 2 * u)  # smoothstep: the camera starts and stops gently
-        s = path.scale0 + (path.scale1 - path.scale0) * e
-        cx = path.cx0 + (path.cx1 - path.cx0) * e
-        cy = path.cy0 + (path.cy1 - path.cy0) * e
-        bw, bh = full_w * s, full_h * s
-        x0, y0 = (w - bw) * cx, (h - bh) * cy
+        x0, y0, bw, bh = window_at(path, k, w, h, aspect)  # smoothstep: the camera starts and stops gently
         # output pixel (u, v) samples source (x0 + u * bw / out_w, y0 + v * bh / out_h), in reduced coordinates
         sx, sy = bw * fx / out_w, bh * fy / out_h
         m = np.array([[sx, 0, x0 * fx + 0.5 * sx - 0.5], [0, sy, y0 * fy + 0.5 * sy - 0.5]], np.float64)
         cv2.warpAffine(src, m, (out_w, out_h), dst=frames[k], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_REFLECT)  # fmt: skip
     return frames
+
+
+def window_at(path: CameraPath, k: int, w: int, h: int, aspect: float) -> tuple[float, float, float, float]:
+    """(x0, y0, width, height) of the camera window at frame ``k`` in image pixels (what :func:`render` shows)."""
+    full_w, full_h = (w, w / aspect) if w / h < aspect else (h * aspect, h)
+    u = k / max(1, path.frames - 1)
+    e = u * u * (3 - 2 * u)
+    s = path.scale0 + (path.scale1 - path.scale0) * e
+    cx = path.cx0 + (path.cx1 - path.cx0) * e
+    cy = path.cy0 + (path.cy1 - path.cy0) * e
+    bw, bh = full_w * s, full_h * s
+    return (w - bw) * cx, (h - bh) * cy, bw, bh
+
+
+def camera_motion(path: CameraPath, w: int, h: int, out_w: int, out_h: int) -> float:
+    """The exact mean image motion of the rendered video, in the units of ``curation.signals.motion_score``
+    (percent of the frame width per frame): a grid of output points followed through the camera path."""
+    gu, gv = np.meshgrid(np.linspace(0, out_w, 9), np.linspace(0, out_h, 9))
+    steps = []
+    prev = None
+    for k in range(path.frames):
+        x0, y0, bw, bh = window_at(path, k, w, h, out_w / out_h)
+        if prev is not None:  # where frame k-1's grid points (in the image) appear in frame k's output
+            px, py = prev
+            steps.append(np.hypot((px - x0) * out_w / bw - gu, (py - y0) * out_h / bh - gv).mean())
+        prev = (x0 + gu * bw / out_w, y0 + gv * bh / out_h)
+    return float(np.mean(steps)) * 100.0 / out_w if steps else 0.0
 
 
 def output_size(w: int, h: int, short_side: int, max_aspect: float) -> tuple[int, int]:
@@ -152,6 +173,9 @@ class PseudoVideoStage(StageBase):
         seed = self.rng_seed(rid)
         path = draw_path(np.random.default_rng(seed), cfg)
         ow, oh = output_size(w, h, cfg.short_side, cfg.max_aspect)
+        motion = round(camera_motion(path, w, h, ow, oh), 4)
+        if motion < cfg.min_motion:
+            raise Rejected(RejectReason.STATIC, f"camera motion {motion:g} < min_motion {cfg.min_motion:g}")
         frames = render(img, path, ow, oh)
         meta = {
             "source": source,
@@ -169,6 +193,8 @@ class PseudoVideoStage(StageBase):
             "sample_seed": seed,
             "camera": asdict(path),
             "easing": "smoothstep",
+            "cuts": [],  # one camera move: no shot changes
+            "motion": motion,  # known from the camera path, not estimated
         }
         return [
             Sample(

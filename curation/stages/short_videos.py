@@ -24,6 +24,7 @@ import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
+from curation.signals import analysis_frames, clip_signals, small_sink, whole_clip_only
 from curation.stage import Rejected, label_of, read_video_input, trim_of
 from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
@@ -54,6 +55,7 @@ class ShortVideosConfig(VideoOutputConfig):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         super().__post_init__()
+        whole_clip_only(self.cuts, "short-videos")
 
 
 @dataclass
@@ -100,8 +102,9 @@ class ShortVideosStage(ModelStage):
         start, end = trim_of(row)
         data = read_video_input(row["uri"])
         args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
+        thumbs: list[np.ndarray] = []
         try:
-            fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads)
+            fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads, small_sink(cfg, thumbs))
             if fast is not None:
                 mp4, src, out = fast
             else:
@@ -113,6 +116,8 @@ class ShortVideosStage(ModelStage):
             raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
+        small = analysis_frames(cfg, thumbs if fast is not None else None, None if fast else frames, out.frames)
+        cuts, motion = clip_signals(small, cfg)
         rng = np.random.default_rng(self.rng_seed(rid))
         index = int(rng.integers(out.frames))
         template_id = pick_template(rng)
@@ -125,7 +130,7 @@ class ShortVideosStage(ModelStage):
             "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
             "label": row.get("label"), "fps": src.fps, "frames": out.frames, "width": w - w % 2,
             "height": h - h % 2, "start": row.get("start"), "end": row.get("end"), "source_frames": src.frames,
-            "source_width": src.width, "source_height": src.height, "seed": self.seed,
+            "source_width": src.width, "source_height": src.height, "seed": self.seed, "cuts": cuts, "motion": motion,
         }  # fmt: skip
         prompt = BLIP2_TEMPLATES[template_id].format(label=label)
         return ShortClip(mp4, frame, index, template_id, prompt, label, meta)

@@ -1,0 +1,207 @@
+"""``vidrd curate scores --shards DIR [DIR ...] --clip SPEC [--aesthetic FILE]``: learned quality signals, on Ray,
+where the user has the weights (issue 22).
+
+- ``clip_score``: cosine similarity between the caption and the mean CLIP embedding of the sample's keyframes
+  (the keyframes of ``curation.dedup``), with any CLIP the long-videos stage takes (``open_clip:NAME:FILE``,
+  ``open_clip:local-dir:FOLDER``, a transformers folder, ``tiny``).
+- ``aesthetic``: the LAION aesthetic predictor, an MLP over the L2-normalised CLIP image embedding
+  (:class:`AestheticMLP`, loaded strictly from a local ``.pth``, e.g. ``sac+logos+ava1-l14-linearMSE.pth`` for
+  ViT-L/14), applied to the normalised mean keyframe embedding.
+
+The shape is the model stages': CPU tasks decode keyframes per shard, a pool of model actors (one per GPU, or
+one on the CPU) batches them, the driver gathers the small result rows. Each set gets ``_scores.parquet``
+(``shards.sidecars``) stamped with its index's fingerprint; readers add ``aesthetic`` and ``clip_score`` beside
+the index columns (``where: "aesthetic >= 4.5 and clip_score >= 0.25"``). Tars are never rewritten.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from curation.dedup import keyframe_indices
+from media.video import decode_frames
+from shards.reader import iter_members, list_shards, load_index, sample_meta, split_name
+from shards.sidecars import SCORES, write_sidecar
+
+KEYFRAMES = 4
+SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("aesthetic", pa.float64()),  # null without an aesthetic model
+        pa.field("clip_score", pa.float64()),
+    ]
+)
+
+
+class AestheticMLP(nn.Module):
+    """The LAION aesthetic predictor's head (improved-aesthetic-predictor): CLIP image embedding -> a 1-10 score.
+    Parameter names are the released file's (``layers.0.weight`` ...), so it loads strictly."""
+
+    def __init__(self, dim: int = 768):
+        super().__init__()
+        self.dim = dim
+        self.layers = nn.Sequential(
+            nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
+            nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1),
+        )  # fmt: skip
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.layers(emb).squeeze(-1)
+
+    @classmethod
+    def from_file(cls, path: str) -> AestheticMLP:
+        """Load a released predictor; a file that is not one is named with the first key that does not fit."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no aesthetic predictor file")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        first = state.get("layers.0.weight") if isinstance(state, dict) else None
+        if first is None:
+            raise ValueError(f"{path}: not a LAION aesthetic predictor (no layers.0.weight)")
+        model = cls(int(first.shape[1]))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: not a LAION aesthetic predictor (missing {missing[:1]}, unexpected {unexpected[:1]})"
+            )
+        return model.eval()
+
+
+def read_keyframes(item: dict[str, Any], keyframes: int, size: int) -> list[dict[str, Any]]:
+    """One row per sample of a shard: its keyframes at short side ``size`` and its caption, or its error."""
+    import cv2
+
+    rows, current, members = [], None, {}
+
+    def flush(key: str, m: dict[str, Any]) -> None:
+        row = {"set": item["set"], "key": key, "caption": "", "frames": None, "error": ""}
+        try:
+            meta = sample_meta(m)
+            row["caption"] = m["txt"].decode("utf-8", "replace") if "txt" in m else (meta.get("captions") or [""])[0]
+            frames, _ = decode_frames(m["mp4"], keyframe_indices(int(meta["frames"]), keyframes))
+            if not len(frames):
+                raise ValueError("no keyframe decoded")
+            h, w = frames.shape[1:3]
+            scale = size / min(h, w)
+            row["frames"] = np.stack(
+                [cv2.resize(f, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
+                 for f in frames]
+            )  # fmt: skip
+        except Exception as e:  # reported in the summary, never the job's end
+            row["error"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+
+    for name, data in iter_members(item["url"], load=True):
+        key, ext = split_name(name)
+        if key != current and current is not None:
+            flush(current, members)
+            members = {}
+        current = key
+        members[ext] = data
+    if current is not None:
+        flush(current, members)
+    return rows
+
+
+class ScoreActor:
+    """CLIP (+ the aesthetic head) on one device; scores a batch of samples' keyframes and captions."""
+
+    def __init__(self, clip: str, aesthetic: str | None, device: str, dtype: str, batch_size: int):
+        from curation.model_stage import resolve_device
+        from curation.stages.long_videos import load_clip
+
+        self.clip = load_clip(clip, device, dtype, batch_size)
+        self.head = AestheticMLP.from_file(aesthetic).to(resolve_device(device)) if aesthetic else None
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["key"])
+        aesthetic = np.full(n, np.nan)
+        clip_score = np.full(n, np.nan)
+        ok = [i for i in range(n) if not batch["error"][i]]
+        if ok:
+            frames = [f for i in ok for f in batch["frames"][i]]
+            counts = [len(batch["frames"][i]) for i in ok]
+            emb = torch.cat([self.clip.encode_image(self.clip.preprocess(frames[j : j + self.clip.batch_size])).float()
+                             for j in range(0, len(frames), self.clip.batch_size)])  # fmt: skip
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+            mean = torch.nn.functional.normalize(torch.stack([e.mean(0) for e in emb.split(counts)]), dim=-1)
+            text = self.clip._text([str(batch["caption"][i]) for i in ok]).to(mean.device)
+            clip_score[ok] = (mean * text).sum(-1).cpu().numpy()
+            if self.head is not None:
+                if self.head.dim != mean.shape[1]:
+                    raise ValueError(
+                        f"the aesthetic head takes {self.head.dim}-d embeddings, CLIP gives {mean.shape[1]}"
+                    )
+                aesthetic[ok] = self.head(mean.to(next(self.head.parameters()).dtype)).float().cpu().numpy()
+        return {"set": batch["set"], "key": batch["key"], "aesthetic": aesthetic, "clip_score": clip_score,
+                "error": batch["error"]}  # fmt: skip
+
+
+def scores(
+    sets: list[str],
+    clip: str,
+    aesthetic: str | None = None,
+    device: str = "auto",
+    dtype: str = "float16",
+    batch_size: int = 64,
+    keyframes: int = KEYFRAMES,
+    size: int = 224,
+) -> dict[str, Any]:
+    """Score every sample of ``sets`` on the current Ray cluster and write each set's ``_scores.parquet``."""
+    import ray
+
+    from curation.model_pipeline import model_resources
+    from curation.partition import RunnerConfig
+
+    if aesthetic:
+        AestheticMLP.from_file(aesthetic)  # a wrong file is an error now, not in every actor
+    indexes = {}
+    for s in sets:
+        index = load_index(s)
+        if index is None:
+            raise FileNotFoundError(f"{s}: no _index.parquet (scores are listed against a finalized set)")
+        indexes[s] = index
+    items = [{"set": s, "url": u} for s in sets for u in list_shards(s)]
+    per_actor, actors = model_resources(RunnerConfig())
+    rows = (
+        ray.data.from_items(items)
+        .flat_map(lambda it: read_keyframes(it, keyframes, size))
+        .map_batches(
+            ScoreActor,
+            fn_constructor_kwargs={
+                "clip": clip,
+                "aesthetic": aesthetic,
+                "device": device,
+                "dtype": dtype,
+                "batch_size": batch_size,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=per_actor,
+        )
+        .take_all()
+    )
+    failed = [f"{r['key']}: {r['error']}" for r in rows if r["error"]]
+    settings = {
+        "clip": clip,
+        "aesthetic": os.path.basename(aesthetic) if aesthetic else "",
+        "keyframes": str(keyframes),
+    }
+    for s in sets:
+        mine = [{"key": r["key"], "aesthetic": _num(r["aesthetic"]), "clip_score": _num(r["clip_score"])}
+                for r in rows if r["set"] == s and not r["error"]]  # fmt: skip
+        write_sidecar(s, SCORES, pa.Table.from_pylist(mine, schema=SCORES_SCHEMA), indexes[s], settings)
+    return {"samples": len(rows), "scored": len(rows) - len(failed), "not_scored": failed, "sets": len(sets)}
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else x

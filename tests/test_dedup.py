@@ -1,0 +1,113 @@
+"""``vidrd curate dedup`` (issue 22): a clip stored twice under two ids and once re-encoded at another size are
+found as duplicates across shard sets, an unrelated clip is not; the trainer's ``where: "not is_dup"`` drops
+them; a duplicates list made for another index is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from curation.dedup import DedupConfig, bits_apart, clusters, hash_sample, phash
+from media.video import encode_mp4
+from shards.reader import load_index
+from shards.sidecars import DUPS, StaleSidecarError, with_derived_columns
+from shards.writer import Sample, ShardWriter, finalize
+from training.data import ShardSet
+from vidrd.cli import main as vidrd_main
+from vidrd.synthetic import moving_square
+
+FRAMES, FPS = 24, 8.0
+
+
+def clip(seed: int, colour: str = "red", direction: str = "right") -> np.ndarray:
+    return moving_square(colour, direction, frames=FRAMES, width=256, height=144, seed=seed)
+
+
+def sample(key: str, mp4: bytes, width: int = 256, height: int = 144, source: str = "webvid") -> Sample:
+    meta = {"source": source, "source_id": key, "stage": "test", "frames": FRAMES, "fps": FPS, "width": width,
+            "height": height}  # fmt: skip
+    return Sample(key, mp4, f"caption of {key}", meta)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_shut_down_after():
+    """The CLI starts a local Ray in this process; later modules start their own."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("dedup")
+    a, b = root / "webvid", root / "tgif"
+    originals = {
+        i: encode_mp4(clip(i, *[("red", "right"), ("blue", "up"), ("green", "left")][i % 3]), FPS) for i in range(6)
+    }
+    with ShardWriter(str(a), "webvid", max_samples=4) as w:
+        for i, mp4 in originals.items():
+            w.write(sample(f"webvid-v{i}", mp4))
+    finalize(str(a))
+    resized = np.stack([cv2.resize(f, (224, 126), interpolation=cv2.INTER_AREA) for f in clip(1, "blue", "up")])
+    with ShardWriter(str(b), "tgif") as w:
+        w.write(sample("tgif-copy-of-v0", originals[0], source="tgif"))  # the same file under another id
+        w.write(sample("tgif-resized-v1", encode_mp4(resized, FPS, crf=24), 224, 126, source="tgif"))
+        w.write(sample("tgif-other", encode_mp4(clip(40, "yellow", "down"), FPS), source="tgif"))
+        w.write(sample("tgif-broken", originals[2][: len(originals[2]) // 4], source="tgif"))  # does not decode
+    finalize(str(b))
+    return a, b
+
+
+def test_perceptual_hash_is_near_for_a_resized_copy_and_far_for_another_clip():
+    v = clip(3)
+    small = np.stack([cv2.resize(f, (224, 126), interpolation=cv2.INTER_AREA) for f in v])
+    _, h = hash_sample(encode_mp4(v, FPS), FRAMES, 4)
+    _, near = hash_sample(encode_mp4(small, FPS, crf=24), FRAMES, 4)
+    _, far = hash_sample(encode_mp4(clip(50, "green", "down"), FPS), FRAMES, 4)
+    assert bits_apart(h, near) <= DedupConfig().threshold < bits_apart(h, far)
+    assert phash(v[0]) == phash(v[0].copy()) and 0 <= phash(v[0]) < 2**64
+
+
+def test_clusters_keep_the_first_member_and_name_it():
+    node = {"exact": "e", "hashes": "0000000000000000"}
+    a, b, c = ({**node, "set": "s", "order": o, "key": k} for o, k in ((0, "a"), (1, "b"), (1, "c")))
+    c["exact"], c["hashes"] = "other", "000000000000000f"
+    rows = clusters([{"a": b, "b": c, "distance": 4}, {"a": a, "b": b, "distance": 0}])
+    assert [(r["key"], r["duplicate_of"], r["kind"], r["distance"]) for r in rows] == [
+        ("b", "a", "exact", 0), ("c", "a", "near", 4)
+    ]  # fmt: skip
+
+
+def test_dedup_across_sets_on_ray(sets, capsys):
+    a, b = sets
+    code = vidrd_main(["curate", "dedup", "--shards", str(a), str(b), "--num-cpus", "2"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["samples"] == 10 and summary["hashed"] == 9
+    assert summary["not_hashed"][0].startswith("tgif-broken: ")  # reported, not lost (it stays in the shards)
+    dups = {r["key"]: r for r in pq.read_table(b / DUPS).to_pylist()}
+    assert set(dups) == {"tgif-copy-of-v0", "tgif-resized-v1"}  # the unrelated clip is not a duplicate
+    assert (dups["tgif-copy-of-v0"]["duplicate_of"], dups["tgif-copy-of-v0"]["kind"]) == ("webvid-v0", "exact")
+    assert dups["tgif-copy-of-v0"]["duplicate_of_set"] == str(a)
+    assert (dups["tgif-resized-v1"]["duplicate_of"], dups["tgif-resized-v1"]["kind"]) == ("webvid-v1", "near")
+    assert pq.read_table(a / DUPS).num_rows == 0  # the first copies are kept
+    assert vidrd_main(["shards", "stats", str(b), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["duplicates"] == 2
+    kept = ShardSet(path=str(b), where="not is_dup").kept()
+    assert sorted(kept.column("key").to_pylist()) == ["tgif-broken", "tgif-other"]
+
+
+def test_a_stale_duplicates_list_is_refused(sets, tmp_path):
+    a, b = sets
+    assert vidrd_main(["curate", "dedup", "--shards", str(a), str(b), "--num-cpus", "2"]) == 0
+    index = load_index(str(b))
+    with_derived_columns(str(b), index, ["is_dup"])  # valid for this index
+    with pytest.raises(StaleSidecarError, match="run `vidrd curate dedup` again"):
+        with_derived_columns(str(b), index.slice(0, 2), ["is_dup"])  # the set curated again since: another index
+    assert vidrd_main(["curate", "dedup", "--num-cpus", "2"]) == 2
+    assert vidrd_main(["curate", "dedup", "--shards", str(tmp_path), "--num-cpus", "2"]) == 2
