@@ -22,6 +22,7 @@ disk with ``RAY_DATA_ENABLE_DISK_SHUFFLE=1``); the driver holds only the duplica
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from media.video import decode_frames
-from shards.reader import iter_members, list_shards, load_index, sample_meta, split_name
+from shards.reader import list_shards, load_index, sample_meta, scan_shard
 from shards.sidecars import DUPS, DUPS_SCHEMA, write_sidecar
 
 KEYFRAMES = 4
@@ -89,9 +90,12 @@ def hash_sample(mp4: bytes, frames: int, keyframes: int) -> tuple[str, str]:
 
 def hash_shard(item: dict[str, Any], keyframes: int) -> list[dict[str, Any]]:
     """One row per sample of a shard: hashes, or the error that kept it from being hashed."""
-    rows, current, members = [], None, {}
-
-    def flush(key: str, m: dict[str, Any]) -> None:
+    rows = []
+    scan = scan_shard(item["url"], load=True)
+    if scan.error:  # a damaged tar: its readable samples are hashed, the damage is reported
+        rows.append({"set": item["set"], "order": item["order"], "key": posixpath.basename(item["url"]), "exact": "",
+                     "hashes": "", "error": f"shard unreadable: {scan.error}"})  # fmt: skip
+    for key, m in scan.samples.items():
         row = {"set": item["set"], "order": item["order"], "key": key, "exact": "", "hashes": "", "error": ""}
         try:
             meta = sample_meta(m)
@@ -99,16 +103,6 @@ def hash_shard(item: dict[str, Any], keyframes: int) -> list[dict[str, Any]]:
         except Exception as e:  # an unreadable sample is reported, never the job's end
             row["error"] = f"{type(e).__name__}: {e}"
         rows.append(row)
-
-    for name, data in iter_members(item["url"], load=True):
-        key, ext = split_name(name)
-        if key != current and current is not None:
-            flush(current, members)
-            members = {}
-        current = key
-        members[ext] = data
-    if current is not None:
-        flush(current, members)
     return rows
 
 

@@ -17,6 +17,7 @@ the index columns (``where: "aesthetic >= 4.5 and clip_score >= 0.25"``). Tars a
 from __future__ import annotations
 
 import os
+import posixpath
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from torch import nn
 
 from curation.dedup import keyframe_indices
 from media.video import decode_frames
-from shards.reader import iter_members, list_shards, load_index, sample_meta, split_name
+from shards.reader import list_shards, load_index, sample_meta, scan_shard
 from shards.sidecars import SCORES, write_sidecar
 
 KEYFRAMES = 4
@@ -77,9 +78,12 @@ def read_keyframes(item: dict[str, Any], keyframes: int, size: int) -> list[dict
     """One row per sample of a shard: its keyframes at short side ``size`` and its caption, or its error."""
     import cv2
 
-    rows, current, members = [], None, {}
-
-    def flush(key: str, m: dict[str, Any]) -> None:
+    rows = []
+    scan = scan_shard(item["url"], load=True)
+    if scan.error:  # a damaged tar: its readable samples are scored, the damage is reported
+        rows.append({"set": item["set"], "key": posixpath.basename(item["url"]), "caption": "", "frames": None,
+                     "error": f"shard unreadable: {scan.error}"})  # fmt: skip
+    for key, m in scan.samples.items():
         row = {"set": item["set"], "key": key, "caption": "", "frames": None, "error": ""}
         try:
             meta = sample_meta(m)
@@ -96,16 +100,6 @@ def read_keyframes(item: dict[str, Any], keyframes: int, size: int) -> list[dict
         except Exception as e:  # reported in the summary, never the job's end
             row["error"] = f"{type(e).__name__}: {e}"
         rows.append(row)
-
-    for name, data in iter_members(item["url"], load=True):
-        key, ext = split_name(name)
-        if key != current and current is not None:
-            flush(current, members)
-            members = {}
-        current = key
-        members[ext] = data
-    if current is not None:
-        flush(current, members)
     return rows
 
 

@@ -24,14 +24,14 @@ MAX_FLOW_PAIRS = 24
 def check_signal_settings(cuts: str, cut_threshold: float, min_motion: float, signals: bool = True) -> None:
     """ValueError naming the first shot-cut or motion setting that cannot work (``VideoOutputConfig`` says what
     each means)."""
-    if not signals and (cuts != "keep" or min_motion > 0):
-        raise ValueError("signals: false computes no cuts or motion, so it needs cuts: keep and min_motion: 0")
     if cuts not in CUT_MODES:
         raise ValueError(f"cuts must be one of {CUT_MODES}, got {cuts!r}")
     if not isinstance(cut_threshold, (int, float)) or not cut_threshold > 0:
         raise ValueError(f"cut_threshold must be a number > 0, got {cut_threshold!r}")
     if not isinstance(min_motion, (int, float)) or min_motion < 0:
         raise ValueError(f"min_motion must be a number >= 0, got {min_motion!r}")
+    if not signals and (cuts != "keep" or min_motion > 0):
+        raise ValueError("signals: false computes no cuts or motion, so it needs cuts: keep and min_motion: 0")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ them; a duplicates list made for another index is refused."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -102,12 +103,20 @@ def test_dedup_across_sets_on_ray(sets, capsys):
     assert sorted(kept.column("key").to_pylist()) == ["tgif-broken", "tgif-other"]
 
 
-def test_a_stale_duplicates_list_is_refused(sets, tmp_path):
+def test_a_stale_duplicates_list_is_refused_and_a_damaged_shard_reported(sets, tmp_path, capsys):
     a, b = sets
     assert vidrd_main(["curate", "dedup", "--shards", str(a), str(b), "--num-cpus", "2"]) == 0
     index = load_index(str(b))
     with_derived_columns(str(b), index, ["is_dup"])  # valid for this index
     with pytest.raises(StaleSidecarError, match="run `vidrd curate dedup` again"):
         with_derived_columns(str(b), index.slice(0, 2), ["is_dup"])  # the set curated again since: another index
+    damaged = tmp_path / "damaged"
+    shutil.copytree(a, damaged)
+    tar = sorted(damaged.glob("*.tar"))[0]
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    capsys.readouterr()
+    assert vidrd_main(["curate", "dedup", "--shards", str(damaged), "--num-cpus", "2"]) == 0  # finishes
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert any(e.startswith(f"{tar.name}: shard unreadable") for e in summary["not_hashed"])
     assert vidrd_main(["curate", "dedup", "--num-cpus", "2"]) == 2
     assert vidrd_main(["curate", "dedup", "--shards", str(tmp_path), "--num-cpus", "2"]) == 2

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from media.video import decode_frames
+from shards.reader import scan_shard
 from shards.writer import Sample, ShardWriter, finalize
 from tests.conftest import make_sample
 from training.cli import main as train_main
 from training.data import ClipConfig, SkipSample, make_latent_example
-from training.latent_cache import LATENTS_MEMBER, cache_latents, load_npy, resize_for_latents, samples_of
+from training.latent_cache import LATENTS_MEMBER, cache_latents, load_npy, resize_for_latents
 from training.latents_cli import part
 from training.model.pretrained import load_components
 from vidrd.cli import main as vidrd_main
@@ -40,7 +41,7 @@ def sets(tmp_path_factory) -> tuple[Path, Path, dict]:
 
 
 def members(folder: Path) -> dict[str, dict[str, bytes]]:
-    return {k: m for tar in sorted(folder.glob("*.tar")) for k, m in samples_of(str(tar))}
+    return {k: m for tar in sorted(folder.glob("*.tar")) for k, m in scan_shard(str(tar), load=True).samples.items()}
 
 
 def test_latents_are_the_vaes_posterior_and_the_rest_is_copied(sets):
@@ -72,6 +73,21 @@ def test_a_second_run_skips_done_shards_and_refuses_other_settings(sets):
     assert again["shards"] == 0 and again["skipped_done"] == 3 and again["index_samples"] == 6
     with pytest.raises(ValueError, match="holds latents made with"):  # other settings into the same folder
         cache_latents("tiny", str(src), str(out), 16, device="cpu", progress=False)
+
+
+def test_a_damaged_shard_keeps_what_came_before_it_and_is_a_reject(sets, tmp_path):
+    import shutil
+
+    src, _, _ = sets
+    copy = tmp_path / "src"
+    shutil.copytree(src, copy)
+    tar = sorted(copy.glob("*.tar"))[0]
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])  # cut inside a sample
+    summary = cache_latents("tiny", str(copy), str(tmp_path / "out"), SIZE, device="cpu", progress=False)
+    rejects = pq.read_table(tmp_path / "out" / "_rejects.parquet").to_pylist()
+    assert any(r["input_id"] == tar.stem and "shard unreadable" in r["message"] for r in rejects)
+    # rejects: the damaged shard, the truncated video, and the sample the cut went through when tar gave it whole
+    assert summary["samples"] >= 4 and 2 <= summary["rejects"] <= 3
 
 
 def test_a_clip_is_drawn_from_the_posterior_within_the_stored_frames(sets):

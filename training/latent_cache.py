@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from manifests.schema import RejectReason
 from media.video import decode_frames
-from shards.reader import iter_members, list_shards, split_name
+from shards.reader import list_shards, scan_shard
 from shards.writer import Sample, ShardWriter, complete_parts, finalize
 
 LATENTS_MEMBER = "latents.npy"
@@ -100,28 +100,18 @@ def load_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def samples_of(url: str):
-    """(key, members) of each sample in one tar, in order (members by extension)."""
-    current, members = None, {}
-    for name, data in iter_members(url, load=True):
-        key, ext = split_name(name)
-        if key != current:
-            if current is not None:
-                yield current, members
-            current, members = key, {}
-        members[ext] = data
-    if current is not None:
-        yield current, members
-
-
 def cache_shard(
     vae, url: str, out: str, spec: LatentSpec, chunk: int, device: str, dtype: torch.dtype
 ) -> tuple[int, int]:
     """One input shard into one output part (named after it); returns (samples written, rejects)."""
     part = posixpath.basename(url).removesuffix(".tar")
     written = rejected = 0
+    scan = scan_shard(url, load=True)  # a damaged tar keeps what came before the damage, and says where
     with ShardWriter(out, prefix=part, part=part) as w:
-        for key, m in samples_of(url):
+        if scan.error:  # the samples after the damage cannot be named: one reject for the shard says so
+            w.reject(part, STAGE, RejectReason.UNDECODABLE, f"shard unreadable: {scan.error}", uri=url)
+            rejected += 1
+        for key, m in scan.samples.items():
             try:
                 if "mp4" not in m or "json" not in m:
                     raise ValueError("sample lacks .mp4 or .json")
