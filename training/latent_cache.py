@@ -119,13 +119,14 @@ def cache_shard(
                 frames, _ = decode_frames(m["mp4"])
                 x = resize_for_latents(frames, spec.size, spec.factor)
                 latents = encode_posterior(vae, x, chunk, device, dtype)
-            except Exception as e:  # a sample that cannot be encoded is a reject, never a crash
+                caption = m["txt"].decode("utf-8", "replace") if "txt" in m else (meta.get("captions") or [""])[0]
+                meta["latents"] = asdict(spec)
+                # the writer checks key and metadata before it writes anything: a sample it refuses is a reject
+                w.write(Sample(key, m["mp4"], caption, meta, extra={LATENTS_MEMBER: npy_bytes(latents)}))
+            except Exception as e:  # a sample that cannot be encoded or written is a reject, never a crash
                 w.reject(key, STAGE, RejectReason.UNDECODABLE, f"{type(e).__name__}: {e}", uri=url)
                 rejected += 1
                 continue
-            caption = m["txt"].decode("utf-8", "replace") if "txt" in m else (meta.get("captions") or [""])[0]
-            meta["latents"] = asdict(spec)
-            w.write(Sample(key, m["mp4"], caption, meta, extra={LATENTS_MEMBER: npy_bytes(latents)}))
             written += 1
     return written, rejected
 
