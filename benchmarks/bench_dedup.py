@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import once, write_results
-from curation.dedup import DedupConfig, hash_shard, keyframe_indices
+from curation.dedup import DedupConfig, hash_shard
+from curation.shard_jobs import keyframe_indices, shard_items
 from media.video import decode_frames, encode_mp4
-from shards.reader import list_shards
 from shards.writer import Sample, ShardWriter, finalize
 from vidrd.synthetic import COLOURS, DIRECTIONS, moving_square
 
@@ -58,7 +58,7 @@ def main() -> None:
     sets, mp4s = make_sets(Path(tempfile.mkdtemp()), a.n)
     big, _ = make_sets(Path(tempfile.mkdtemp()), 4 * a.n)
     total = a.n + len(range(0, a.n, 6))
-    urls = [{"set": s, "order": o, "url": u} for o, s in enumerate(sets) for u in list_shards(s)]
+    urls = shard_items(sets)
     idx = keyframe_indices(FRAMES, DedupConfig().keyframes)
     decode_s = once(lambda: [decode_frames(m, idx) for m in mp4s])
     hash_s = once(lambda: [hash_shard(u, DedupConfig().keyframes) for u in urls])

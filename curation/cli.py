@@ -83,10 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     from curation.runner import RunMismatchError, build_stage, run_stage
 
-    if args.stage == DEDUP:
-        return run_dedup(args)
-    if args.stage == SCORES:
-        return run_scores(args)
+    if args.stage in (DEDUP, SCORES):
+        return run_shard_job(args)
     if not args.manifest or not args.out:
         print(f"error: vidrd curate {args.stage} needs --manifest and --out", file=sys.stderr)
         return 2
@@ -115,38 +113,27 @@ def ray_init_args(args: argparse.Namespace) -> dict[str, Any]:
     return init
 
 
-def run_dedup(args: argparse.Namespace) -> int:
+def run_shard_job(args: argparse.Namespace) -> int:
+    """``vidrd curate dedup`` / ``scores``: settings checked, then the job on Ray; its summary as JSON."""
     import json
 
     import ray
 
-    from curation.dedup import DedupConfig, dedup
-
     try:
-        if not args.shards:
-            raise ValueError("vidrd curate dedup needs --shards DIR [DIR ...]")
-        cfg = DedupConfig(threshold=args.threshold)
-        ray.init(**ray_init_args(args))
-        summary = dedup(list(args.shards), cfg)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+        if not args.shards or (args.stage == SCORES and not args.clip):
+            need = "--shards DIR [DIR ...]" + (" and --clip SPEC" if args.stage == SCORES else "")
+            raise ValueError(f"vidrd curate {args.stage} needs {need}")
+        if args.stage == DEDUP:
+            from curation.dedup import DedupConfig, dedup
 
+            cfg = DedupConfig(threshold=args.threshold)
+            ray.init(**ray_init_args(args))
+            summary = dedup(list(args.shards), cfg)
+        else:
+            from curation.scores import scores
 
-def run_scores(args: argparse.Namespace) -> int:
-    import json
-
-    import ray
-
-    from curation.scores import scores
-
-    try:
-        if not args.shards or not args.clip:
-            raise ValueError("vidrd curate scores needs --shards DIR [DIR ...] and --clip SPEC")
-        ray.init(**ray_init_args(args))
-        summary = scores(list(args.shards), args.clip, args.aesthetic, args.device)
+            ray.init(**ray_init_args(args))
+            summary = scores(list(args.shards), args.clip, args.aesthetic, args.device)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,6 @@ disk with ``RAY_DATA_ENABLE_DISK_SHUFFLE=1``); the driver holds only the duplica
 from __future__ import annotations
 
 import hashlib
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +29,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from media.video import decode_frames
-from shards.reader import list_shards, load_index, sample_meta, scan_shard
+from curation.shard_jobs import KEYFRAMES, decode_keyframes, finalized_indexes, sample_rows, shard_items
 from shards.sidecars import DUPS, DUPS_SCHEMA, write_sidecar
 
-KEYFRAMES = 4
 MAX_GROUP = 2048
 BANDS = 4
 SAMPLES_PER_PARTITION = 50_000
@@ -73,16 +70,9 @@ def unpack_hashes(text: str) -> list[int]:
     return [int(h, 16) for h in text.split(",")]
 
 
-def keyframe_indices(frames: int, keyframes: int) -> list[int]:
-    return sorted({round(i) for i in np.linspace(0, max(0, frames - 1), keyframes + 2)[1:-1]})
-
-
 def hash_sample(mp4: bytes, frames: int, keyframes: int) -> tuple[str, str]:
     """(exact hash, perceptual hash per keyframe as comma-separated hex) of one sample's video."""
-    idx = keyframe_indices(frames, keyframes)
-    decoded, _ = decode_frames(mp4, idx)
-    if len(decoded) != len(idx):
-        raise ValueError(f"{len(decoded)} of {len(idx)} keyframes decoded (shorter than its metadata says?)")
+    decoded = decode_keyframes(mp4, frames, keyframes)
     exact = hashlib.sha256(np.ascontiguousarray(decoded).tobytes() + str(decoded.shape).encode()).hexdigest()
     hashes = [f"{phash(f):016x}" for f in decoded]
     return exact, ",".join(hashes + [hashes[-1]] * (keyframes - len(hashes)))  # very short clips: pad
@@ -90,20 +80,12 @@ def hash_sample(mp4: bytes, frames: int, keyframes: int) -> tuple[str, str]:
 
 def hash_shard(item: dict[str, Any], keyframes: int) -> list[dict[str, Any]]:
     """One row per sample of a shard: hashes, or the error that kept it from being hashed."""
-    rows = []
-    scan = scan_shard(item["url"], load=True)
-    if scan.error:  # a damaged tar: its readable samples are hashed, the damage is reported
-        rows.append({"set": item["set"], "order": item["order"], "key": posixpath.basename(item["url"]), "exact": "",
-                     "hashes": "", "error": f"shard unreadable: {scan.error}"})  # fmt: skip
-    for key, m in scan.samples.items():
-        row = {"set": item["set"], "order": item["order"], "key": key, "exact": "", "hashes": "", "error": ""}
-        try:
-            meta = sample_meta(m)
-            row["exact"], row["hashes"] = hash_sample(m["mp4"], int(meta["frames"]), keyframes)
-        except Exception as e:  # an unreadable sample is reported, never the job's end
-            row["error"] = f"{type(e).__name__}: {e}"
-        rows.append(row)
-    return rows
+
+    def work(m: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        exact, hashes = hash_sample(m["mp4"], int(meta["frames"]), keyframes)
+        return {"exact": exact, "hashes": hashes}
+
+    return sample_rows(item, {"exact": "", "hashes": ""}, work)
 
 
 def band_rows(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -117,21 +99,17 @@ def group_pairs(group: list[dict[str, Any]], threshold: int) -> list[dict[str, A
     """Near pairs inside one band group (capped at :data:`MAX_GROUP` reference members)."""
     group = sorted(group, key=lambda r: (r["order"], r["key"]))
     refs = group[:MAX_GROUP]
-    pairs = []
-    for i, a in enumerate(group):
-        for b in refs[: min(i, MAX_GROUP)]:
-            d = bits_apart(a["hashes"], b["hashes"])
-            if d <= threshold:
-                pairs.append({"a": _node(b), "b": _node(a), "distance": d})
-    return pairs
-
-
-def _node(r: dict[str, Any]) -> dict[str, Any]:
-    return {"set": r["set"], "order": r["order"], "key": r["key"], "exact": r["exact"], "hashes": r["hashes"]}
+    return [
+        {"a": b, "b": a}
+        for i, a in enumerate(group)
+        for b in refs[: min(i, MAX_GROUP)]
+        if bits_apart(a["hashes"], b["hashes"]) <= threshold
+    ]
 
 
 def clusters(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Duplicate rows from pairs: per connected cluster, every member but the first in (set order, key)."""
+    """Duplicate rows from pairs (``a``, ``b``: set, order, key, exact, hashes): per connected cluster, every member
+    but the first in (set order, key), with its distance to that one."""
     parent: dict[tuple[int, str], tuple[int, str]] = {}
     nodes: dict[tuple[int, str], dict[str, Any]] = {}
 
@@ -169,14 +147,8 @@ def dedup(sets: list[str], cfg: DedupConfig | None = None) -> dict[str, Any]:
     import ray
 
     cfg = cfg or DedupConfig()
-    indexes = {}
-    for s in sets:
-        index = load_index(s)
-        if index is None:
-            raise FileNotFoundError(f"{s}: no _index.parquet (dedup lists duplicates against a finalized set)")
-        indexes[s] = index
-    items = [{"set": s, "order": o, "url": u} for o, s in enumerate(sets) for u in list_shards(s)]
-    hashed = ray.data.from_items(items).flat_map(lambda it: hash_shard(it, cfg.keyframes)).materialize()
+    indexes = finalized_indexes(sets, "dedup")
+    hashed = ray.data.from_items(shard_items(sets)).flat_map(lambda it: hash_shard(it, cfg.keyframes)).materialize()
     failed = hashed.filter(lambda r: bool(r["error"])).take_all()
     good = hashed.filter(lambda r: not r["error"]).materialize()
     hashed_count = good.count()
@@ -207,16 +179,15 @@ def _exact_pairs(group):
 
     g = group.sort_values(["order", "key"])
     first = g.iloc[0]
-    out = [{"a": _pack(first), "b": _pack(r), "distance": 0} for _, r in g.iloc[1:].iterrows()]
-    return pd.DataFrame(out, columns=["a", "b", "distance"])
+    out = [{"a": _pack(first), "b": _pack(r)} for _, r in g.iloc[1:].iterrows()]
+    return pd.DataFrame(out, columns=["a", "b"])
 
 
 def _near_pairs(group, threshold: int):
     import pandas as pd
 
-    rows = group.to_dict("records")
-    pairs = [{"a": _pack(p["a"]), "b": _pack(p["b"]), "distance": p["distance"]} for p in group_pairs(rows, threshold)]
-    return pd.DataFrame(pairs, columns=["a", "b", "distance"])
+    pairs = [{"a": _pack(p["a"]), "b": _pack(p["b"])} for p in group_pairs(group.to_dict("records"), threshold)]
+    return pd.DataFrame(pairs, columns=["a", "b"])
 
 
 def _pack(r) -> str:
@@ -229,4 +200,4 @@ def _unpack(p: dict[str, Any]) -> dict[str, Any]:
         set_, order, key, exact, hashes = s.split("\t")
         return {"set": set_, "order": int(order), "key": key, "exact": exact, "hashes": hashes}
 
-    return {"a": node(p["a"]), "b": node(p["b"]), "distance": int(p["distance"])}
+    return {"a": node(p["a"]), "b": node(p["b"])}

@@ -17,7 +17,6 @@ the index columns (``where: "aesthetic >= 4.5 and clip_score >= 0.25"``). Tars a
 from __future__ import annotations
 
 import os
-import posixpath
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,9 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from curation.dedup import keyframe_indices
-from media.video import decode_frames
-from shards.reader import list_shards, load_index, sample_meta, scan_shard
+from curation.shard_jobs import KEYFRAMES, decode_keyframes, finalized_indexes, sample_rows, shard_items
 from shards.sidecars import SCORES, write_sidecar
 
-KEYFRAMES = 4
 SCORES_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),
@@ -78,29 +74,17 @@ def read_keyframes(item: dict[str, Any], keyframes: int, size: int) -> list[dict
     """One row per sample of a shard: its keyframes at short side ``size`` and its caption, or its error."""
     import cv2
 
-    rows = []
-    scan = scan_shard(item["url"], load=True)
-    if scan.error:  # a damaged tar: its readable samples are scored, the damage is reported
-        rows.append({"set": item["set"], "key": posixpath.basename(item["url"]), "caption": "", "frames": None,
-                     "error": f"shard unreadable: {scan.error}"})  # fmt: skip
-    for key, m in scan.samples.items():
-        row = {"set": item["set"], "key": key, "caption": "", "frames": None, "error": ""}
-        try:
-            meta = sample_meta(m)
-            row["caption"] = m["txt"].decode("utf-8", "replace") if "txt" in m else (meta.get("captions") or [""])[0]
-            frames, _ = decode_frames(m["mp4"], keyframe_indices(int(meta["frames"]), keyframes))
-            if not len(frames):
-                raise ValueError("no keyframe decoded")
-            h, w = frames.shape[1:3]
-            scale = size / min(h, w)
-            row["frames"] = np.stack(
-                [cv2.resize(f, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
-                 for f in frames]
-            )  # fmt: skip
-        except Exception as e:  # reported in the summary, never the job's end
-            row["error"] = f"{type(e).__name__}: {e}"
-        rows.append(row)
-    return rows
+    def work(m: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        frames = decode_keyframes(m["mp4"], int(meta["frames"]), keyframes)
+        h, w = frames.shape[1:3]
+        scale = size / min(h, w)
+        out = (max(size, round(w * scale)), max(size, round(h * scale)))
+        return {
+            "caption": m["txt"].decode("utf-8", "replace") if "txt" in m else (meta.get("captions") or [""])[0],
+            "frames": np.stack([cv2.resize(f, out, interpolation=cv2.INTER_AREA) for f in frames]),
+        }
+
+    return sample_rows(item, {"caption": "", "frames": None}, work)
 
 
 class ScoreActor:
@@ -120,13 +104,10 @@ class ScoreActor:
         clip_score = np.full(n, np.nan)
         ok = [i for i in range(n) if not batch["error"][i]]
         if ok:
-            frames = [f for i in ok for f in batch["frames"][i]]
             counts = [len(batch["frames"][i]) for i in ok]
-            emb = torch.cat([self.clip.encode_image(self.clip.preprocess(frames[j : j + self.clip.batch_size])).float()
-                             for j in range(0, len(frames), self.clip.batch_size)])  # fmt: skip
-            emb = torch.nn.functional.normalize(emb, dim=-1)
+            emb = self.clip.embed_images([f for i in ok for f in batch["frames"][i]])
             mean = torch.nn.functional.normalize(torch.stack([e.mean(0) for e in emb.split(counts)]), dim=-1)
-            text = self.clip._text([str(batch["caption"][i]) for i in ok]).to(mean.device)
+            text = self.clip.embed_texts([str(batch["caption"][i]) for i in ok]).to(mean.device)
             clip_score[ok] = (mean * text).sum(-1).cpu().numpy()
             if self.head is not None:
                 if self.head.dim != mean.shape[1]:
@@ -136,6 +117,24 @@ class ScoreActor:
                 aesthetic[ok] = self.head(mean.to(next(self.head.parameters()).dtype)).float().cpu().numpy()
         return {"set": batch["set"], "key": batch["key"], "aesthetic": aesthetic, "clip_score": clip_score,
                 "error": batch["error"]}  # fmt: skip
+
+
+def check_clip_spec(spec: str) -> None:
+    """FileNotFoundError for a CLIP spec whose local file or folder is not there (what can be checked without
+    loading the model)."""
+    if spec == "tiny":
+        return
+    if spec.startswith("open_clip:local-dir:"):
+        path = spec[len("open_clip:local-dir:") :]
+    elif spec.startswith("open_clip:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3:
+            raise ValueError(f"--clip {spec!r}: expected open_clip:NAME:FILE or open_clip:local-dir:FOLDER")
+        path = parts[2] if os.path.sep in parts[2] else ""  # a bare tag (openai) is fetched by open_clip
+    else:
+        path = spec
+    if path and not os.path.exists(path):
+        raise FileNotFoundError(f"--clip {spec!r}: {path} does not exist")
 
 
 def scores(
@@ -154,18 +153,13 @@ def scores(
     from curation.model_pipeline import model_resources
     from curation.partition import RunnerConfig
 
+    check_clip_spec(clip)  # a wrong path is an error now, not a crash in every actor
     if aesthetic:
-        AestheticMLP.from_file(aesthetic)  # a wrong file is an error now, not in every actor
-    indexes = {}
-    for s in sets:
-        index = load_index(s)
-        if index is None:
-            raise FileNotFoundError(f"{s}: no _index.parquet (scores are listed against a finalized set)")
-        indexes[s] = index
-    items = [{"set": s, "url": u} for s in sets for u in list_shards(s)]
+        AestheticMLP.from_file(aesthetic)
+    indexes = finalized_indexes(sets, "scores")
     per_actor, actors = model_resources(RunnerConfig())
     rows = (
-        ray.data.from_items(items)
+        ray.data.from_items(shard_items(sets))
         .flat_map(lambda it: read_keyframes(it, keyframes, size))
         .map_batches(
             ScoreActor,

@@ -168,3 +168,9 @@ def number(value: Any) -> float | None:
     except ValueError:
         return None
     return v if math.isfinite(v) else None
+
+
+def cut_count(meta: dict[str, Any]) -> int | None:
+    """How many shot cuts a sample's ``.json`` lists (None when it was curated without the signals)."""
+    cuts = meta.get("cuts")
+    return len(cuts) if isinstance(cuts, list) else None

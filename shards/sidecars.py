@@ -93,11 +93,10 @@ def with_derived_columns(set_path: str, index: pa.Table, columns: list[str]) -> 
             keys = table.column("key") if table is not None else pa.array([], pa.string())
             index = index.append_column("is_dup", pc.is_in(index.column("key"), value_set=keys))
             continue
-        wanted = [c for c in ("aesthetic", "clip_score") if c in columns]
-        if table is None:
-            table = pa.table({"key": pa.array([], pa.string()), **{c: pa.array([], pa.float64()) for c in wanted}})
-        joined = index.select(["key"]).join(table.select(["key", *wanted]), "key", join_type="left outer")
-        pos = pc.index_in(index.column("key"), value_set=joined.column("key"))
-        for c in wanted:
-            index = index.append_column(c, pc.take(joined.column(c), pos))
+        for c in (c for c in ("aesthetic", "clip_score") if c in columns):
+            if table is None:
+                index = index.append_column(c, pa.nulls(index.num_rows, pa.float64()))
+                continue
+            row = pc.index_in(index.column("key"), value_set=table.column("key"))  # null where the key is absent
+            index = index.append_column(c, pc.take(table.column(c), row))
     return index

@@ -24,6 +24,7 @@ import pyarrow as pa
 from manifests.io import join, read_table, rows_to_table, url_to_fs, write_table
 from manifests.keys import check_key
 from manifests.schema import INDEX_FILE, INDEX_SCHEMA, PARTS_DIR, REJECTS_FILE, REJECTS_SCHEMA, RejectReason
+from shards.reader import cut_count
 
 # A fixed member mtime makes shards byte-identical across re-runs of the same input.
 TAR_MTIME = 946684800
@@ -182,7 +183,7 @@ class ShardWriter:
                 "caption_length": len(sample.caption),
                 "num_captions": len(meta["captions"]),
                 "bytes": len(sample.mp4),
-                "cuts": len(meta["cuts"]) if isinstance(meta.get("cuts"), list) else None,
+                "cuts": cut_count(meta),
                 "motion": meta.get("motion"),
             }
         )

@@ -144,3 +144,19 @@ def test_cli_names_bad_arguments(sets, tmp_path, capsys):
     assert vidrd_main([*args[:4], str(tmp_path / "nothing"), *args[5:], "--size", "32"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert part("1/4") == (1, 4)
+
+
+def test_the_vae_alone_is_the_one_the_trainer_loads(tmp_path):
+    """`vidrd latents` reads only the VAE of a folder; its encoder (what makes latents) must be the one the
+    trainer builds from the same folder (an SD folder's temporal decoder layers are freshly initialised)."""
+    from tests.tiny_sd import write_sd_folder
+    from training.latent_cache import vae_fingerprint
+    from training.model.loading import save_vidrd
+    from training.model.pretrained import load_vae
+    from training.model.tiny import tiny_components
+
+    save_vidrd(str(tmp_path / "vidrd"), tiny_components(str(tmp_path / "w"), seed=3))
+    for folder in (tmp_path / "vidrd", write_sd_folder(tmp_path / "sd")):
+        alone, full = load_vae(str(folder)), load_components(str(folder)).vae
+        assert alone.state_dict().keys() == full.state_dict().keys()
+        assert vae_fingerprint(alone) == vae_fingerprint(full)

@@ -178,7 +178,7 @@ def test_clip_scores_match_the_models_own_preprocessing_and_do_not_depend_on_bat
     model = CLIPModel.from_pretrained(folder).eval()
     with torch.no_grad():
         img = torch.nn.functional.normalize(model.get_image_features(pixel_values=pix).pooler_output, dim=-1)
-    ref = (img * scorer._text(texts)).sum(-1).numpy()
+    ref = (img * scorer.embed_texts(texts)).sum(-1).numpy()
     np.testing.assert_allclose(whole, ref, atol=0.02)
     with pytest.raises(ValueError, match="5 images but 1 texts"):
         scorer.score(images, texts[:1])

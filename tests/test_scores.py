@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from curation.dedup import keyframe_indices
 from curation.models.clip import ClipScorer
 from curation.models.tiny import tiny_clip
 from curation.scores import AestheticMLP
+from curation.shard_jobs import keyframe_indices
 from media.video import decode_frames
 from shards.sidecars import SCORES, StaleSidecarError, with_derived_columns
 from shards.writer import ShardWriter, finalize
@@ -63,7 +63,8 @@ def test_scores_equal_the_models_by_hand(scored, capsys):
         with torch.no_grad():
             emb = torch.nn.functional.normalize(scorer.encode_image(scorer.preprocess(list(frames))).float(), dim=-1)
             mean = torch.nn.functional.normalize(emb.mean(0, keepdim=True), dim=-1)
-            want_clip = float((mean * scorer._text([s.caption])).sum())
+            text = torch.nn.functional.normalize(scorer.encode_text([s.caption]).float(), dim=-1)
+            want_clip = float((mean * text).sum())
             want_aesthetic = float(head(mean))
         # the job resizes keyframes to short side 224 before CLIP's own resize: a few thousandths apart
         assert got[s.key]["clip_score"] == pytest.approx(want_clip, abs=2e-2)
@@ -88,3 +89,5 @@ def test_a_file_that_is_not_an_aesthetic_head_is_named(scored, tmp_path, capsys)
     assert "not a LAION aesthetic predictor (no layers.0.weight)" in capsys.readouterr().err
     assert vidrd_main(["curate", "scores", "--shards", str(shards)]) == 2  # no --clip
     assert "--clip" in capsys.readouterr().err
+    assert vidrd_main(["curate", "scores", "--shards", str(shards), "--clip", str(tmp_path / "no-such-clip")]) == 2
+    assert "does not exist" in capsys.readouterr().err

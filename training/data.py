@@ -71,8 +71,9 @@ class ShardSet:
             if self.where:
                 raise FilterError(f"{self.path}: where {self.where!r} needs the set's _index.parquet, which is missing")
             return None
-        if named(self.where):
-            index = with_derived_columns(self.path, index, named(self.where))
+        derived = named(self.where)
+        if derived:
+            index = with_derived_columns(self.path, index, derived)
         return filter_index(index, self.where)
 
 

@@ -106,16 +106,16 @@ class ShardDataModule(L.LightningDataModule):
 
     def _check_latents(self) -> list[LatentSpec]:
         specs = []
-        for s in [*self.train_sets, *self.val_sets]:
-            spec = set_spec(s.path)
+        for path in dict.fromkeys(s.path for s in [*self.train_sets, *self.val_sets]):  # val is often train
+            spec = set_spec(path)
             if spec is None:
                 raise ValueError(
-                    f"data.latents: {s.path} has no precomputed latents ({LATENTS_INFO}); make a set with them: "
-                    f"vidrd latents --pretrained CKPT --shards {s.path} --out DIR --size {self.clip.size}"
+                    f"data.latents: {path} has no precomputed latents ({LATENTS_INFO}); make a set with them: "
+                    f"vidrd latents --pretrained CKPT --shards {path} --out DIR --size {self.clip.size}"
                 )
             if spec.size != self.clip.size:
                 raise ValueError(
-                    f"data.latents: {s.path} was made at size {spec.size}, data.clip.size is {self.clip.size}"
+                    f"data.latents: {path} was made at size {spec.size}, data.clip.size is {self.clip.size}"
                 )
             specs.append(spec)
         return specs

@@ -144,7 +144,7 @@ def cache_latents(
 ) -> dict[str, Any]:
     """Write ``out``: ``shards`` with latents (module docstring). ``part=(i, n)``: only every n-th input shard
     from the i-th; the index is merged when the last part is done (any process may finish it)."""
-    from training.model.pretrained import load_components
+    from training.model.pretrained import load_vae
 
     i, n = part
     if not 0 <= i < n:
@@ -153,7 +153,7 @@ def cache_latents(
     if not urls:
         raise FileNotFoundError(f"{shards}: no shards (*.tar)")
     # nn.Module.to: diffusers' own .to warns about dtype casts the VAE does not need here.
-    vae = torch.nn.Module.to(load_components(pretrained).vae, device, dtype).eval()
+    vae = torch.nn.Module.to(load_vae(pretrained), device, dtype).eval()
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if size % factor:
         raise ValueError(f"size {size} is not a multiple of the VAE's downsampling ({factor})")

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from training.latent_cache import cache_latents
+    from training.model.loading import WeightLoadError
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
         summary = cache_latents(args.pretrained, args.shards, args.out, args.size, device, dtype, args.chunk, args.part)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WeightLoadError) as e:  # WeightLoadError: a VAE that does not fit
         print(f"vidrd latents: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

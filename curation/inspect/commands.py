@@ -19,6 +19,7 @@ from manifests.io import SchemaError, join, url_to_fs
 from media.video import VideoDecodeError, decode_frames
 from shards.reader import (
     ShardPathError,
+    cut_count,
     find_sample,
     list_shards,
     load_index,
@@ -211,8 +212,8 @@ def signal_line(meta: dict[str, Any], extra: dict[str, Any] | None = None) -> st
     motion = number(meta.get("motion"))
     if motion is not None:
         parts.append(f"motion {motion:.3g}")
-    if isinstance(meta.get("cuts"), list):
-        parts.append(f"cuts {len(meta['cuts'])}")
+    if cut_count(meta) is not None:
+        parts.append(f"cuts {cut_count(meta)}")
     for k, v in (extra or {}).items():
         parts.append(f"{k} {v}")
     return " · ".join(parts)
@@ -223,8 +224,10 @@ def _entry(args: argparse.Namespace, key: str, members: dict[str, Any], n: int, 
     caption = members.get("txt", b"").decode("utf-8", "replace")
     thumb, err = None, None
     try:
-        _, info = decode_frames(members.get("mp4", b""), indices=[])
-        frames, _ = decode_frames(members["mp4"], indices=render.even_indices(info.frames, args.frames))
+        total = int(number(meta.get("frames")) or 0)
+        if total < 1:  # no frame count in .json: count by decoding (the one case that decodes twice)
+            total = decode_frames(members.get("mp4", b""), indices=[])[1].frames
+        frames, _ = decode_frames(members["mp4"], indices=render.even_indices(total, args.frames))
         thumb = render.thumb_name(key, n)
         render.save_image(render.strip(frames), join(args.out, thumb), "JPEG")
     except (VideoDecodeError, KeyError) as e:
@@ -301,19 +304,16 @@ def filtered_gallery(args: argparse.Namespace) -> int:
                 scan = scan_shard(urls[shard], load=True)
                 members.update({k: m for k, m in scan.samples.items() if k in keys})
             bar.update()
-    shown = [c for c in (args.sort,) if c and c not in ("key",)]
+    shown = list(dict.fromkeys(c for c in (args.sort, *derived) if c and c != "key"))  # values beside each entry
     html_parts, n = [], 0
     counts = {"kept": kept.num_rows, "dropped": dropped.num_rows}
     with _bar(sum(t.num_rows for _, t in sections), "rendering") as bar:
         for name, t in sections:
-            label = (
-                {"kept": "kept by the filter", "dropped": "dropped by the filter"}[name] if args.where else "samples"
-            )
+            label = f"{name} by the filter" if args.where else "samples"
             html_parts.append(f'<h2 id="{name}">{label} ({counts[name]}; {t.num_rows} shown)</h2>\n')
             for row in t.to_pylist():
                 n += 1
                 extra = {c: row.get(c) for c in shown}
-                extra.update({c: row[c] for c in derived if c not in extra})
                 m = members.get(row["key"])
                 if m is None:
                     html_parts.append(render.gallery_entry(row["key"], None, "", "", f"not found in {row['shard']}"))

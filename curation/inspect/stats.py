@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shards.reader import ShardScan, number, sample_meta, scan_shard
+from shards.reader import ShardScan, cut_count, number, sample_meta, scan_shard
 
 
 def describe(values: list[float]) -> dict[str, float | int | None]:
@@ -55,7 +55,7 @@ def rows_from_scan(urls: list[str], progress=None) -> tuple[list[dict[str, Any]]
                     "frames": frames,
                     "duration": frames / fps if frames and fps else None,
                     "caption_length": len(txt.decode("utf-8", "replace")) if isinstance(txt, bytes) else None,
-                    "cuts": len(meta["cuts"]) if isinstance(meta.get("cuts"), list) else None,
+                    "cuts": cut_count(meta),
                     "motion": number(meta.get("motion")),
                 }
             )

@@ -116,7 +116,8 @@ class ClipScorer:
         """Frames -> the model's normalised input on the device (short side, bicubic, centre crop)."""
         return images_to_batch(images, self.image_size, self.mean, self.std, self.device, self.dtype, crop=True)
 
-    def _text(self, texts: Sequence[str]) -> torch.Tensor:
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised float32 text embeddings ``[N, D]``, cached per text."""
         new = sorted({t for t in texts if t not in self._text_cache})
         if new:
             with torch.no_grad():
@@ -125,14 +126,19 @@ class ClipScorer:
         return torch.stack([self._text_cache[t] for t in texts])
 
     @torch.no_grad()
-    def _score(self, batch: Sequence[tuple[np.ndarray, str]]) -> list[float]:
-        img = F.normalize(self.encode_image(self.preprocess([b[0] for b in batch])).float(), dim=-1)
-        txt = self._text([b[1] for b in batch])
-        return (img * txt).sum(-1).cpu().tolist()
+    def _embed(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        return list(F.normalize(self.encode_image(self.preprocess(images)).float(), dim=-1))
+
+    def embed_images(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """L2-normalised float32 image embeddings ``[N, D]``, ``batch_size`` images at a time (halved on OOM)."""
+        return torch.stack(run_batched(self._embed, list(images), self.batch_size, self.stats))
 
     def score(self, images: Sequence[np.ndarray], texts: Sequence[str]) -> np.ndarray:
         """Cosine similarity of each image with its text, batched ``batch_size`` images at a time."""
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} texts")
-        got = run_batched(self._score, list(zip(images, texts, strict=True)), self.batch_size, self.stats)
-        return np.asarray(got, dtype=np.float32)
+        if not len(images):
+            return np.zeros(0, dtype=np.float32)
+        img = self.embed_images(images)
+        txt = self.embed_texts(texts).to(img.device)
+        return (img * txt).sum(-1).cpu().numpy().astype(np.float32)
