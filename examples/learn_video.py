@@ -84,7 +84,7 @@ def training_combos() -> list[tuple[str, str, str]]:
 # -- 1. data ------------------------------------------------------------------------------------------------
 
 
-def make_data(root: Path, per_combo: int = 20, frames: int = FRAMES, size: int = SIZE) -> int:
+def make_data(root: Path, per_combo: int = 40, frames: int = FRAMES, size: int = SIZE) -> int:
     """The training combinations in WebVid's layout under ``root``; returns how many clips."""
     clips = []
     for n, (c, d, s) in enumerate(training_combos()):
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="write the training clips in WebVid's layout")
     d.add_argument("--out", type=Path, required=True)
-    d.add_argument("--per-combo", type=int, default=20, help="clips per (colour, direction, shape)")
+    d.add_argument("--per-combo", type=int, default=40, help="clips per (colour, direction, shape)")
     b = sub.add_parser("base", help="small random VidRD with an autoencoder-fitted VAE")
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--vae-steps", type=int, default=3000)

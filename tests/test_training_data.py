@@ -91,6 +91,27 @@ def test_exact_epoch_length_skips_counted_and_weights(sets):
     assert sum(e["key"].startswith("b-") for e in mixed) > sum(e["key"].startswith("a-") for e in mixed)
 
 
+def test_open_shards_mix_batches_across_shards(tmp_path):
+    """Curated shards hold runs of related samples (here: one caption per shard, like a class-sorted manifest).
+    Reading one shard at a time, a batch holds a couple of captions; reading 8 side by side, many."""
+    out = tmp_path / "sorted"
+    with ShardWriter(str(out), "s", max_samples=6) as w:
+        for i in range(48):
+            w.write(make_sample(i, frames=8, source="s", caption=f"class {i // 6}"))
+    finalize(str(out))
+    clip = ClipConfig(frames=2, stride=2, size=16)
+
+    def distinct_per_batch(open_shards: int) -> float:
+        ds = VideoTextStream(plan([ShardSet(str(out))], clip=clip, batch_size=8, batches_per_worker=10,
+                                  open_shards=open_shards))  # fmt: skip
+        caps = [e["caption"] for e in ds]
+        assert len(caps) == 80
+        return float(np.mean([len(set(caps[k : k + 8])) for k in range(0, 80, 8)]))
+
+    one, eight = distinct_per_batch(1), distinct_per_batch(8)
+    assert one <= 3.0 and eight >= one + 1.5, (one, eight)
+
+
 def test_truncated_shard_is_skipped(sets):
     a, _ = sets
     t = a / "a-000001.tar"

@@ -263,7 +263,7 @@ def test_resuming_from_an_epochs_last_batch_continues_in_the_next_epoch(shards, 
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--data.batch_size", "0"], "batch_size, val_batches and shuffle_buffer must be >= 1"),
+        (["--data.batch_size", "0"], "batch_size, val_batches, shuffle_buffer and open_shards must be >= 1"),
         (["--data.clip.stride", "0"], "stride must be >= 1, got 0"),
         (["--data.max_skips_in_a_row", "0"], "max_skips_in_a_row must be >= 1"),
         (["--model.init_args.caption_dropout", "2"], "caption_dropout must be in [0, 1], got 2.0"),

@@ -189,6 +189,7 @@ class StreamPlan:
     batch_size: int = 1
     batches_per_worker: int = 1
     shuffle_buffer: int = 64
+    open_shards: int = 8  # shards each worker reads side by side (see VideoTextStream._raw)
     seed: int = 0
     rank: int = 0
     # worker id -> (buffer draws, samples yielded) already consumed this epoch (resume)
@@ -224,6 +225,10 @@ class VideoTextStream(IterableDataset):
     def _raw(
         self, urls: list[str], keys: set[str] | None, rng: np.random.Generator, errors: list[int]
     ) -> Iterator[dict[str, Any]]:
+        """Samples of ``open_shards`` randomly resampled shards read side by side, each draw from one of them
+        at random. Curated shards hold runs of related samples (one partition of a sorted manifest: one class
+        of Kinetics, one prompt template of a synthetic set); read one shard at a time, a worker's whole batch
+        would come from one or two such runs, and the gradient would swing from class to class."""
         last: list[str] = []
 
         def handler(exc: Exception) -> bool:
@@ -231,15 +236,26 @@ class VideoTextStream(IterableDataset):
             last[:] = [f"{type(exc).__name__}: {exc}"]
             return True  # skip the broken shard or sample and go on
 
-        empty = 0
-        while True:
-            url = urls[int(rng.integers(len(urls)))]
-            n = 0
+        def shard(url: str) -> Iterator[dict[str, Any]]:
             for sample in wds.tarfile_to_samples(handler=handler)(iter([{"url": url}])):
-                if keys is not None and sample.get("__key__") not in keys:
-                    continue  # filtered out by the set's `where`: not a skip, not an error
-                n += 1
+                if keys is None or sample.get("__key__") in keys:  # `where` drops: not a skip, not an error
+                    yield sample
+
+        empty = 0  # shard reads in a row that gave no sample
+        lanes: list[tuple[str, Iterator[dict[str, Any]], int]] = []  # (url, samples, yielded so far)
+        while True:
+            while len(lanes) < self.plan.open_shards:
+                url = urls[int(rng.integers(len(urls)))]
+                lanes.append((url, shard(url), 0))
+            j = int(rng.integers(len(lanes)))
+            url, samples, n = lanes[j]
+            sample = next(samples, None)
+            if sample is not None:
+                lanes[j] = (url, samples, n + 1)
+                empty = 0
                 yield sample
+                continue
+            del lanes[j]
             empty = 0 if n else empty + 1
             if empty > self.plan.max_skips_in_a_row:
                 raise UnusableDataError(

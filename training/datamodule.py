@@ -52,7 +52,10 @@ class ShardDataModule(L.LightningDataModule):
         num_workers: DataLoader workers per rank.
         samples_per_epoch: samples in one epoch over all ranks (default: the sets' ``_index.parquet`` counts).
         val_batches: batches per rank in one validation pass.
-        shuffle_buffer: samples each worker shuffles among.
+        shuffle_buffer: samples each worker shuffles among (raw tar members, before decoding).
+        open_shards: shards each worker reads side by side, drawing each sample from one of them at random. A
+            curated shard holds one partition of a sorted manifest (often one class, one source); reading one
+            at a time, a batch would hold a handful of classes. Costs an open file and one pending sample each.
         seed: the stream seed (shards, offsets, crops and caption choice follow from it).
         max_skips_in_a_row: unusable samples (or empty shard reads) in a row after which training stops with an
             error naming the last one, instead of waiting forever for a sample that never comes.
@@ -71,6 +74,7 @@ class ShardDataModule(L.LightningDataModule):
         samples_per_epoch: int | None = None,
         val_batches: int = 4,
         shuffle_buffer: int = 64,
+        open_shards: int = 8,
         seed: int = 0,
         max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW,
         latents: bool = False,
@@ -81,8 +85,8 @@ class ShardDataModule(L.LightningDataModule):
         self.max_skips_in_a_row = max_skips_in_a_row
         if not train:
             raise ValueError("train: give at least one shard set")
-        if batch_size < 1 or num_workers < 0 or val_batches < 1 or shuffle_buffer < 1:
-            raise ValueError("batch_size, val_batches and shuffle_buffer must be >= 1; num_workers >= 0")
+        if batch_size < 1 or num_workers < 0 or val_batches < 1 or shuffle_buffer < 1 or open_shards < 1:
+            raise ValueError("batch_size, val_batches, shuffle_buffer and open_shards must be >= 1; num_workers >= 0")
         if any(s.weight <= 0 for s in train):
             raise ValueError("train: every shard set needs a positive weight")
         for s in [*train, *(val or [])]:
@@ -95,6 +99,7 @@ class ShardDataModule(L.LightningDataModule):
         self.samples_per_epoch = samples_per_epoch
         self.val_batches = val_batches
         self.shuffle_buffer = shuffle_buffer
+        self.open_shards = open_shards
         self.seed = seed
         self.latents = latents
         self.latent_specs = self._check_latents() if latents else []
@@ -148,8 +153,8 @@ class ShardDataModule(L.LightningDataModule):
         per_worker = self._batches_per_worker()
         plan = StreamPlan(
             sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
-            shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank, max_skips_in_a_row=self.max_skips_in_a_row,
-            latents=self.latents,
+            shuffle_buffer=self.shuffle_buffer, open_shards=self.open_shards, seed=self.seed, rank=rank,
+            max_skips_in_a_row=self.max_skips_in_a_row, latents=self.latents,
         )  # fmt: skip
         return self._loader(plan, epoch_of=lambda: self._start_epoch(plan))
 
@@ -170,7 +175,8 @@ class ShardDataModule(L.LightningDataModule):
         per_worker = max(1, -(-self.val_batches // max(1, self.num_workers)))
         plan = StreamPlan(
             sets=self.val_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
-            shuffle_buffer=min(self.shuffle_buffer, 8), seed=self.seed + 1_000_003, rank=rank,
+            shuffle_buffer=min(self.shuffle_buffer, 8), open_shards=self.open_shards, seed=self.seed + 1_000_003,
+            rank=rank,
             max_skips_in_a_row=self.max_skips_in_a_row, latents=self.latents,
         )  # fmt: skip
         return self._loader(plan)
