@@ -61,10 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", nargs="+", help="dedup, scores: the shard sets (dedup compares all against all)")
     p.add_argument("--threshold", type=int, default=8, help="dedup: mean perceptual-hash bits apart for a near "
                    "duplicate (of 64; default 8)")  # fmt: skip
-    p.add_argument("--clip", help="scores: CLIP (open_clip:NAME:FILE, open_clip:local-dir:FOLDER, a transformers "
-                   "folder, or tiny)")  # fmt: skip
+    p.add_argument("--clip", help="scores (required), dedup (optional: also semantic duplicates): CLIP "
+                   "(open_clip:NAME:FILE, open_clip:local-dir:FOLDER, a transformers folder, or tiny)")  # fmt: skip
+    p.add_argument("--similarity", type=float, default=0.95, help="dedup with --clip: cosine of the mean keyframe "
+                   "embeddings for a semantic duplicate (default 0.95)")  # fmt: skip
     p.add_argument("--aesthetic", help="scores: the LAION aesthetic predictor file (.pth) for that CLIP")
-    p.add_argument("--device", default="auto", help="scores: cuda, cpu or auto (default)")
+    p.add_argument("--device", default="auto", help="scores, dedup with --clip: cuda, cpu or auto (default)")
     p.add_argument("--config", help="YAML with 'stage:' (stage settings) and 'runner:' (partitions, shard sizes)")
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument(
@@ -126,7 +128,7 @@ def run_shard_job(args: argparse.Namespace) -> int:
         if args.stage == DEDUP:
             from curation.dedup import DedupConfig, dedup
 
-            cfg = DedupConfig(threshold=args.threshold)
+            cfg = DedupConfig(threshold=args.threshold, clip=args.clip, similarity=args.similarity, device=args.device)
             ray.init(**ray_init_args(args))
             summary = dedup(list(args.shards), cfg)
         else:

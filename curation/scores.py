@@ -24,7 +24,14 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from curation.shard_jobs import KEYFRAMES, decode_keyframes, finalized_indexes, sample_rows, shard_items
+from curation.shard_jobs import (
+    KEYFRAMES,
+    decode_keyframes,
+    finalized_indexes,
+    resize_short,
+    sample_rows,
+    shard_items,
+)
 from shards.sidecars import SCORES, write_sidecar
 
 SCORES_SCHEMA = pa.schema(
@@ -72,19 +79,22 @@ class AestheticMLP(nn.Module):
 
 def read_keyframes(item: dict[str, Any], keyframes: int, size: int) -> list[dict[str, Any]]:
     """One row per sample of a shard: its keyframes at short side ``size`` and its caption, or its error."""
-    import cv2
 
     def work(m: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         frames = decode_keyframes(m["mp4"], int(meta["frames"]), keyframes)
-        h, w = frames.shape[1:3]
-        scale = size / min(h, w)
-        out = (max(size, round(w * scale)), max(size, round(h * scale)))
         return {
             "caption": m["txt"].decode("utf-8", "replace") if "txt" in m else (meta.get("captions") or [""])[0],
-            "frames": np.stack([cv2.resize(f, out, interpolation=cv2.INTER_AREA) for f in frames]),
+            "frames": resize_short(frames, size),
         }
 
     return sample_rows(item, {"caption": "", "frames": None}, work)
+
+
+def mean_embeddings(clip, videos: list[np.ndarray]) -> torch.Tensor:
+    """``[N, D]``: each video's keyframe CLIP embeddings averaged, then L2-normalised (one batched CLIP pass)."""
+    emb = clip.embed_images([f for frames in videos for f in frames])
+    per_video = emb.split([len(frames) for frames in videos])
+    return torch.nn.functional.normalize(torch.stack([e.mean(0) for e in per_video]), dim=-1)
 
 
 class ScoreActor:
@@ -104,9 +114,7 @@ class ScoreActor:
         clip_score = np.full(n, np.nan)
         ok = [i for i in range(n) if not batch["error"][i]]
         if ok:
-            counts = [len(batch["frames"][i]) for i in ok]
-            emb = self.clip.embed_images([f for i in ok for f in batch["frames"][i]])
-            mean = torch.nn.functional.normalize(torch.stack([e.mean(0) for e in emb.split(counts)]), dim=-1)
+            mean = mean_embeddings(self.clip, [batch["frames"][i] for i in ok])
             text = self.clip.embed_texts([str(batch["caption"][i]) for i in ok]).to(mean.device)
             clip_score[ok] = (mean * text).sum(-1).cpu().numpy()
             if self.head is not None:

@@ -65,3 +65,13 @@ def decode_keyframes(mp4: bytes, frames: int, keyframes: int) -> np.ndarray:
     if len(decoded) != len(idx):
         raise ValueError(f"{len(decoded)} of {len(idx)} keyframes decoded (shorter than its metadata says?)")
     return decoded
+
+
+def resize_short(frames: np.ndarray, size: int) -> np.ndarray:
+    """``[K, H, W, 3]`` frames with their short side at ``size`` (what a CLIP's preprocessing starts from)."""
+    import cv2
+
+    h, w = frames.shape[1:3]
+    scale = size / min(h, w)
+    out = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return np.stack([cv2.resize(f, out, interpolation=cv2.INTER_AREA) for f in frames])

@@ -88,12 +88,6 @@ def plan_pieces(
     return pieces, events
 
 
-def whole_clip_only(cuts: str, stage: str) -> None:
-    """For stages that make one sample (one caption) per clip: ``split`` cannot apply there."""
-    if cuts == "split":
-        raise ValueError(f"{stage}: cuts: split is not available (one caption per clip); use drop or keep")
-
-
 def collect_small(into: list[np.ndarray]):
     """An ``on_frame`` callback for ``media.video.transcode_resized`` that keeps each frame's analysis copy."""
 
@@ -111,14 +105,6 @@ def collect_small(into: list[np.ndarray]):
 def cut_mode(cfg) -> str:
     """``cfg.cuts``, or ``off`` when the stage computes no signals (``signals: false``)."""
     return cfg.cuts if cfg.signals else "off"
-
-
-def clip_signals(small: np.ndarray, cfg) -> tuple[list[int] | None, float | None]:
-    """(cut positions, motion) of a clip kept whole under ``cfg``'s ``cuts`` (``keep`` or ``drop``) and
-    ``min_motion`` (None, None with ``signals: false``); :class:`~curation.stage.Rejected` (``has_cut``,
-    ``static``) as :func:`plan_pieces`."""
-    (piece,), _ = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, 1)
-    return (None if piece.cuts is None else list(piece.cuts)), piece.motion
 
 
 def analysis_frames(cfg, thumbs: list[np.ndarray] | None, frames: np.ndarray | None, count: int) -> np.ndarray:

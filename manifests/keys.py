@@ -36,10 +36,11 @@ def check_key(key: str) -> str:
     return key
 
 
-def make_key(source: str, source_id: str, segment: int | None = None) -> str:
+def make_key(source: str, source_id: str, segment: int | None = None, piece: int | None = None) -> str:
     """Deterministic key for a sample of ``source`` made from raw item ``source_id``.
 
-    ``segment`` distinguishes several samples cut from one raw item (VideoLT segments).
+    ``segment`` distinguishes several samples cut from one raw item (VideoLT segments, the shots of a video split at
+    its cuts); ``piece`` the shots of one segment split at its cuts (``-sNNNN-pNNN``).
     """
     clean = _DISALLOWED_RUN.sub("_", source_id).strip("_")[:MAX_ID_CHARS]
     if clean != source_id or not clean:
@@ -49,4 +50,6 @@ def make_key(source: str, source_id: str, segment: int | None = None) -> str:
     key = f"{src}-{clean}"
     if segment is not None:
         key = f"{key}-s{segment:04d}"
+    if piece is not None:
+        key = f"{key}-p{piece:03d}"
     return check_key(key)

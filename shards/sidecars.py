@@ -27,8 +27,9 @@ DUPS_SCHEMA = pa.schema(
         pa.field("key", pa.string(), nullable=False),
         pa.field("duplicate_of", pa.string(), nullable=False),  # the sample kept in its place
         pa.field("duplicate_of_set", pa.string(), nullable=False),  # the shard set that sample is in
-        pa.field("kind", pa.string(), nullable=False),  # exact | near
-        pa.field("distance", pa.int32(), nullable=False),  # perceptual-hash bits apart (0 for exact)
+        pa.field("kind", pa.string(), nullable=False),  # exact | near | semantic
+        # exact: 0; near: perceptual-hash bits apart; semantic: 1000 x (1 - cosine of the CLIP embeddings)
+        pa.field("distance", pa.int32(), nullable=False),
     ]
 )
 # derived column -> the sidecar it comes from

@@ -13,7 +13,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from curation.dedup import DedupConfig, bits_apart, clusters, hash_sample, phash
+from curation.dedup import (
+    DedupConfig,
+    bits_apart,
+    clusters,
+    hash_sample,
+    max_signature_bits,
+    phash,
+    signature_bits,
+    simhash,
+)
 from media.video import encode_mp4
 from shards.reader import load_index
 from shards.sidecars import DUPS, StaleSidecarError, with_derived_columns
@@ -120,3 +129,64 @@ def test_a_stale_duplicates_list_is_refused_and_a_damaged_shard_reported(sets, t
     assert any(e.startswith(f"{tar.name}: shard unreadable") for e in summary["not_hashed"])
     assert vidrd_main(["curate", "dedup", "--num-cpus", "2"]) == 2
     assert vidrd_main(["curate", "dedup", "--shards", str(tmp_path), "--num-cpus", "2"]) == 2
+
+
+def unit_pairs(cos: float, n: int, dim: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` pairs of unit vectors at exactly cosine ``cos``."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, dim))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    r = rng.standard_normal((n, dim))
+    r -= (r * a).sum(1, keepdims=True) * a
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    return a, cos * a + np.sqrt(1 - cos**2) * r
+
+
+def test_embedding_signatures_find_close_pairs_and_skip_far_ones():
+    limit = max_signature_bits(0.95)
+    for cos, want_candidate, want_band in ((0.95, 0.99, 0.9), (0.98, 1.0, 0.99)):
+        a, b = unit_pairs(cos, 300)
+        sa, sb = simhash(a), simhash(b)
+        within = np.mean([signature_bits(x, y) <= limit for x, y in zip(sa, sb, strict=True)])
+        shares_band = np.mean([any(x[4 * k : 4 * k + 4] == y[4 * k : 4 * k + 4] for k in range(16))
+                               for x, y in zip(sa, sb, strict=True)])  # fmt: skip
+        assert within >= want_candidate and shares_band >= want_band, (cos, within, shares_band)
+    a, b = unit_pairs(0.5, 300, seed=1)
+    assert np.mean([signature_bits(x, y) <= limit for x, y in zip(simhash(a), simhash(b), strict=True)]) == 0.0
+    assert simhash(a[:3]) == simhash(a[:3].copy())  # the same hyperplanes every call (and every actor)
+
+
+def test_semantic_duplicates_by_clip_embedding_on_ray(tmp_path, capsys):
+    """A mirrored copy (its perceptual hash is as far as an unrelated clip's) is found by embedding similarity
+    with the CLIP given; the decision equals the cosine of the same model's embeddings, computed here."""
+    from curation.scores import mean_embeddings
+    from curation.shard_jobs import decode_keyframes, resize_short
+    from curation.stages.long_videos import load_clip
+
+    original = clip(0)
+    videos = {"webvid-a-orig": original, "webvid-b-mirror": original[:, :, ::-1].copy(),
+              "webvid-c-other": clip(40, "yellow", "down")}  # fmt: skip
+    out = tmp_path / "set"
+    with ShardWriter(str(out), "webvid") as w:
+        for key, v in videos.items():
+            w.write(sample(key, encode_mp4(v, FPS, crf=18)))
+    finalize(str(out))
+    mp4s = {k: encode_mp4(v, FPS, crf=18) for k, v in videos.items()}
+    assert bits_apart(*(hash_sample(mp4s[k], FRAMES, 4)[1] for k in ("webvid-a-orig", "webvid-b-mirror"))) > 8
+    model = load_clip("tiny", "cpu", "float32", 8)
+    frames = [resize_short(decode_keyframes(mp4s[k], FRAMES, 4), 224) for k in videos]
+    e = mean_embeddings(model, frames).numpy()
+    mirror, other = float(e[0] @ e[1]), max(float(e[0] @ e[2]), float(e[1] @ e[2]))
+    assert mirror > other
+    sim = (mirror + other) / 2
+    code = vidrd_main(["curate", "dedup", "--shards", str(out), "--clip", "tiny", "--similarity", f"{sim:.7f}",
+                       "--device", "cpu", "--num-cpus", "2"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["duplicates"] == {"exact": 0, "near": 0, "semantic": 1}
+    (row,) = pq.read_table(out / DUPS).to_pylist()
+    assert (row["key"], row["duplicate_of"], row["kind"]) == ("webvid-b-mirror", "webvid-a-orig", "semantic")
+    assert row["distance"] == round(1000 * (1 - mirror))
+    assert vidrd_main(["curate", "dedup", "--shards", str(out), "--clip", str(tmp_path / "none"), "--num-cpus",
+                       "2"]) == 2  # fmt: skip
+    with pytest.raises(ValueError, match="similarity"):
+        DedupConfig(similarity=0.2)

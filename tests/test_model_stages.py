@@ -105,9 +105,11 @@ def test_short_videos_every_input_is_kept_or_rejected_for_its_reason(labelled):
 def test_short_videos_pick_frame_and_template_by_seed(labelled):
     ok = [r for r in labelled if r["expect"] == "ok"]
     a, b = ShortVideosStage(ShortVideosConfig(**SHORT), seed=0), ShortVideosStage(ShortVideosConfig(**SHORT), seed=7)
-    pa = [a.prepare(r) for r in ok]
-    assert [(p.frame_index, p.template_id) for p in pa] == [(p.frame_index, p.template_id) for p in map(a.prepare, ok)]
-    assert [(p.frame_index, p.template_id) for p in pa] != [(p.frame_index, p.template_id) for p in map(b.prepare, ok)]
+    pa = [p for r in ok for p in a.prepare(r)]
+    again = [p for r in ok for p in a.prepare(r)]
+    other = [p for r in ok for p in b.prepare(r)]
+    assert [(p.frame_index, p.template_id) for p in pa] == [(p.frame_index, p.template_id) for p in again]
+    assert [(p.frame_index, p.template_id) for p in pa] != [(p.frame_index, p.template_id) for p in other]
     assert len({p.template_id for p in pa}) > 1
     p = pa[0]  # the frame BLIP-2 sees is that frame of the shipped clip
     assert np.array_equal(p.frame, decode_frames(p.mp4, [p.frame_index])[0][0])
@@ -117,9 +119,9 @@ def test_short_videos_fallbacks_are_documented_and_counted(labelled):
     stage = ShortVideosStage(ShortVideosConfig(**SHORT))
     row = next(r for r in labelled if r["expect"] == "ok")
     prep = stage.prepare(row)
-    for answer, reason in (("", "empty"), (prep.prompt, "repeats_prompt"), ("playing guitar", "only_label"),
+    for answer, reason in (("", "empty"), (prep[0].prompt, "repeats_prompt"), ("playing guitar", "only_label"),
                            ("a man plays a red guitar on a stage", None)):  # fmt: skip
-        (s,) = stage.finish(row, prep, {"answer": answer, "model": "m"})
+        (s,) = stage.finish(row, prep, [{"answer": answer, "model": "m"}])
         assert s.meta["caption_fallback"] == reason and s.meta["raw_answer"] == answer
         if reason:
             assert s.caption == FALLBACK.format(label="playing guitar")
@@ -329,6 +331,33 @@ def test_long_videos_keep_relevant_runs_and_record_the_timeline(long_video):
         assert info.frames == round((s.meta["end"] - s.meta["start"]) * 8) and redness(frames[len(frames) // 2]) > 0
         assert s.meta["cuts"] == [] and s.meta["motion"] > 0  # no segment spans the video's cuts (6 s and 9 s)
     assert len({s.key for s in samples}) == 3 and samples[0].key.startswith("videolt-v_1")
+
+
+def test_long_videos_split_keep_or_drop_a_segment_across_cuts(long_video):
+    class Everything(RedMiniGPT4):  # every frame relevant: one segment over the whole video and its two cuts
+        def p_yes(self, images, questions):
+            return np.ones(len(images), np.float32)
+
+    clip = type("AllClip", (), {"name": "all", "score": lambda self, images, texts: np.ones(len(images))})()
+    row = {"id": "v", "uri": str(long_video), "source": "videolt", "label": "guitar", "kind": "video"}
+
+    def stage(cuts: str) -> LongVideosStage:
+        st = LongVideosStage(LongVideosConfig(device="cpu", min_segment_seconds=2, max_segment_seconds=20,
+                                              short_side=32, min_frames=8, cuts=cuts))  # fmt: skip
+        st._models = (clip, Everything())
+        return st
+
+    (kept,) = stage("keep").process(row)
+    assert kept.key == "videolt-v-s0000" and kept.meta["cuts"] == [48, 72] and kept.meta["frames"] == 160
+    assert outcome(stage("drop"), row)[0] == "has_cut"
+    pieces = stage("split").process(row)
+    assert [s.key for s in pieces] == ["videolt-v-s0000-p000", "videolt-v-s0000-p001", "videolt-v-s0000-p002"]
+    assert [(s.meta["start"], s.meta["end"], s.meta["frames"]) for s in pieces] == [
+        (0.0, 6.0, 48), (6.0, 9.0, 24), (9.0, 20.0, 88)]  # fmt: skip
+    # the caption was said of the frame at 9 s: the third shot's
+    assert [s.meta["caption_in_shot"] for s in pieces] == [False, False, True]
+    assert all(s.meta["cuts"] == [] and s.caption == kept.caption for s in pieces)
+    assert redness(decode_frames(pieces[1].mp4)[0][5]) == 0.0 and redness(decode_frames(pieces[2].mp4)[0][5]) > 0
 
 
 def test_long_videos_reject_reasons(long_video, tmp_path):

@@ -179,19 +179,33 @@ def test_signals_reach_the_index_and_filters_and_old_indexes_read_with_nulls(tmp
     assert isinstance(again.column("cuts").type, pa.DataType)
 
 
-def test_one_caption_stages_keep_or_drop_cuts_and_refuse_split(tmp_path):
-    from curation.stages.long_videos import LongVideosConfig
+def test_short_videos_split_keep_and_drop(tmp_path):
     from curation.stages.short_videos import ShortVideosConfig, ShortVideosStage
 
-    for config, name in ((ShortVideosConfig, "short-videos"), (LongVideosConfig, "long-videos")):
-        with pytest.raises(ValueError, match=f"{name}: cuts: split is not available"):
-            config(cuts="split", device="cpu")
     r = {**write(tmp_path, "cut", two_shots()), "source": "kinetics700", "label": "juggling"}
-    clip = ShortVideosStage(ShortVideosConfig(short_side=32, min_frames=16, device="cpu")).prepare(r)
-    assert clip.meta["cuts"] == [30] and clip.meta["motion"] > 0.05  # kept whole, the cut recorded
+
+    def stage(**kw) -> ShortVideosStage:
+        return ShortVideosStage(ShortVideosConfig(short_side=32, min_frames=16, device="cpu", **kw))
+
+    (clip,) = stage().prepare(r)  # keep, the default for a one-label stage: the cut recorded
+    assert clip.key == "kinetics700-cut" and clip.meta["cuts"] == [30] and clip.meta["motion"] > 0.05
     with pytest.raises(Rejected) as e:
-        ShortVideosStage(ShortVideosConfig(short_side=32, min_frames=16, device="cpu", cuts="drop")).prepare(r)
+        stage(cuts="drop").prepare(r)
     assert e.value.reason.value == "has_cut"
+    # split: each shot is its own sample, captioned by BLIP-2 from a frame of that shot
+    split = stage(cuts="split")
+    first, second = split.prepare(r)
+    assert (first.key, second.key) == ("kinetics700-cut-s0000", "kinetics700-cut-s0001")
+    for c, start in ((first, 0.0), (second, 30 / FPS)):
+        frames, info = decode_frames(c.mp4)
+        assert info.frames == c.meta["frames"] == 30 and c.meta["cuts"] == []
+        assert c.meta["start"] == pytest.approx(start)
+        assert 0 <= c.frame_index < 30 and np.array_equal(c.frame, frames[c.frame_index])
+    assert first.frame[..., 0].mean() > first.frame[..., 2].mean()  # red shot
+    assert second.frame[..., 2].mean() > second.frame[..., 0].mean()  # blue shot
+    samples = split.process(r)  # the model step captions both shots in one batch
+    assert [s.key for s in samples] == [first.key, second.key] and all(s.meta["caption_model"] for s in samples)
+    assert [c.mp4 for c in split.prepare(r)] == [first.mp4, second.mp4]  # deterministic
 
 
 def test_signals_off_computes_nothing_and_needs_keep(tmp_path):

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from curation.pieces import encode_pieces, is_whole
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, StageBase, captions_of, read_video_input, trim_of
 from curation.video_settings import VideoOutputConfig, check_box
 from manifests.keys import make_key
 from manifests.schema import RejectReason
-from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
+from media.video import VideoDecodeError, decode_frames, decode_resized, transcode_resized
 from shards.writer import Sample
 
 WEBVID_LOGO_BOX = (0.25, 0.3, 0.75, 0.7)
@@ -127,7 +128,7 @@ class CaptionedStage(StageBase):
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
         small = analysis_frames(cfg, thumbs if fast is not None else None, None if fast else frames, out.frames)
         pieces, events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames)
-        whole = len(pieces) == 1 and (pieces[0].start, pieces[0].end) == (0, out.frames)
+        whole = is_whole(pieces, out.frames)
         if fast is not None and not whole:  # split: decode our own small output, not the source again
             frames = decode_frames(mp4)[0]
             fast = None
@@ -147,21 +148,11 @@ class CaptionedStage(StageBase):
             "watermark": wm,
             "seed": self.seed,
         }
+        clips = encode_pieces(pieces, out.frames, src.fps, (row.get("start"), row.get("end")), cfg,
+                              mp4=mp4 if fast is not None else None, frames=frames if fast is None else None,
+                              size=(out.width, out.height))  # fmt: skip
         samples = []
-        for k, piece in enumerate(pieces):
-            if fast is None:
-                clip = frames[piece.start : piece.end]
-                data = encode_mp4(clip, src.fps, cfg.crf, cfg.preset, cfg.threads)
-                h, w = clip.shape[1] - clip.shape[1] % 2, clip.shape[2] - clip.shape[2] % 2
-            else:
-                data, w, h = mp4, out.width, out.height
-            n = piece.end - piece.start
-            t0 = (row.get("start") or 0.0) + piece.start / src.fps  # a shot's window inside the source file
-            window = (row.get("start"), row.get("end")) if whole else (t0, t0 + n / src.fps)
-            piece_meta = {
-                **meta, "frames": n, "width": w, "height": h, "start": window[0], "end": window[1],
-                "shot": piece.shot, "cuts": None if piece.cuts is None else list(piece.cuts), "motion": piece.motion,
-            }  # fmt: skip
-            key = make_key(source, rid) if whole else make_key(source, rid, segment=piece.shot)
-            samples.append(Sample(key, data, captions[0], piece_meta, events=tuple(events) if k == 0 else ()))
+        for k, c in enumerate(clips):
+            key = make_key(source, rid) if c.whole else make_key(source, rid, segment=c.piece.shot)
+            samples.append(Sample(key, c.mp4, captions[0], {**meta, **c.meta()}, tuple(events) if k == 0 else ()))
         return samples

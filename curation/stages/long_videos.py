@@ -15,7 +15,9 @@ On the model actor, over all frames of a batch of videos at once:
    :data:`curation.captioning.MINIGPT4_TEMPLATES` (seeded, recorded); an unusable answer falls back to
    ``"a video of {label}"`` as in ``short-videos``.
 
-Then (CPU) each segment is cut from the source video and re-encoded. Every segment's ``.json`` holds
+Then (CPU) each segment is cut from the source video and re-encoded; with ``cuts: split`` a segment that spans
+shot cuts becomes one sample per shot (keys ``...-sNNNN-pNNN``) sharing the segment's caption, ``caption_in_shot``
+saying whether its caption frame lies in that shot. Every segment's ``.json`` holds
 the whole video's timeline (frame times, CLIP scores, P(yes), decisions, all segments) so a
 segmentation can be audited; ``vidrd shards show`` draws it. A video with no segment is a
 ``no_segment`` reject whose message gives the counts.
@@ -32,8 +34,9 @@ import numpy as np
 
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
+from curation.pieces import encode_pieces
 from curation.segments import segments
-from curation.signals import analysis_frames, clip_signals, small_sink, whole_clip_only
+from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input
 from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
@@ -75,7 +78,6 @@ class LongVideosConfig(VideoOutputConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        whole_clip_only(self.cuts, "long-videos")
         if self.sample_every <= 0:
             raise ValueError(f"sample_every must be > 0 seconds, got {self.sample_every}")
         if self.min_segment_seconds <= 0 or self.max_segment_seconds < 2 * self.min_segment_seconds:
@@ -235,6 +237,7 @@ class LongVideosStage(ModelStage):
                                         cfg.crf, cfg.preset, cfg.threads, small_sink(cfg, thumbs))  # fmt: skip
             except VideoDecodeError as e:
                 raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: segment {k}: {e}") from e
+            frames = None
             if got is None:  # needs a crop: the RGB path
                 frames, src, out = decode_resized(data, cfg.short_side, cfg.max_aspect, seg["start"], seg["end"],
                                                   None, cfg.threads)  # fmt: skip
@@ -247,26 +250,34 @@ class LongVideosStage(ModelStage):
                 dropped += 1  # counted in the run summary; the video's other segments still count
                 continue
             try:
-                small = analysis_frames(cfg, thumbs if got is not None else None, None if got else frames, out.frames)
-                cuts, motion = clip_signals(small, cfg)
+                small = analysis_frames(cfg, thumbs if got is not None else None, frames, out.frames)
+                pieces, piece_events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion,
+                                                   cfg.min_frames)  # fmt: skip
             except Rejected as e:
                 left_out.append(e)
                 continue
+            clips = encode_pieces(pieces, out.frames, src.fps, (seg["start"], seg["end"]), cfg, mp4=mp4,
+                                  frames=frames, size=(w, h))  # fmt: skip
             caption, fallback = caption_or_fallback(seg["answer"], seg["prompt"], prepared.label)
+            said_at = result["times"][seg["frame"]]
             meta = {
                 "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
-                "label": row.get("label"), "captions": [caption], "fps": src.fps, "frames": out.frames,
-                "width": w, "height": h, "start": seg["start"], "end": seg["end"], "segment": k,
+                "label": row.get("label"), "captions": [caption], "fps": src.fps, "segment": k,
                 "source_frames": prepared.source["frames"], "source_width": prepared.source["width"],
                 "source_height": prepared.source["height"], "seed": self.seed,
                 "clip_model": result["clip_model"], "caption_model": result["minigpt4_model"],
-                "caption_frame_time": result["times"][seg["frame"]], "template_id": seg["template_id"],
+                "caption_frame_time": said_at, "template_id": seg["template_id"],
                 "prompt": seg["prompt"], "raw_answer": seg["answer"], "caption_fallback": fallback,
                 "clip_threshold": cfg.clip_threshold, "relevance_threshold": cfg.relevance_threshold,
-                "timeline": timeline, "cuts": cuts, "motion": motion,
+                "timeline": timeline,
             }  # fmt: skip
-            events = (f"caption_fallback:{fallback}",) if fallback else ()
-            samples.append(Sample(make_key(row["source"], rid, segment=k), mp4, caption, meta, events))
+            events = tuple(piece_events) + ((f"caption_fallback:{fallback}",) if fallback else ())
+            for j, c in enumerate(clips):
+                piece_meta = {**meta, **c.meta()}
+                if not c.whole:  # a shot of the segment: the segment's caption, said of a frame maybe in another shot
+                    piece_meta["caption_in_shot"] = bool(c.start <= said_at < c.end)
+                key = make_key(row["source"], rid, segment=k, piece=None if c.whole else c.piece.shot)
+                samples.append(Sample(key, c.mp4, caption, piece_meta, events if j == 0 else ()))
         if not samples:
             if left_out:  # the last segment's own reason (has_cut or static) names why nothing is left
                 why = left_out[-1]

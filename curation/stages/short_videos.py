@@ -5,6 +5,9 @@ is resized so its short side is ``short_side`` and re-encoded as in ``captioned`
 at random (seeded by the run seed and the clip id) and one of the prompt templates
 (:data:`curation.captioning.BLIP2_TEMPLATES`, label filled in) is picked the same way.
 
+With ``cuts: split`` each shot of the clip (``curation.signals``) becomes its own sample (key ``...-sNNNN``) with
+its own frame and template, drawn the same way from the run seed, the clip id and the shot number.
+
 On the model actor: BLIP-2 answers every (frame, prompt) of a batch of partitions, batched.
 
 The answer becomes the caption unless it is unusable (empty, repeats the prompt, only the label,
@@ -24,7 +27,8 @@ import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
 from curation.model_stage import ModelStage, resolve_device, resolve_dtype
-from curation.signals import analysis_frames, clip_signals, small_sink, whole_clip_only
+from curation.pieces import encode_pieces
+from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input, trim_of
 from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
@@ -55,13 +59,13 @@ class ShortVideosConfig(VideoOutputConfig):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         super().__post_init__()
-        whole_clip_only(self.cuts, "short-videos")
 
 
 @dataclass
 class ShortClip:
-    """What ``prepare`` hands to the model actor and to ``finish``."""
+    """One sample to be: what ``prepare`` hands to the model actor and to ``finish`` (a list, one per shot)."""
 
+    key: str
     mp4: bytes
     frame: np.ndarray
     frame_index: int
@@ -69,6 +73,7 @@ class ShortClip:
     prompt: str
     label: str
     meta: dict[str, Any]
+    events: tuple[str, ...] = ()
 
 
 def load_blip2(spec: str, device: str, dtype: str, batch_size: int, max_new_tokens: int):
@@ -96,13 +101,14 @@ class ShortVideosStage(ModelStage):
     config_class = ShortVideosConfig
     cfg: ShortVideosConfig
 
-    def prepare(self, row: dict[str, Any]) -> ShortClip:
+    def prepare(self, row: dict[str, Any]) -> list[ShortClip]:
         cfg, rid = self.cfg, row["id"]
         label = label_of(row, "short-videos captions from the label")
         start, end = trim_of(row)
         data = read_video_input(row["uri"])
         args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
         thumbs: list[np.ndarray] = []
+        frames = None
         try:
             fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads, small_sink(cfg, thumbs))
             if fast is not None:
@@ -116,40 +122,52 @@ class ShortVideosStage(ModelStage):
             raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
-        small = analysis_frames(cfg, thumbs if fast is not None else None, None if fast else frames, out.frames)
-        cuts, motion = clip_signals(small, cfg)
-        rng = np.random.default_rng(self.rng_seed(rid))
-        index = int(rng.integers(out.frames))
-        template_id = pick_template(rng)
-        try:  # the frame BLIP-2 sees is the frame of the clip we ship
-            frame = decode_frames(mp4, [index])[0][0]
-        except VideoDecodeError as e:
-            raise Rejected(RejectReason.ENCODE_FAILED, f"re-encoded clip does not decode: {e}") from e
-        h, w = frame.shape[:2]
+        small = analysis_frames(cfg, thumbs if fast is not None else None, frames, out.frames)
+        pieces, events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames)
+        h, w = (frames.shape[1], frames.shape[2]) if frames is not None else (out.height, out.width)
+        clips = encode_pieces(pieces, out.frames, src.fps, (row.get("start"), row.get("end")), cfg, mp4=mp4,
+                              frames=frames, size=(w - w % 2, h - h % 2))  # fmt: skip
         meta = {
             "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
-            "label": row.get("label"), "fps": src.fps, "frames": out.frames, "width": w - w % 2,
-            "height": h - h % 2, "start": row.get("start"), "end": row.get("end"), "source_frames": src.frames,
-            "source_width": src.width, "source_height": src.height, "seed": self.seed, "cuts": cuts, "motion": motion,
+            "label": row.get("label"), "fps": src.fps, "source_frames": src.frames, "source_width": src.width,
+            "source_height": src.height, "seed": self.seed,
         }  # fmt: skip
-        prompt = BLIP2_TEMPLATES[template_id].format(label=label)
-        return ShortClip(mp4, frame, index, template_id, prompt, label, meta)
+        out_clips = []
+        for k, c in enumerate(clips):
+            # Kept whole, the draw is the one this stage always made for the clip; each shot of a split video
+            # draws its own frame and template (BLIP-2 captions what that shot shows).
+            seed = self.rng_seed(rid)
+            rng = np.random.default_rng(seed if c.whole else [seed, c.piece.shot])
+            index = int(rng.integers(c.frames))
+            template_id = pick_template(rng)
+            try:  # the frame BLIP-2 sees is the frame of the clip we ship
+                frame = decode_frames(c.mp4, [index])[0][0]
+            except VideoDecodeError as e:
+                raise Rejected(RejectReason.ENCODE_FAILED, f"re-encoded clip does not decode: {e}") from e
+            key = make_key(row["source"], rid) if c.whole else make_key(row["source"], rid, segment=c.piece.shot)
+            prompt = BLIP2_TEMPLATES[template_id].format(label=label)
+            out_clips.append(ShortClip(key, c.mp4, frame, index, template_id, prompt, label, {**meta, **c.meta()},
+                                       tuple(events) if k == 0 else ()))  # fmt: skip
+        return out_clips
 
     def load_models(self):
         c = self.cfg
         return load_blip2(c.blip2, c.device, c.dtype, c.batch_size, c.max_new_tokens)
 
-    def infer(self, models, items: Sequence[tuple[dict[str, Any], ShortClip]]) -> list[dict[str, Any]]:
-        answers = models.caption([p.frame for _, p in items], [p.prompt for _, p in items])
-        return [{"answer": a, "model": models.name} for a in answers]
+    def infer(self, models, items: Sequence[tuple[dict[str, Any], list[ShortClip]]]) -> list[list[dict[str, Any]]]:
+        flat = [c for _, clips in items for c in clips]  # one BLIP-2 batch over every shot of every video
+        answers = iter(models.caption([c.frame for c in flat], [c.prompt for c in flat]))
+        return [[{"answer": next(answers), "model": models.name} for _ in clips] for _, clips in items]
 
-    def finish(self, row: dict[str, Any], prepared: ShortClip, result: dict[str, Any]) -> list[Sample]:
-        p = prepared
-        caption, fallback = caption_or_fallback(result["answer"], p.prompt, p.label)
-        meta = {
-            **p.meta, "captions": [caption], "caption_model": result["model"], "frame_index": p.frame_index,
-            "template_id": p.template_id, "prompt": p.prompt, "raw_answer": result["answer"],
-            "caption_fallback": fallback,
-        }  # fmt: skip
-        events = (f"caption_fallback:{fallback}",) if fallback else ()
-        return [Sample(make_key(row["source"], row["id"]), p.mp4, caption, meta, events)]
+    def finish(self, row: dict[str, Any], prepared: list[ShortClip], result: list[dict[str, Any]]) -> list[Sample]:
+        samples = []
+        for p, r in zip(prepared, result, strict=True):
+            caption, fallback = caption_or_fallback(r["answer"], p.prompt, p.label)
+            meta = {
+                **p.meta, "captions": [caption], "caption_model": r["model"], "frame_index": p.frame_index,
+                "template_id": p.template_id, "prompt": p.prompt, "raw_answer": r["answer"],
+                "caption_fallback": fallback,
+            }  # fmt: skip
+            events = p.events + ((f"caption_fallback:{fallback}",) if fallback else ())
+            samples.append(Sample(p.key, p.mp4, caption, meta, events))
+        return samples
