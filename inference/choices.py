@@ -5,3 +5,5 @@ PAPER, OFFICIAL = "paper", "official"
 SCHEDULES = (PAPER, OFFICIAL)  # long-video loops (inference.long_video)
 SUFFIXES = (".mp4", ".gif", ".png")  # output files (inference.video_out); PNG is a frame strip
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
+# vidrd generate --fast (inference.fast_mode picks for auto)
+FAST_MODES = ("auto", "compile", "graphs", "off")

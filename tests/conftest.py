@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,10 @@ from shards.writer import Sample, ShardWriter, finalize
 from training.model.loading import save_vidrd
 from training.model.tiny import tiny_components
 from vidrd.synthetic import make_all, moving_square
+
+
+# Compiled kernels of tests that compile go to a folder of this session, not the user's ~/.cache/vidrd.
+os.environ.setdefault("VIDRD_CACHE", tempfile.mkdtemp(prefix="vidrd-test-cache-"))
 
 
 @pytest.fixture(scope="session")

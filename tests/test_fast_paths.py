@@ -348,7 +348,7 @@ def test_training_module_applies_fast_paths_on_setup(monkeypatch):
     assert all(torch.allclose(x, y, atol=1e-6, rtol=1e-4) for x, y in zip(ga, gb, strict=True))
 
 
-def test_generate_cli_no_fast_flag_reaches_the_pipeline(ckpt, tmp_path, monkeypatch):
+def test_generate_cli_fast_mode_reaches_the_pipeline(ckpt, tmp_path, monkeypatch, capsys):
     from vidrd.cli import main
 
     seen = []
@@ -360,11 +360,16 @@ def test_generate_cli_no_fast_flag_reaches_the_pipeline(ckpt, tmp_path, monkeypa
 
     monkeypatch.setattr(VidRDPipeline, "from_checkpoint", classmethod(spy))
     small = ["--steps", "2", "--height", "32", "--width", "32", "--clip-frames", "4", "--prompt-frames", "2"]
-    for extra in ([], ["--no-fast"]):
-        out = tmp_path / f"v{len(extra)}.gif"
+    for k, extra in enumerate(([], ["--no-fast"], ["--fast", "compile"])):
+        out = tmp_path / f"v{k}.gif"
         args = ["generate", "--checkpoint", str(ckpt), "--prompt", "a red square", "--frames", "4", *small]
         assert main([*args, *extra, "--out", str(out)]) == 0 and out.exists()
-    assert seen == [True, False]
+    assert seen == [FastPaths.off()] * 3  # the fast paths are CUDA only
+    said = capsys.readouterr().out
+    assert said.count("fast path: off (cpu") == 3 and "--fast compile is a no-op off CUDA" in said
+    with pytest.raises(SystemExit) as e:  # argparse names the choices
+        main(["generate", "--checkpoint", str(ckpt), "--prompt", "x", "--fast", "warp", "--out", "x.gif"])
+    assert e.value.code == 2
 
 
 @cuda

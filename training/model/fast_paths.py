@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from training.model.compile_cache import enable_compile_cache
 from training.model.fused_projections import fuse_attention_projections
 from training.model.group_norm import use_channel_stats_group_norm
 from training.model.temporal import TemporalSelfAttention
@@ -70,6 +71,19 @@ class FastPaths:
         CUDA; nothing on other devices or when ``enabled`` is False."""
         if not enabled or torch.device(device).type != "cuda":
             return cls.off()
+        return cls()
+
+    @classmethod
+    def for_mode(cls, mode: str, device: torch.device | str) -> FastPaths:
+        """Sampling paths by name: ``compile`` (:meth:`for_device`), ``graphs`` (CUDA graphs and fused attention
+        projections, nothing compiled: fast at once; channels-last is left out, since without compiled regions
+        eager GroupNorm converts the layout back), ``off``. Anything but ``off`` needs CUDA (elsewhere: off)."""
+        if mode not in ("compile", "graphs", "off"):
+            raise ValueError(f"fast path {mode!r}: one of compile, graphs, off")
+        if mode == "off" or torch.device(device).type != "cuda":
+            return cls.off()
+        if mode == "graphs":
+            return cls(channels_last=False, compile=False, fuse_projections=True, cuda_graphs=True)
         return cls()
 
     @classmethod
@@ -149,6 +163,9 @@ def compile_regions(model: nn.Module, backend: str = "inductor", mode: str | Non
     """
     import torch._dynamo
 
+    # Compiled kernels persist across processes in a keyed per-user folder (training.model.compile_cache).
+    first = next(model.parameters(), None)
+    enable_compile_cache(first.device if first is not None else None)
     cfg = torch._dynamo.config
     limit_name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     setattr(cfg, limit_name, max(getattr(cfg, limit_name), RECOMPILE_LIMIT))

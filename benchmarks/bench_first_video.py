@@ -1,0 +1,86 @@
+"""What a user waits for from ``vidrd generate`` (issue 21): process start to the finished video file, per
+``--fast`` mode, with a cold and a warm compile cache, each a fresh process on the same checkpoint.
+
+1. A full-size VidRD with random weights (SD 2.1 shapes, ``benchmarks.common.vidrd_components``; ``--tiny``: the
+   tests' tiny one, for a CPU check of this script) is saved as a checkpoint folder.
+2. For each row, ``python -m vidrd.cli generate --checkpoint ... --frames 16 --steps 50 --guidance 10 --fast MODE``
+   runs in a new process with ``VIDRD_CACHE`` set: a fresh folder for ``cold`` rows, the one the previous
+   compile filled for ``warm`` rows. ``wall_s``: Popen to exit (imports, loading, compiling, sampling, decode,
+   writing the mp4); ``video_s``: what the command itself reports for generating.
+
+    python -m benchmarks.bench_first_video --work /tmp/fv [--json out.json] [--tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import emit, write_results
+
+ROWS = (("off", "cold"), ("graphs", "cold"), ("auto", "cold"), ("compile", "cold"), ("compile", "warm"))
+
+
+def make_checkpoint(folder: Path, tiny: bool) -> None:
+    from training.model.loading import save_vidrd
+
+    if tiny:
+        from training.model.tiny import tiny_components
+
+        comps = tiny_components(str(folder.parent / "tiny-parts"))
+    else:
+        from benchmarks.common import vidrd_components
+
+        comps = vidrd_components()
+    save_vidrd(str(folder), comps)
+
+
+def generate(ckpt: Path, mode: str, cache: Path, out: Path, tiny: bool) -> dict[str, Any]:
+    size = ["--height", "32", "--width", "32", "--frames", "4", "--steps", "4", "--clip-frames", "4",
+            "--prompt-frames", "2"] if tiny else ["--frames", "16", "--steps", "50"]  # fmt: skip
+    cmd = [sys.executable, "-m", "vidrd.cli", "generate", "--checkpoint", str(ckpt), "--prompt",
+           "a red square moving left", "--guidance", "10", "--fast", mode, *size, "--out", str(out)]  # fmt: skip
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "VIDRD_CACHE": str(cache)})
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    video = re.search(r"video\(s\) in ([0-9.]+) s", done.stdout)
+    picked = re.search(r"fast path: (\w+)", done.stdout)
+    return {"wall_s": round(wall, 1), "video_s": float(video.group(1)) if video else None,
+            "picked": picked.group(1) if picked else None}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", required=True, help="a scratch folder (checkpoint, caches, videos)")
+    ap.add_argument("--json")
+    ap.add_argument("--tiny", action="store_true", help="the tiny test model (checks the script on a CPU)")
+    a = ap.parse_args(argv)
+    work = Path(a.work)
+    ckpt = work / "ckpt"
+    t0 = time.perf_counter()
+    if not (ckpt / "unet").exists():
+        make_checkpoint(ckpt, a.tiny)
+    emit({"checkpoint_s": round(time.perf_counter() - t0, 1)})
+    rows = []
+    for k, (mode, state) in enumerate(ROWS):
+        # cold: a folder nothing has compiled into; warm: the folder the row before compiled into
+        cache = work / ("cache-warm" if state == "warm" or mode == "compile" else f"cache-{k}")
+        row = {"fast": mode, "cache": state, **generate(ckpt, mode, cache, work / f"v{k}.mp4", a.tiny)}
+        rows.append(row)
+        emit(row)
+        if a.json:  # partial results survive a run cut short
+            write_results(a.json, rows)
+    write_results(a.json, rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
