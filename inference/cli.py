@@ -80,10 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=FAST_MODES,
         default="auto",
         help="sampling fast path on CUDA (same outputs within bf16 rounding): 'compile' (regional torch.compile, "
-        "channels-last and CUDA graphs: fastest per clip, but the first clip waits for compiling: ~14 s with the "
-        "compiled kernels cached under $VIDRD_CACHE, ~75 s without), 'graphs' (CUDA graphs only: no wait), 'off' "
-        "(plain eager); 'auto' (default) compiles when the clips asked repay it (17 with a warm cache, 88 cold) "
-        "and says which it picked",
+        "channels-last and CUDA graphs: fastest per clip, but the first clip waits for compiling: ~17 s with the "
+        "compiled kernels cached under $VIDRD_CACHE, ~2 min without), 'graphs' (CUDA graphs only: no wait), 'off' "
+        "(plain eager); 'auto' (default) compiles when the clips asked repay it (20 clips of 50 steps with a warm "
+        "cache, 157 cold) and says which it picked",
     )
     p.add_argument("--no-fast", action="store_true", help="the same as --fast off")
     p.add_argument("--decode-chunk", type=int, help="decode this many frames at a time (bounds VAE memory)")

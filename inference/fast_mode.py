@@ -1,15 +1,16 @@
 """Which sampling fast path pays for the work asked (``vidrd generate --fast auto|compile|graphs|off``).
 
 Compiling makes each 50-step clip faster but costs time before the first one; CUDA graphs cost nothing up front.
-``auto`` compiles only when the clips to make repay the compile, with the constants below (H100, 16 frames at
-256x256, 50 DDIM steps, CFG; ``benchmarks/RESULTS.md``, "Sampling" and "What each sampling lever gave"):
+``auto`` compiles only when the clips to make repay the compile, with these measured constants (16 frames at
+256x256, 50 DDIM steps, CFG 10; ``benchmarks/RESULTS.md``, "Start fast"):
 
-* per clip: plain eager 3.25 s, CUDA graphs 2.10 s, compiled + graphs 1.26 s: compiling saves 0.84 s a clip
-  against graphs alone;
-* before the first clip: 73.5 s of compiling with an empty cache, 13.9 s with the compiled kernels on disk
-  (``training.model.compile_cache``).
+* per clip, steady (H100 lever series): plain eager 3.25 s, CUDA graphs 2.10 s, compiled + graphs 1.26 s:
+  compiling saves 0.84 s a clip against graphs alone;
+* before the first clip (H200, ``benchmarks/bench_first_video.py``, a fresh process each): the first video takes
+  139.6 s compiled with an empty cache and 24.5 s with the compiled kernels on disk
+  (``training.model.compile_cache``), against 7.8 s with CUDA graphs alone: 131.8 s and 16.7 s of compiling.
 
-Break-even: 13.9 / 0.84 = 17 clips with a warm cache, 73.5 / 0.84 = 88 with a cold one. A clip here is 50
+Break-even: 16.7 / 0.84 = 20 clips with a warm cache, 131.8 / 0.84 = 157 with a cold one. A clip here is 50
 denoising steps of one video's clip (a 61-frame long video is 4 clips; 25 steps are half a clip).
 """
 
@@ -22,7 +23,7 @@ from training.model.compile_cache import cache_key, cache_root
 from training.model.fast_paths import FastPaths
 
 CLIP_SECONDS = {"off": 3.25, "graphs": 2.10, "compile": 1.26}
-COMPILE_SECONDS = {"cold": 73.5, "warm": 13.9}
+COMPILE_SECONDS = {"cold": 131.8, "warm": 16.7}
 
 
 def break_even_clips(cache_state: str) -> int:

@@ -15,7 +15,6 @@ from training.model.loading import save_vidrd
 from training.model.tiny import tiny_components
 from vidrd.synthetic import make_all, moving_square
 
-
 # Compiled kernels of tests that compile go to a folder of this session, not the user's ~/.cache/vidrd.
 os.environ.setdefault("VIDRD_CACHE", tempfile.mkdtemp(prefix="vidrd-test-cache-"))
 
