@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,15 +182,8 @@ def signature_band_rows(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def signature_pairs(group: list[dict[str, Any]], max_bits: int) -> list[dict[str, Any]]:
-    """Candidate pairs inside one signature band group (capped like :func:`group_pairs`)."""
-    group = sorted(group, key=lambda r: (r["order"], r["key"]))
-    refs = group[:MAX_GROUP]
-    return [
-        {"a": b, "b": a}
-        for i, a in enumerate(group)
-        for b in refs[: min(i, MAX_GROUP)]
-        if signature_bits(a["simhash"], b["simhash"]) <= max_bits
-    ]
+    """Candidate pairs inside one signature band group."""
+    return pairs_within(group, lambda a, b: signature_bits(a["simhash"], b["simhash"]) <= max_bits)
 
 
 def semantic_pairs(candidates: list[dict[str, Any]], embeddings: dict[tuple[int, str], np.ndarray],
@@ -209,15 +202,16 @@ def semantic_pairs(candidates: list[dict[str, Any]], embeddings: dict[tuple[int,
 
 
 def group_pairs(group: list[dict[str, Any]], threshold: int) -> list[dict[str, Any]]:
-    """Near pairs inside one band group (capped at :data:`MAX_GROUP` reference members)."""
+    """Near pairs inside one band group."""
+    return pairs_within(group, lambda a, b: bits_apart(a["hashes"], b["hashes"]) <= threshold)
+
+
+def pairs_within(group: list[dict[str, Any]], close: Callable[[dict, dict], bool]) -> list[dict[str, Any]]:
+    """Pairs (earlier member as ``a``) of one bucket for which ``close`` holds; each member is compared with the
+    first :data:`MAX_GROUP` members before it in (set order, key) order."""
     group = sorted(group, key=lambda r: (r["order"], r["key"]))
     refs = group[:MAX_GROUP]
-    return [
-        {"a": b, "b": a}
-        for i, a in enumerate(group)
-        for b in refs[: min(i, MAX_GROUP)]
-        if bits_apart(a["hashes"], b["hashes"]) <= threshold
-    ]
+    return [{"a": b, "b": a} for i, a in enumerate(group) for b in refs[: min(i, MAX_GROUP)] if close(a, b)]
 
 
 def clusters(pairs: list[dict[str, Any]], threshold: int = 32) -> list[dict[str, Any]]:
