@@ -15,6 +15,10 @@ from training.model.loading import save_vidrd
 from training.model.tiny import tiny_components
 from vidrd.synthetic import make_all, moving_square
 
+# The LAVIS environment `vidrd env lavis` made (in the user's cache), found before the cache moves below.
+_lavis = Path(os.environ.get("VIDRD_CACHE") or Path.home() / ".cache" / "vidrd") / "envs" / "lavis" / "bin" / "python"
+if _lavis.exists():
+    os.environ.setdefault("VIDRD_LAVIS_PYTHON", str(_lavis))
 # Compiled kernels of tests that compile go to a folder of this session, not the user's ~/.cache/vidrd.
 os.environ.setdefault("VIDRD_CACHE", tempfile.mkdtemp(prefix="vidrd-test-cache-"))
 

@@ -37,6 +37,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="load the checkpoint with full pickle (runs code stored in it) when a weights-only load refuses it",
     )
     r.set_defaults(func=run_release)
+    b = kinds.add_parser(
+        "blip2-lavis",
+        help="a LAVIS BLIP-2 OPT checkpoint as a transformers Blip2ForConditionalGeneration folder",
+        description="Write a transformers BLIP-2 folder (weights, config, processor with LAVIS's preprocessing) from "
+        "a LAVIS BLIP-2 OPT checkpoint, for `short-videos`' stage.blip2. LAVIS's released files hold only what "
+        "BLIP-2 trained: the ViT comes from --vit (eva_vit_g.pth) and OPT from --opt. Checked against LAVIS "
+        "itself (tests/test_lavis.py): equal image embeddings, Q-Former outputs and first-token logits, and the "
+        "same greedy caption.",
+    )
+    b.add_argument("ckpt", help="the LAVIS checkpoint (.pth; e.g. blip2_pretrained_opt2.7b.pth)")
+    b.add_argument("--opt", required=True, help="the OPT folder (config, tokenizer; weights unless CKPT has them)")
+    b.add_argument("--vit", help="eva_vit_g.pth, when CKPT holds no visual_encoder.* weights")
+    b.add_argument("--vision-heads", type=int, default=16, help="the ViT's attention heads (EVA ViT-g: 16)")
+    b.add_argument("--qformer-heads", type=int, default=12, help="the Q-Former's attention heads (BERT-base: 12)")
+    b.add_argument("--out", required=True, help="folder to write")
+    b.set_defaults(func=run_blip2_lavis)
+
+
+def run_blip2_lavis(args: argparse.Namespace) -> int:
+    from curation.models.blip2_convert import NotBlip2Checkpoint, convert
+
+    try:
+        out = convert(args.ckpt, args.opt, args.out, args.vit, args.vision_heads, args.qformer_heads)
+    except (FileNotFoundError, NotBlip2Checkpoint, OSError) as e:
+        print(f"vidrd convert blip2-lavis: {e}", file=sys.stderr)
+        return 2
+    print(f"{out}: transformers BLIP-2; use it as stage.blip2: {out}")
+    return 0
 
 
 def run_release(args: argparse.Namespace) -> int:

@@ -44,8 +44,10 @@ class ShortVideosConfig(VideoOutputConfig):
     """Settings of the ``short-videos`` stage.
 
     ``blip2``: a local folder of a transformers BLIP-2 checkpoint (Salesforce/blip2-opt-2.7b or
-    blip2-flan-t5-xl), a hub id where there is network, or ``tiny`` / ``tiny-t5`` (random tiny models
-    for tests and the demo; their captions are noise).
+    blip2-flan-t5-xl), a hub id where there is network, ``tiny`` / ``tiny-t5`` (random tiny models
+    for tests and the demo; their captions are noise), or ``lavis:NAME:TYPE`` (e.g.
+    ``lavis:blip2_opt:pretrain_opt2.7b``): BLIP-2 through LAVIS in its own environment (``vidrd env lavis``;
+    ``curation.models.lavis_blip2``; ``lavis:tiny:DIR`` is a tiny one made by ``lavis_side.py tiny``).
     """
 
     blip2: str = "tiny"
@@ -58,6 +60,15 @@ class ShortVideosConfig(VideoOutputConfig):
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.blip2.startswith("lavis:"):
+            from curation.models.lavis_env import LavisEnvError, python
+
+            if self.blip2.count(":") < 2:
+                raise ValueError(f"blip2: {self.blip2!r}: expected lavis:NAME:TYPE (lavis:blip2_opt:pretrain_opt2.7b)")
+            try:
+                python(check=False)  # missing: an error now, naming the command that makes it
+            except LavisEnvError as e:
+                raise ValueError(f"blip2: {e}") from e
         super().__post_init__()
 
 
@@ -82,6 +93,10 @@ def load_blip2(spec: str, device: str, dtype: str, batch_size: int, max_new_toke
     from curation.models.tiny import tiny_blip2
 
     device = resolve_device(device)
+    if spec.startswith("lavis:"):
+        from curation.models.lavis_blip2 import LavisBlip2
+
+        return LavisBlip2(spec[len("lavis:") :], device, max_new_tokens, batch_size)
     if spec in TINY_MODELS:
         folder = tiny_blip2(tempfile.mkdtemp(prefix="vidrd-blip2-"), "t5" if spec == "tiny-t5" else "opt")
         print(f"short-videos: BLIP-2 is a TINY RANDOM model ({spec}); captions are noise. "
