@@ -138,3 +138,33 @@ def _json_members(folder) -> list[bytes]:
         with tarfile.open(tar) as t:
             out += [t.extractfile(m).read() for m in t.getmembers() if m.name.endswith(".json")]
     return out
+
+
+def test_vision_side_for_minigpt4_equals_lavis(lavis_model, tmp_path):
+    """``--vision-only``: the ViT + Q-Former MiniGPT-4 reads of a BLIP-2, from a LAVIS checkpoint whose language side
+    is left out (as for the FlanT5-XXL one MiniGPT-4 was built on), equal to LAVIS's."""
+    from curation.models.minigpt4 import MiniGPT4
+    from curation.models.tiny import tiny_minigpt4
+    from vidrd.cli import main
+
+    d = lavis_model
+    dims = json.loads((d / "model" / "dims.json").read_text())
+    flant5_like = tmp_path / "flant5.pth"  # the same vision side, its language side under other names
+    state = torch.load(d / "model" / "model.pth", map_location="cpu")["model"]
+    torch.save({"model": {k.replace("opt_", "t5_"): v for k, v in state.items()}}, flant5_like)
+    out = tmp_path / "vision"
+    args = ["convert", "blip2-lavis", str(flant5_like), "--vision-only", "--vision-heads", str(dims["vision_heads"]),
+            "--qformer-heads", str(dims["qformer_heads"]), "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert main(["convert", "blip2-lavis", str(flant5_like), "--out", str(tmp_path / "x")]) == 2  # needs --opt
+    parts = tiny_minigpt4(tmp_path / "mg")  # its LLaMA and projection (Q-Former width 32, as this BLIP-2's)
+    m = MiniGPT4.from_pretrained(str(out), str(parts["llm"]), str(parts["checkpoint"]), device="cpu",
+                                 dtype=torch.float32)  # fmt: skip
+    ref = np.load(d / "ref.npz")
+    x = torch.from_numpy(np.load(d / "image.npy"))
+    with torch.no_grad():
+        v = m.vision(pixel_values=x).last_hidden_state
+        q = m.qformer(query_embeds=m.query_tokens.expand(len(x), -1, -1), encoder_hidden_states=v,
+                      encoder_attention_mask=torch.ones(v.shape[:-1], dtype=torch.long)).last_hidden_state  # fmt: skip
+    np.testing.assert_allclose(v.numpy(), ref["image_embeds"], atol=1e-4)
+    np.testing.assert_allclose(q.numpy(), ref["query_output"], atol=1e-4)

@@ -47,7 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "same greedy caption.",
     )
     b.add_argument("ckpt", help="the LAVIS checkpoint (.pth; e.g. blip2_pretrained_opt2.7b.pth)")
-    b.add_argument("--opt", required=True, help="the OPT folder (config, tokenizer; weights unless CKPT has them)")
+    b.add_argument("--opt", help="the OPT folder (config, tokenizer; weights unless CKPT has them); not with "
+                   "--vision-only")  # fmt: skip
+    b.add_argument("--vision-only", action="store_true", help="only ViT + Q-Former + query tokens, what MiniGPT-4 "
+                   "reads (stage.minigpt4_blip2); from any LAVIS BLIP-2, e.g. its FlanT5-XXL one")  # fmt: skip
     b.add_argument("--vit", help="eva_vit_g.pth, when CKPT holds no visual_encoder.* weights")
     b.add_argument("--vision-heads", type=int, default=16, help="the ViT's attention heads (EVA ViT-g: 16)")
     b.add_argument("--qformer-heads", type=int, default=12, help="the Q-Former's attention heads (BERT-base: 12)")
@@ -56,9 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_blip2_lavis(args: argparse.Namespace) -> int:
-    from curation.models.blip2_convert import NotBlip2Checkpoint, convert
+    from curation.models.blip2_convert import NotBlip2Checkpoint, convert, convert_vision
 
     try:
+        if args.vision_only:
+            out = convert_vision(args.ckpt, args.out, args.vit, args.vision_heads, args.qformer_heads)
+            print(f"{out}: BLIP-2 vision side; use it as stage.minigpt4_blip2: {out}")
+            return 0
+        if not args.opt:
+            raise NotBlip2Checkpoint("--opt OPT_FOLDER is needed (or --vision-only)")
         out = convert(args.ckpt, args.opt, args.out, args.vit, args.vision_heads, args.qformer_heads)
     except (FileNotFoundError, NotBlip2Checkpoint, OSError) as e:
         print(f"vidrd convert blip2-lavis: {e}", file=sys.stderr)

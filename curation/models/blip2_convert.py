@@ -15,6 +15,10 @@ its ViT-g comes from ``eva_vit_g.pth`` (``--vit``; its 40th block is dropped, as
 Hugging Face folder (``--opt``, which also gives the OPT config and tokenizer). A checkpoint that holds the whole
 model (``model.state_dict()`` of a LAVIS ``Blip2OPT``) needs neither weight file. Head counts cannot be read off the
 weights: EVA ViT-g has 16, the BERT-base Q-Former 12 (the defaults).
+
+``--vision-only`` writes just the ViT, ``ln_vision``, Q-Former and query tokens (with the config that describes them):
+what MiniGPT-4 reads of a BLIP-2 (``long-videos``' ``stage.minigpt4_blip2``), from any LAVIS BLIP-2 checkpoint,
+including the FlanT5-XXL one MiniGPT-4 was built on (``blip2_pretrained_flant5xxl.pth``); no OPT is needed.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import torch
 LAVIS_MEAN = (0.48145466, 0.4578275, 0.40821073)
 LAVIS_STD = (0.26862954, 0.26130258, 0.27577711)
 EVA_G_DEPTH = 39
-REQUIRED = ("query_tokens", "opt_proj.weight", "ln_vision.weight", "Qformer.bert.embeddings.LayerNorm.weight")
+VISION_REQUIRED = ("query_tokens", "ln_vision.weight", "Qformer.bert.embeddings.LayerNorm.weight")
+REQUIRED = (*VISION_REQUIRED, "opt_proj.weight")
+LANGUAGE_SIDE = re.compile(r"(opt_proj|opt_model|t5_proj|t5_model)\.")
 VISION = [
     (r"visual_encoder\.cls_token", "vision_model.embeddings.class_embedding"),
     (r"visual_encoder\.pos_embed", "vision_model.embeddings.position_embedding"),
@@ -66,14 +72,14 @@ class NotBlip2Checkpoint(ValueError):
     """The file is not a LAVIS BLIP-2 OPT checkpoint (the message names the first missing key)."""
 
 
-def load_lavis_state(path: str) -> dict[str, torch.Tensor]:
+def load_lavis_state(path: str, required: tuple[str, ...] = REQUIRED) -> dict[str, torch.Tensor]:
     """The state dict in a LAVIS checkpoint (``{"model": ...}`` as LAVIS saves, or bare); NotBlip2Checkpoint names
-    the first key a BLIP-2 OPT checkpoint must have and this one lacks."""
+    the first of ``required`` (default: what a BLIP-2 OPT checkpoint must have) that this one lacks."""
     raw = torch.load(path, map_location="cpu", weights_only=True)
     state = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise NotBlip2Checkpoint(f"{path}: not a LAVIS checkpoint (no state dict)")
-    missing = [k for k in REQUIRED if k not in state]
+    missing = [k for k in required if k not in state]
     if missing:
         raise NotBlip2Checkpoint(f"{path}: not a LAVIS BLIP-2 OPT checkpoint (no {missing[0]!r})")
     return state
@@ -130,6 +136,35 @@ def blip2_config(state: dict[str, torch.Tensor], opt_config: dict[str, Any], vis
                        num_query_tokens=state["query_tokens"].shape[1])  # fmt: skip
 
 
+def _with_vit(state: dict[str, torch.Tensor], ckpt: str, vit: str | None, depth: int) -> dict[str, torch.Tensor]:
+    if any(k.startswith("visual_encoder.") for k in state):
+        return state
+    if vit is None:
+        raise NotBlip2Checkpoint(f"{ckpt} holds no ViT weights: give --vit eva_vit_g.pth")
+    eva = torch.load(vit, map_location="cpu", weights_only=True)
+    eva = eva.get("model", eva)
+    return state | {f"visual_encoder.{k}": v for k, v in eva.items()
+                    if not (m := re.match(r"blocks\.(\d+)\.", k)) or int(m.group(1)) < depth}  # fmt: skip
+
+
+def convert_vision(
+    ckpt: str, out: str, vit: str | None = None, vision_heads: int = 16, qformer_heads: int = 12,
+    vit_depth: int = EVA_G_DEPTH,
+) -> Path:  # fmt: skip
+    """Write the vision side of a LAVIS BLIP-2 (ViT, Q-Former, query tokens; ``config.json`` + ``model.safetensors``)
+    as a transformers BLIP-2 folder holds it, for MiniGPT-4."""
+    from safetensors.torch import save_file
+
+    state = load_lavis_state(ckpt, VISION_REQUIRED)
+    state = _with_vit({k: v for k, v in state.items() if not LANGUAGE_SIDE.match(k)}, ckpt, vit, vit_depth)
+    config = blip2_config(state, {}, vision_heads, qformer_heads)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    save_file({k: v.contiguous() for k, v in rename(state).items()}, folder / "model.safetensors")
+    return folder
+
+
 def convert(
     ckpt: str,
     opt: str,
@@ -142,14 +177,7 @@ def convert(
     """Write a transformers BLIP-2 folder (weights, config, processor, generation config) at ``out``."""
     from transformers import AutoTokenizer, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
 
-    state = load_lavis_state(ckpt)
-    if not any(k.startswith("visual_encoder.") for k in state):
-        if vit is None:
-            raise NotBlip2Checkpoint(f"{ckpt} holds no ViT weights: give --vit eva_vit_g.pth")
-        eva = torch.load(vit, map_location="cpu", weights_only=True)
-        eva = eva.get("model", eva)
-        state |= {f"visual_encoder.{k}": v for k, v in eva.items()
-                  if not (m := re.match(r"blocks\.(\d+)\.", k)) or int(m.group(1)) < vit_depth}  # fmt: skip
+    state = _with_vit(load_lavis_state(ckpt), ckpt, vit, vit_depth)
     opt_dir = Path(opt)
     opt_config = json.loads((opt_dir / "config.json").read_text())
     if not any(k.startswith("opt_model.") for k in state):
