@@ -25,11 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import subprocess
+
     from curation.models.lavis_env import LavisEnvError, create
 
     try:
         exe = create(args.path, args.force, args.python)
-    except (LavisEnvError, OSError) as e:
+    except (LavisEnvError, OSError, subprocess.CalledProcessError) as e:
         print(f"vidrd env lavis: {e}", file=sys.stderr)
         return 2
     print(f"LAVIS environment ready: {exe} (set VIDRD_LAVIS_PYTHON={exe} if you made it elsewhere than the default)")

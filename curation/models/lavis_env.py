@@ -35,7 +35,10 @@ def python(check: bool = True) -> Path:
     if not exe.exists():
         raise LavisEnvError(f"no LAVIS environment at {exe}: make it with `{CREATE}` (or set {PYTHON_ENV})")
     if check:
-        done = subprocess.run([str(exe), "-c", "import lavis.models"], capture_output=True, text=True, timeout=300)
+        try:
+            done = subprocess.run([str(exe), "-c", "import lavis.models"], capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired as e:
+            raise LavisEnvError(f"importing LAVIS at {exe} took over 5 min: remake it with `{CREATE} --force`") from e
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise LavisEnvError(f"the LAVIS environment at {exe} is broken ({last}): remake it with `{CREATE} --force`")
