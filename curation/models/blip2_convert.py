@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,10 @@ class NotBlip2Checkpoint(ValueError):
 def load_lavis_state(path: str, required: tuple[str, ...] = REQUIRED) -> dict[str, torch.Tensor]:
     """The state dict in a LAVIS checkpoint (``{"model": ...}`` as LAVIS saves, or bare); NotBlip2Checkpoint names
     the first of ``required`` (default: what a BLIP-2 OPT checkpoint must have) that this one lacks."""
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # not a torch file, truncated, or holds objects
+        raise NotBlip2Checkpoint(f"{path}: not readable as a weights-only torch checkpoint ({e})") from e
     state = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise NotBlip2Checkpoint(f"{path}: not a LAVIS checkpoint (no state dict)")

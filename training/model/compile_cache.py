@@ -92,10 +92,25 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# path -> (size, mtime_ns, sha256) of files this process already hashed (checked at start, or written at exit)
+_known: dict[str, tuple[int, int, str]] = {}
+
+
+def _entry(p: Path) -> list:
+    """[size, sha256] of ``p``, hashing it only when it is not a file this process hashed as it is now."""
+    st = p.stat()
+    seen = _known.get(str(p))
+    if seen is None or seen[:2] != (st.st_size, st.st_mtime_ns):
+        seen = (st.st_size, st.st_mtime_ns, _digest(p))
+        _known[str(p)] = seen
+    return [seen[0], seen[2]]
+
+
 def write_manifest(folder: Path) -> None:
-    """Record size and SHA-256 of every artifact under ``folder`` (at exit of a process that compiled)."""
+    """Record size and SHA-256 of every artifact under ``folder`` (at exit of a process that compiled); the files
+    :func:`damage` checked at start and nothing changed since are not read again."""
     try:
-        entries = {str(p.relative_to(folder)): [p.stat().st_size, _digest(p)] for p in _files(folder)}
+        entries = {str(p.relative_to(folder)): _entry(p) for p in _files(folder)}
         tmp = folder / f"{MANIFEST}.{os.getpid()}"
         tmp.write_text(json.dumps(entries))
         tmp.replace(folder / MANIFEST)  # atomic: a reader sees the old manifest or the new one
@@ -118,7 +133,7 @@ def damage(folder: Path) -> str | None:
         try:
             if not p.exists():
                 continue  # torch may prune its own cache
-            if p.stat().st_size != size or _digest(p) != digest:
+            if _entry(p) != [size, digest]:
                 return f"{rel} changed since it was written"
         except OSError as e:
             return f"{rel} unreadable ({e})"
