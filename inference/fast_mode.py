@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from inference.choices import FAST_MODES
-from training.model.compile_cache import cache_key, cache_root
+from training.model.compile_cache import cache_root, compile_folder
 from training.model.fast_paths import FastPaths
 
 CLIP_SECONDS = {"off": 3.25, "graphs": 2.10, "compile": 1.26}
@@ -34,7 +34,7 @@ def break_even_clips(cache_state: str) -> int:
 
 def cache_state(device: torch.device | str) -> str:
     """``warm`` when this machine's keyed compile folder already holds artifacts, else ``cold`` (not created)."""
-    folder = cache_root() / "compile" / cache_key(device)
+    folder = compile_folder(device)
     return "warm" if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")) else "cold"
 
 

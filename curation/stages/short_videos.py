@@ -148,10 +148,10 @@ class ShortVideosStage(ModelStage):
             "source_height": src.height, "seed": self.seed,
         }  # fmt: skip
         out_clips = []
+        seed = self.rng_seed(rid)
         for k, c in enumerate(clips):
             # Kept whole, the draw is the one this stage always made for the clip; each shot of a split video
             # draws its own frame and template (BLIP-2 captions what that shot shows).
-            seed = self.rng_seed(rid)
             rng = np.random.default_rng(seed if c.whole else [seed, c.piece.shot])
             index = int(rng.integers(c.frames))
             template_id = pick_template(rng)

@@ -84,6 +84,11 @@ def cache_key(device: torch.device | str | None = None) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def compile_folder(device: torch.device | str | None = None) -> Path:
+    """This machine's keyed folder for ``device`` under :func:`cache_root` (not created here)."""
+    return cache_root() / "compile" / cache_key(device)
+
+
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and "locks" not in p.parts)
 
@@ -170,7 +175,7 @@ def enable_compile_cache(device: torch.device | str | None = None) -> CompileCac
     (``training.model.fast_paths.compile_regions`` does)."""
     global _active
     if _active is None:
-        _active = open_folder(cache_root() / "compile" / cache_key(device))
+        _active = open_folder(compile_folder(device))
         if _active.folder is not None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(_active.folder)  # Triton's kernels go under it too
             atexit.register(write_manifest, _active.folder)
