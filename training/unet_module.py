@@ -27,6 +27,7 @@ from training.model.sampling_defaults import (
     sd_scheduler_config,
     with_zero_terminal_snr,
 )
+from training.timestep_sampling import shifted_timesteps
 
 # Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
 VAE_PREFIX, TEXT_PREFIX = "vae.", "text."
@@ -58,6 +59,9 @@ class VidRDModule(L.LightningModule):
             ``training.model.sampling_defaults`` says why: with SD's schedule the noisiest input still shows
             where objects are and which way they move, and the model learns to follow that instead of the
             caption). Saved in the exported scheduler config, so sampling uses it too. Default: the checkpoint's.
+        timestep_shift: draw training timesteps towards the noisy end (``training.timestep_sampling``): 1 is the
+            paper's uniform draw; 3 puts a quarter of the steps above ``0.9 T``, where a video's layout (which way
+            an object moves) can only come from the caption. Sampling is unchanged.
         train_spatial: also train SD's spatial transformer blocks (the paper does); else temporal layers only.
         train_all: train every UNet weight. Only for a UNet that starts from random weights (the learning
             proof in ``examples/``): there the frozen ResNets and projections would be random and cap what
@@ -86,6 +90,7 @@ class VidRDModule(L.LightningModule):
         layout: str | None = None,
         prediction_type: str | None = None,
         zero_terminal_snr: bool | None = None,
+        timestep_shift: float = 1.0,
         train_spatial: bool = True,
         train_all: bool = False,
         lr: float = 5e-5,
@@ -106,6 +111,8 @@ class VidRDModule(L.LightningModule):
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+        if timestep_shift <= 0:
+            raise ValueError(f"timestep_shift must be > 0, got {timestep_shift}")
         if prediction_type not in (None, EPSILON, V_PREDICTION):
             raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, got {prediction_type!r}")
         self.save_hyperparameters()
@@ -188,7 +195,8 @@ class VidRDModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         z, ctx = self._latents_and_context(batch, self.hparams.caption_dropout)
-        t = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (z.shape[0],), device=z.device)
+        steps = self.noise_schedule.config.num_train_timesteps
+        t = shifted_timesteps(z.shape[0], steps, self.hparams.timestep_shift, z.device)
         loss = self.denoising_loss(z, ctx, t, torch.randn_like(z))
         now = time.perf_counter()
         if self._last_step_time is not None:
