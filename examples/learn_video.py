@@ -306,6 +306,7 @@ def loss_plot(run_dir: Path, path: Path) -> dict:
     }
 
 
+JUMP = 3.0  # a seam whose largest step is over 3 median steps jumped; the other seams continue, reflect or freeze
 LONG_SETTINGS = {
     "FNR + PNS + DSG": {},
     "FNR off": {"fnr": False},
@@ -316,6 +317,20 @@ LONG_PROMPTS = ("a red square moving right", "a blue circle moving left", "a yel
                 "a green circle moving down")  # fmt: skip
 
 
+def seam_kinds(pairs: list[tuple[float, float]]) -> dict[str, float | None]:
+    """Share of seams, from (jump ratio, motion after) pairs, that jump, or else continue, reflect or freeze."""
+
+    def share(kind) -> float | None:
+        return round(float(np.mean([kind(j, a) for j, a in pairs])), 3) if pairs else None
+
+    return {
+        "jumps_at_seam": share(lambda j, a: j > JUMP),
+        "continues_after_seam": share(lambda j, a: j <= JUMP and a > 0.25),
+        "reflects_at_seam": share(lambda j, a: j <= JUMP and a < -0.25),
+        "frozen_after_seam": share(lambda j, a: j <= JUMP and abs(a) <= 0.25),
+    }
+
+
 def long_video_ablation(pipe, settings, seeds: int, out: Path, prompts: tuple[str, ...] = LONG_PROMPTS) -> dict:
     """61 frames (4 clips of 16, M = 8) per direction, with each of FNR, PNS, DSG off in turn."""
     from inference.ablation import seam_steps
@@ -324,7 +339,7 @@ def long_video_ablation(pipe, settings, seeds: int, out: Path, prompts: tuple[st
 
     frames = 61
     seams = seam_steps(frames, CLIP)
-    table, tracks = {}, {}
+    table, tracks, per_video = {}, {}, {}
     for name, change in LONG_SETTINGS.items():
         long = replace(LongVideoConfig(CLIP, 8, 1.0, 1.0), **change)
         s = replace(settings, frames=frames, long=long)
@@ -337,24 +352,28 @@ def long_video_ablation(pipe, settings, seeds: int, out: Path, prompts: tuple[st
                 m = measure(v, colour, direction)
                 track = np.array(m["track"], dtype=np.float64)
                 rows.append({"prompt": p, "seed": 1000 + k, **seam_figures(track, seams, direction),
-                             "direction_ok": m["direction_ok"], "present": m["present"]})  # fmt: skip
+                             "direction_ok": m["direction_ok"], "present": m["present"],
+                             "track": m["track"]})  # fmt: skip
                 if k == 0:
                     tracks[(name, p)] = track
                     if name == "FNR + PNS + DSG":
                         save_strip(v, out / f"long_{colour}-{direction}.png", every=3)
-        jumps = [j for r in rows for j in r["jump_ratio"] if np.isfinite(j)]
-        after = [a for r in rows for a in r["after_motion"] if np.isfinite(a)]
+        pairs = [(j, a) for r in rows for j, a in zip(r["jump_ratio"], r["after_motion"], strict=False)
+                 if np.isfinite(j) and np.isfinite(a)]  # fmt: skip
+        jumps, after = [j for j, _ in pairs], [a for _, a in pairs]
         table[name] = {
             "videos": len(rows),
             "seam_jump_over_median_step": round(float(np.median(jumps)), 2) if jumps else None,
             "after_seam_motion": round(float(np.median(after)), 2) if after else None,
-            "continues_after_seam": round(float(np.mean([a > 0.25 for a in after])), 3) if after else None,
-            "frozen_after_seam": round(float(np.mean([abs(a) < 0.25 for a in after])), 3) if after else None,
+            **seam_kinds(pairs),
             "direction_ok": round(float(np.mean([r["direction_ok"] for r in rows])), 3),
             "present": round(float(np.mean([r["present"] for r in rows])), 3),
         }
+        per_video[name] = rows
     plot_tracks(tracks, seams, out / "long_video_tracks.png", prompts)
-    return {"frames": frames, "clip_frames": CLIP, "prompt_frames": 8, "seams": seams, "settings": table}
+    # Per video: the seam figures and the object's centroid per frame, so a later measure can be re-run on them.
+    return {"frames": frames, "clip_frames": CLIP, "prompt_frames": 8, "seams": seams, "settings": table,
+            "videos": per_video}  # fmt: skip
 
 
 def plot_tracks(tracks: dict, seams: list[int], path: Path, prompts: tuple[str, ...]) -> None:

@@ -95,20 +95,26 @@ def seam_figures(track: np.ndarray, seams: list[int], direction: str, after: int
     """How a long video's object track behaves at clip seams (``seams``: index s where frames s and s+1 come
     from different clips).
 
-    ``jump_ratio``: the position change across each seam over the median change inside clips (1 = an
-    ordinary step; much more = a jump). ``after_motion``: the displacement along the caption's direction over
-    the ``after`` frames from the new clip's first frame, over what the median in-clip step would cover
-    (positive: continues, negative: reflects, near 0: freezes).
+    ``jump_ratio``: the largest position change from the seam's step through the new clip's first ``after``
+    frames, over the median change elsewhere (1 = ordinary steps; much more = a jump). The window matters: a
+    model that restarts its path in every clip keeps the reused frames and snaps back one or two frames later
+    (run 5's tracks), which the step across the seam alone does not see. ``after_motion``: the displacement
+    along the caption's direction over the ``after`` frames from the new clip's first frame, over what the
+    median step would cover (positive: continues, negative: reverses, near 0: freezes). A reversal with no jump
+    is the reflection the reversed frame reuse makes; a reversal with a jump is a snap back to the path's start.
     """
-    steps = np.linalg.norm(np.diff(track, axis=0), axis=1)  # [F-1]
-    inside = np.array([i for i in range(len(steps)) if i not in set(seams) and np.isfinite(steps[i])])
+    steps = np.linalg.norm(np.diff(track, axis=0), axis=1)  # [F-1]; steps[v]: frame v -> v+1
+    windows = [range(s, min(len(steps), s + 1 + after)) for s in seams if s + 1 < len(track)]
+    near = {i for w in windows for i in w}
+    inside = np.array([i for i in range(len(steps)) if i not in near and np.isfinite(steps[i])])
     median = float(np.median(steps[inside])) if inside.size else float("nan")
     e = np.array(DIRECTIONS[direction], dtype=np.float64)
     jumps, after_motion = [], []
-    for s in seams:
-        if s + 1 < len(track):
-            jumps.append(float(steps[s] / median) if median > 0 else float("nan"))
-        start, end = s + 1, min(len(track) - 1, s + 1 + after)
+    for w in windows:
+        seen = steps[list(w)]
+        seen = seen[np.isfinite(seen)]
+        jumps.append(float(seen.max() / median) if median > 0 and seen.size else float("nan"))
+        start, end = w.start + 1, min(len(track) - 1, w.start + 1 + after)
         if end > start and np.isfinite(track[[start, end]]).all():
             along = float((track[end] - track[start]) @ e)
             after_motion.append(along / (median * (end - start)) if median > 0 else float("nan"))

@@ -54,12 +54,19 @@ def test_seam_figures_tell_a_jump_from_a_step():
     jumped = track.copy()
     jumped[10:, 0] += 15
     assert seam_figures(jumped, [9], "right")["jump_ratio"] == [16.0]
+    # A clip that keeps the reused frames and snaps back to its path's start two frames later is a jump too.
+    snap = track.copy()
+    snap[11:, 0] -= 12
+    snapped = seam_figures(snap, [9], "right")
+    assert snapped["jump_ratio"] == [11.0] and snapped["after_motion"][0] < -0.25
+    # The reflection the reversed reuse makes: the object turns at the seam at its usual speed, no jump.
+    reflect = track.copy()
+    reflect[10:, 0] = 9 - np.arange(1, 11)
+    reflected = seam_figures(reflect, [9], "right")
+    assert reflected["jump_ratio"] == [1.0] and reflected["after_motion"] == [-1.0]
     frozen = track.copy()
     frozen[10:, 0] = 10
     assert seam_figures(frozen, [9], "right")["after_motion"][0] < 0.25
-    reflected = track.copy()
-    reflected[10:, 0] = 10 - np.arange(1, 11)
-    assert seam_figures(reflected, [9], "right")["after_motion"][0] < 0
 
 
 def test_data_is_webvid_layout_without_the_held_out_combinations(tmp_path):
@@ -145,6 +152,12 @@ def test_report_writes_what_it_measured(tiny_run, tmp_path):
         assert {k: again[k] for k in again if k != "track"} == {k: row[k] for k in again if k != "track"}
     assert set(saved["long_video"]["settings"]) == set(lv.LONG_SETTINGS)
     assert saved["long_video"]["seams"] == [15, 30, 45]
+    per_setting = {name: len(rows) for name, rows in saved["long_video"]["videos"].items()}
+    assert per_setting == dict.fromkeys(lv.LONG_SETTINGS, 1)
+    assert all(len(r["track"]) == 61 for rows in saved["long_video"]["videos"].values() for r in rows)
+    for row in saved["long_video"]["settings"].values():  # every measured seam is exactly one of the four
+        kinds = [row[k] for k in ("jumps_at_seam", "continues_after_seam", "reflects_at_seam", "frozen_after_seam")]
+        assert kinds == [None] * 4 or abs(sum(kinds) - 1) < 0.005
     assert (out / "long_video_tracks.png").stat().st_size > 1000
     assert set(saved["vae_flicker"]) == {"2d", "temporal"}
     assert (out / "red-square-right.png").exists() and res["summary"]["all"]["videos"] == 4
