@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import bench_steady_video
+from benchmarks import bench_steady_video, bench_train_start
 
 
 def test_steady_video_rows_and_verdict(tmp_path):
@@ -20,3 +20,15 @@ def test_steady_video_rows_and_verdict(tmp_path):
     assert out["summary"]["best_vidrd_steady_s"] == best and out["summary"]["vs_peer_eager"] == round(eager / best, 2)
     saved = json.loads((tmp_path / "sv.json").read_text())
     assert saved["rows"] == rows and saved["env"]["shape"] == bench_steady_video.TINY
+
+
+def test_train_start_runs_the_product_twice_on_one_cache(tmp_path):
+    out = bench_train_start.main(["--tiny", "--work", str(tmp_path / "w"), "--steps", "3", "--clips", "4"])
+    cold, warm, bare = out["rows"]
+    assert cold["row"].endswith("cold compile cache") and warm["row"].endswith("warm compile cache")
+    for row in (cold, warm):  # parsed from the trainer's own line and metrics.csv
+        assert row["first_step_s"] > 0 and row["steady_samples_per_s"] > 0 and row["wall_s"] > row["first_step_s"]
+    assert (tmp_path / "w" / "fit-cold" / "logs").is_dir() and (tmp_path / "w" / "fit-warm" / "logs").is_dir()
+    assert bare["batch"] == 2 and bare["steady_samples_per_s"] > 0
+    share = out["summary"]["loop_share_of_bare_step"]
+    assert share == round(warm["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)

@@ -54,9 +54,10 @@ def metrics(root: Path) -> list[dict]:
     return rows
 
 
-def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path):
+def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path, capsys):
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_main(["fit", *fit_args(shards, full, "--model.init_args.export_dir", str(full / "export"))])
+    capsys.readouterr()
     train_main(["fit", *fit_args(shards, cut, "--trainer.max_steps", "3")])
     first = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)
     assert first["global_step"] == 3
@@ -65,6 +66,12 @@ def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path):
     train_main(["fit", *fit_args(shards, cut, "--ckpt_path", "last")])
     last = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 6
+    # Each process says once how long its first step took (the compile wait on GPU), also past the log throttle.
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("first training step:")]
+    assert [line.split("(to step ")[1].split(";")[0] for line in said] == ["1", "4"]
+    first_steps = [(int(r["step"]), float(r["train/first_step_s"])) for r in metrics(cut)
+                   if r.get("train/first_step_s")]  # fmt: skip
+    assert [s for s, _ in first_steps] == [1, 4] and all(0 < sec < 600 for _, sec in first_steps)
 
     a, b = seen(full), seen(cut)
     assert [r["step"] for r in a] == list(range(6))

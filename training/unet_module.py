@@ -135,6 +135,7 @@ class VidRDModule(L.LightningModule):
         self.ema = EMAModel(self._trainable(), decay=ema_decay, foreach=True) if ema_decay else None
         self.strict_loading = False  # checkpoints leave out the frozen VAE and text encoder
         self._last_step_time: float | None = None
+        self._train_start: float | None = None
         self._fast_applied = False
 
     def setup(self, stage: str) -> None:
@@ -145,6 +146,25 @@ class VidRDModule(L.LightningModule):
             apply_fast_paths(self.unet, fast)
             apply_fast_paths(self.vae, fast)
             self._fast_applied = True
+
+    def on_train_start(self) -> None:
+        self._train_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # The first step of a process carries the compile (cold or from the cache) and the loader's start: say how
+        # long it took, once, past the logger's every-N-steps throttle (issue 21 measures it from here).
+        start = self._train_start
+        if start is None:
+            return
+        self._train_start = None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        if self.trainer.is_global_zero:
+            line = f"first training step: {seconds:.1f} s (to step {self.global_step}; compiling, loader start in it)"
+            print(line, flush=True)
+            if self.logger is not None:
+                self.logger.log_metrics({"train/first_step_s": seconds}, step=self.global_step)
 
     def on_fit_start(self) -> None:
         # Latents made by another VAE would train the UNet on a latent space it never decodes to.

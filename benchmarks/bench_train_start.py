@@ -1,0 +1,212 @@
+"""What a user waits for from ``vidrd train fit`` at full size (issue 21, deliverable 4): the first step with a
+cold and with a warm compile cache, and the real loop's steady samples/s beside the bare UNet step measured in
+the same run.
+
+1. A full-size VidRD with random weights (SD 2.1 shapes, ``benchmarks.common.vidrd_components``) is saved as a
+   checkpoint folder; synthetic moving-object clips (``vidrd.synthetic``) are written as a shard set with the
+   curation's own ``ShardWriter``; ``vidrd latents`` adds the VAE's latents (timed, reported apart).
+2. ``vidrd train fit --config training/configs/sd21-256-8gpu.yaml`` (the paper's setup: 8 frames every 4 at
+   256x256, temporal layers + spatial transformers, bf16-mixed, EMA, ``fast: true``) on one GPU from the
+   latents, twice, each a fresh process with ``VIDRD_CACHE`` pointing at one folder: empty for the ``cold`` row,
+   filled by it for the ``warm`` row. Per row: process start to exit (``wall_s``), the first step as the trainer
+   reports it (``first training step: ... s``: compiling and the loader's start included) and the median
+   samples/s over the last two thirds of the steps (loader, text encode, UNet forward/backward, clipping,
+   AdamW, EMA).
+3. In this process, with the GPU free again: ``bench_fast``'s bare step (UNet forward + backward + fused AdamW,
+   the same batch, frames, size, trainable set and fast paths), the limit the loop is held to (>= 90%). It keeps
+   bf16 weights, as ``bench_fast`` does; the loop keeps fp32 master weights under bf16-mixed autocast, so the
+   share also prices mixed precision.
+
+    python -m benchmarks.bench_train_start --work /tmp/ts [--steps 60] [--clips 64] [--json out.json] [--tiny]
+
+``--tiny`` runs it all with the tests' tiny model and config on the CPU (a check of this script, not a figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import emit, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+FULL = dict(config="training/configs/sd21-256-8gpu.yaml", size=256, frames=32, batch=16, clip_frames=8)
+TINY = dict(config="training/configs/tiny.yaml", size=32, frames=12, batch=2, clip_frames=4)
+TARGET_WARM_FIRST_STEP_S, TARGET_LOOP_SHARE = 60.0, 0.90
+
+
+def make_checkpoint(folder: Path, tiny: bool) -> None:
+    from training.model.loading import save_vidrd
+
+    if tiny:
+        from training.model.tiny import tiny_components
+
+        comps = tiny_components(str(folder.parent / "tiny-parts"))
+    else:
+        from benchmarks.common import vidrd_components
+
+        comps = vidrd_components()
+    save_vidrd(str(folder), comps)
+
+
+def make_shards(folder: Path, clips: int, size: int, frames: int) -> None:
+    """``clips`` captioned moving-object clips in the curation's shard format (no Ray needed on the GPU machine)."""
+    from media.video import encode_mp4
+    from shards.writer import Sample, ShardWriter, finalize
+    from vidrd.synthetic import COLOURS, DIRECTIONS, moving_shape
+
+    combos = [(c, d) for c in COLOURS for d in DIRECTIONS]
+    with ShardWriter(str(folder), "webvid", max_samples=16) as w:
+        for i in range(clips):
+            c, d = combos[i % len(combos)]
+            mp4 = encode_mp4(moving_shape(c, d, "square", frames, size, 1.0, "textured", seed=i), 8.0)
+            meta = {"source": "webvid", "source_id": f"b{i}", "stage": "bench", "frames": frames, "fps": 8.0,
+                    "width": size, "height": size}  # fmt: skip
+            w.write(Sample(key=f"webvid-b{i}", mp4=mp4, caption=f"a {c} square moving {d}", meta=meta))
+    finalize(str(folder))
+
+
+def vidrd(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run ``python -m vidrd.cli ARGS`` in a fresh process: (seconds from start to exit, stdout + stderr)."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "vidrd.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+    wall = time.perf_counter() - t0
+    out = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"vidrd {' '.join(args)} failed ({done.returncode}):\n{out[-4000:]}")
+    return wall, out
+
+
+def fit_row(work: Path, state: str, ckpt: Path, latents: Path, shape: dict, steps: int, workers: int) -> dict:
+    root = work / f"fit-{state}"
+    shutil.rmtree(root, ignore_errors=True)
+    args = [
+        "train", "fit", "--config", shape["config"], "--model.init_args.pretrained", str(ckpt),
+        "--model.init_args.export_dir", "null", "--data.train", json.dumps([{"path": str(latents)}]),
+        "--data.latents", "true", "--data.val", "null", "--data.num_workers", str(workers),
+        "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "1",
+        "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(root),
+    ]  # fmt: skip
+    if not shape.get("tiny"):
+        args += ["--trainer.strategy", "auto", "--trainer.num_nodes", "1", "--trainer.limit_val_batches", "0"]
+    wall, out = vidrd(*args, env={"VIDRD_CACHE": str(work / "cache")})
+    said = re.search(r"first training step: ([0-9.]+) s", out)
+    rates = []
+    for f in sorted((root / "logs").glob("version_*/metrics.csv")):
+        rates += [float(r["train/samples_per_s"]) for r in csv.DictReader(f.open()) if r.get("train/samples_per_s")]
+    steady = rates[len(rates) // 3 :]
+    row = {"row": f"vidrd train fit, {state} compile cache", "wall_s": round(wall, 1),
+           "first_step_s": float(said.group(1)) if said else None, "steps": steps,
+           "steady_samples_per_s": round(statistics.median(steady), 2) if steady else None}  # fmt: skip
+    emit(row)
+    return row
+
+
+def bare_row(shape: dict, tiny: bool) -> dict:
+    """``bench_fast``'s training step (GPU) at this run's batch; on the CPU (``--tiny``) the same step, plain."""
+    from benchmarks.common import cuda_mean, once
+    from training.model.fast_paths import FastPaths, apply_fast_paths
+    from training.model.unet import VidRDUNet
+
+    device = "cpu" if tiny else "cuda"
+    if tiny:
+        from training.model.tiny import TINY_TEXT, TINY_UNET
+
+        torch.manual_seed(0)
+        m = VidRDUNet(**TINY_UNET).train()
+        ctx_dim, latent = TINY_TEXT["hidden_size"], shape["size"] // 8
+    else:
+        from benchmarks.bench_fast import fresh_vidrd
+
+        m = fresh_vidrd().train()
+        ctx_dim, latent = 1024, shape["size"] // 8
+    m.set_trainable(spatial_transformers=True)
+    apply_fast_paths(m, FastPaths.for_training(device))
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=not tiny)
+    b, f = shape["batch"], shape["clip_frames"]
+    g = torch.Generator(device).manual_seed(0)
+    dtype = next(m.parameters()).dtype
+    x = torch.randn(b, 4, f, latent, latent, device=device, generator=g).to(dtype)
+    t = torch.randint(0, 1000, (b,), device=device, generator=g)
+    c = torch.randn(b, 77, ctx_dim, device=device, generator=g).to(dtype)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        m(x, t, c).float().square().mean().backward()
+        opt.step()
+
+    first = once(step, cuda=not tiny)
+    sec = cuda_mean(step, warmup=2, iters=5, repeats=2) if not tiny else min(once(step) for _ in range(3))
+    row = {"row": "bare UNet step (bench_fast)", "first_step_s": round(first, 1), "ms": round(sec * 1e3, 1),
+           "steady_samples_per_s": round(b / sec, 2), "batch": b, "frames": f}  # fmt: skip
+    emit(row)
+    return row
+
+
+def verdict(rows: list[dict]) -> dict[str, Any]:
+    cold, warm, bare = rows
+    share = warm["steady_samples_per_s"] / bare["steady_samples_per_s"] if warm["steady_samples_per_s"] else None
+    out = {
+        "first_step_cold_s": cold["first_step_s"],
+        "first_step_warm_s": warm["first_step_s"],
+        "loop_share_of_bare_step": round(share, 3) if share is not None else None,
+        "targets": {
+            f"warm first step <= {TARGET_WARM_FIRST_STEP_S:g} s": warm["first_step_s"] is not None
+            and warm["first_step_s"] <= TARGET_WARM_FIRST_STEP_S,
+            f"loop >= {TARGET_LOOP_SHARE:.0%} of the bare step": share is not None and share >= TARGET_LOOP_SHARE,
+        },
+    }
+    emit(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_train_start", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--work", type=Path, required=True, help="scratch folder (checkpoint, shards, cache, runs)")
+    ap.add_argument("--steps", type=int, default=60, help="steps per fit (the first third is left out of steady)")
+    ap.add_argument("--clips", type=int, default=64, help="synthetic clips in the shard set")
+    ap.add_argument("--workers", type=int, default=8, help="loader workers per fit")
+    ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--tiny", action="store_true", help="tiny model on the CPU: checks the script, measures nothing")
+    a = ap.parse_args(argv)
+    if not a.tiny and not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU (or --tiny for a CPU check of the script)")
+    shape = {**(TINY if a.tiny else FULL), "tiny": a.tiny}
+    work = a.work.resolve()
+    shutil.rmtree(work / "cache", ignore_errors=True)  # the cold row starts from nothing
+    ckpt, shards, latents = work / "ckpt", work / "shards", work / "latents"
+    if not (ckpt / "unet").is_dir():
+        make_checkpoint(ckpt, a.tiny)
+    if not shards.is_dir():
+        make_shards(shards, a.clips, shape["size"], shape["frames"])
+    shutil.rmtree(latents, ignore_errors=True)
+    lat_s, _ = vidrd("latents", "--pretrained", str(ckpt), "--shards", str(shards), "--out", str(latents),
+                     "--size", str(shape["size"]))  # fmt: skip
+    emit({"row": "vidrd latents", "wall_s": round(lat_s, 1), "clips": a.clips})
+    workers = 0 if a.tiny else a.workers
+    rows = [fit_row(work, state, ckpt, latents, shape, a.steps, workers) for state in ("cold", "warm")]
+    rows.append(bare_row(shape, a.tiny))
+    summary = verdict(rows)
+    write_results(a.json, rows, shape={k: v for k, v in shape.items() if k != "tiny"}, latents_wall_s=round(lat_s, 1),
+                  summary=summary)  # fmt: skip
+    return {"rows": rows, "summary": summary}
+
+
+if __name__ == "__main__":
+    main()
