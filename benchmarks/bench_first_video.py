@@ -22,23 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import emit, write_results
+from benchmarks.common import emit, save_random_checkpoint, write_results
 
 ROWS = (("off", "cold"), ("graphs", "cold"), ("auto", "cold"), ("compile", "cold"), ("compile", "warm"))
-
-
-def make_checkpoint(folder: Path, tiny: bool) -> None:
-    from training.model.loading import save_vidrd
-
-    if tiny:
-        from training.model.tiny import tiny_components
-
-        comps = tiny_components(str(folder.parent / "tiny-parts"))
-    else:
-        from benchmarks.common import vidrd_components
-
-        comps = vidrd_components()
-    save_vidrd(str(folder), comps)
 
 
 def generate(ckpt: Path, mode: str, cache: Path, out: Path, tiny: bool) -> dict[str, Any]:
@@ -67,7 +53,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ckpt = work / "ckpt"
     t0 = time.perf_counter()
     if not (ckpt / "unet").exists():
-        make_checkpoint(ckpt, a.tiny)
+        save_random_checkpoint(ckpt, a.tiny)
     emit({"checkpoint_s": round(time.perf_counter() - t0, 1)})
     rows = []
     for k, (mode, state) in enumerate(ROWS):

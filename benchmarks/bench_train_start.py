@@ -39,26 +39,12 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import emit, write_results
+from benchmarks.common import emit, save_random_checkpoint, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = dict(config="training/configs/sd21-256-8gpu.yaml", size=256, frames=32, batch=16, clip_frames=8)
 TINY = dict(config="training/configs/tiny.yaml", size=32, frames=12, batch=2, clip_frames=4)
 TARGET_WARM_FIRST_STEP_S, TARGET_LOOP_SHARE = 60.0, 0.90
-
-
-def make_checkpoint(folder: Path, tiny: bool) -> None:
-    from training.model.loading import save_vidrd
-
-    if tiny:
-        from training.model.tiny import tiny_components
-
-        comps = tiny_components(str(folder.parent / "tiny-parts"))
-    else:
-        from benchmarks.common import vidrd_components
-
-        comps = vidrd_components()
-    save_vidrd(str(folder), comps)
 
 
 def make_shards(folder: Path, clips: int, size: int, frames: int) -> None:
@@ -192,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.rmtree(work / "cache", ignore_errors=True)  # the cold row starts from nothing
     ckpt, shards, latents = work / "ckpt", work / "shards", work / "latents"
     if not (ckpt / "unet").is_dir():
-        make_checkpoint(ckpt, a.tiny)
+        save_random_checkpoint(ckpt, a.tiny)
     if not shards.is_dir():
         make_shards(shards, a.clips, shape["size"], shape["frames"])
     shutil.rmtree(latents, ignore_errors=True)

@@ -169,6 +169,20 @@ def vidrd_components(layout: str = "official"):
                         "v_prediction")  # fmt: skip
 
 
+def save_random_checkpoint(folder: Path, tiny: bool = False) -> None:
+    """A VidRD checkpoint folder with random weights: full size (:func:`vidrd_components`, on the GPU) or the
+    tests' tiny model (its tokenizer files beside ``folder``)."""
+    from training.model.loading import save_vidrd
+
+    if tiny:
+        from training.model.tiny import tiny_components
+
+        comps = tiny_components(str(folder.parent / "tiny-parts"))
+    else:
+        comps = vidrd_components()
+    save_vidrd(str(folder), comps)
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
