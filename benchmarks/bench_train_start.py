@@ -17,7 +17,10 @@ the same run.
    bf16 weights, as ``bench_fast`` does; the loop keeps fp32 master weights under bf16-mixed autocast, so the
    share also prices mixed precision.
 
-    python -m benchmarks.bench_train_start --work /tmp/ts [--steps 60] [--clips 64] [--json out.json] [--tiny]
+    python -m benchmarks.bench_train_start --work /tmp/ts [--rows cold,warm,bare] [--steps 60] [--json out.json]
+
+A cold compile at full size takes minutes (283 s for bench_fast's step on an H200), so on a machine with a per-call
+limit split it: ``--rows cold`` in one call, ``--rows warm,bare`` in the next on the same ``--work``.
 
 ``--tiny`` runs it all with the tests' tiny model and config on the CPU (a check of this script, not a figure).
 """
@@ -161,10 +164,16 @@ def verdict(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
+ROWS = ("cold", "warm", "bare")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_train_start", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--work", type=Path, required=True, help="scratch folder (checkpoint, shards, cache, runs)")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="which rows, of cold,warm,bare (default all); rows measured by earlier calls on the same "
+                    "--work are kept in WORK/rows.json, so a run can be split across calls (cold first)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=60, help="steps per fit (the first third is left out of steady)")
     ap.add_argument("--clips", type=int, default=64, help="synthetic clips in the shard set")
     ap.add_argument("--workers", type=int, default=8, help="loader workers per fit")
@@ -173,23 +182,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = ap.parse_args(argv)
     if not a.tiny and not torch.cuda.is_available():
         ap.error("needs a CUDA GPU (or --tiny for a CPU check of the script)")
+    wanted = [r.strip() for r in a.rows.split(",") if r.strip()]
+    if not wanted or any(r not in ROWS for r in wanted):
+        ap.error(f"--rows: a comma list of {', '.join(ROWS)}; got {a.rows!r}")
     shape = {**(TINY if a.tiny else FULL), "tiny": a.tiny}
     work = a.work.resolve()
-    shutil.rmtree(work / "cache", ignore_errors=True)  # the cold row starts from nothing
-    ckpt, shards, latents = work / "ckpt", work / "shards", work / "latents"
+    ckpt, shards, latents, cache = work / "ckpt", work / "shards", work / "latents", work / "cache"
+    store = work / "rows.json"
+    done: dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
+    if "warm" in wanted and "cold" not in wanted and "cold" not in done:
+        ap.error(f"--rows warm needs the cache the cold row fills; no cold row in {store}: run it first")
     if not (ckpt / "unet").is_dir():
         save_random_checkpoint(ckpt, a.tiny)
     if not shards.is_dir():
         make_shards(shards, a.clips, shape["size"], shape["frames"])
-    shutil.rmtree(latents, ignore_errors=True)
-    lat_s, _ = vidrd("latents", "--pretrained", str(ckpt), "--shards", str(shards), "--out", str(latents),
-                     "--size", str(shape["size"]))  # fmt: skip
-    emit({"row": "vidrd latents", "wall_s": round(lat_s, 1), "clips": a.clips})
+    if not (latents / "_latents.json").exists():
+        lat_s, _ = vidrd("latents", "--pretrained", str(ckpt), "--shards", str(shards), "--out", str(latents),
+                         "--size", str(shape["size"]))  # fmt: skip
+        done["latents"] = {"row": "vidrd latents", "wall_s": round(lat_s, 1), "clips": a.clips}
+        emit(done["latents"])
     workers = 0 if a.tiny else a.workers
-    rows = [fit_row(work, state, ckpt, latents, shape, a.steps, workers) for state in ("cold", "warm")]
-    rows.append(bare_row(shape, a.tiny))
-    summary = verdict(rows)
-    write_results(a.json, rows, shape={k: v for k, v in shape.items() if k != "tiny"}, latents_wall_s=round(lat_s, 1),
+    for name in wanted:
+        if name == "cold":
+            shutil.rmtree(cache, ignore_errors=True)  # the cold row starts from nothing
+        if name == "bare":
+            os.environ["VIDRD_CACHE"] = str(cache)  # whatever the fits compiled that the bare step shares
+            done[name] = bare_row(shape, a.tiny)
+        else:
+            done[name] = fit_row(work, name, ckpt, latents, shape, a.steps, workers)
+        store.write_text(json.dumps(done, indent=1))
+    rows = [done[r] for r in ROWS if r in done]
+    summary = verdict(rows) if all(r in done for r in ROWS) else None
+    write_results(a.json, rows, shape={k: v for k, v in shape.items() if k != "tiny"}, latents=done.get("latents"),
                   summary=summary)  # fmt: skip
     return {"rows": rows, "summary": summary}
 

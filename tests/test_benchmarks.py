@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import bench_steady_video, bench_train_start
 
 
@@ -23,8 +25,12 @@ def test_steady_video_rows_and_verdict(tmp_path):
 
 
 def test_train_start_runs_the_product_twice_on_one_cache(tmp_path):
-    out = bench_train_start.main(["--tiny", "--work", str(tmp_path / "w"), "--steps", "3", "--clips", "4"])
+    work = ["--tiny", "--work", str(tmp_path / "w"), "--steps", "3", "--clips", "4"]
+    first = bench_train_start.main([*work, "--rows", "cold"])  # split across calls, as on the GPU machine
+    assert [r["row"] for r in first["rows"]] == ["vidrd train fit, cold compile cache"] and first["summary"] is None
+    out = bench_train_start.main([*work, "--rows", "warm,bare"])
     cold, warm, bare = out["rows"]
+    assert cold == first["rows"][0]  # kept from the first call
     assert cold["row"].endswith("cold compile cache") and warm["row"].endswith("warm compile cache")
     for row in (cold, warm):  # parsed from the trainer's own line and metrics.csv
         assert row["first_step_s"] > 0 and row["steady_samples_per_s"] > 0 and row["wall_s"] > row["first_step_s"]
@@ -32,3 +38,12 @@ def test_train_start_runs_the_product_twice_on_one_cache(tmp_path):
     assert bare["batch"] == 2 and bare["steady_samples_per_s"] > 0
     share = out["summary"]["loop_share_of_bare_step"]
     assert share == round(warm["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
+
+
+@pytest.mark.parametrize(("rows", "message"), [("hot", "--rows: a comma list of cold, warm, bare"),
+                                               ("warm", "no cold row in")])  # fmt: skip
+def test_train_start_refuses_rows_it_cannot_measure(tmp_path, capsys, rows, message):
+    with pytest.raises(SystemExit) as e:
+        bench_train_start.main(["--tiny", "--work", str(tmp_path / "w"), "--rows", rows])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "w" / "ckpt").exists()  # refused before any work
