@@ -86,6 +86,8 @@ def fit_row(work: Path, state: str, ckpt: Path, latents: Path, shape: dict, step
         "train", "fit", "--config", shape["config"], "--model.init_args.pretrained", str(ckpt),
         "--model.init_args.export_dir", "null", "--data.train", json.dumps([{"path": str(latents)}]),
         "--data.latents", "true", "--data.val", "null", "--data.num_workers", str(workers),
+        # A real shard set's epoch is millions of clips; the bench's few clips must not restart workers each epoch.
+        "--data.samples_per_epoch", "1000000",
         "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "1",
         "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(root),
