@@ -3,9 +3,9 @@
 A clip of F frames repeats its content F times, so a noise level that hides an object in one image still
 shows it, summed over the frames, in a video. On the learning proof's clips the object's track covers ~576
 latent values (16 frames x 3x3 pixels x 4 channels); a matched filter over them reads it at
-``sqrt(576 * SNR)`` standard deviations, one at a log-SNR of about -6.4, and only ~9% of the zero-terminal-SNR
+``sqrt(576 * SNR)`` standard deviations, one at a log-SNR of about -6.4, and only ~8% of the zero-terminal-SNR
 schedule's steps are noisier than that. There the caption is the only source of the layout (where the object goes),
-so a uniform draw spends ~91% of the steps on levels where the model can copy the layout from its input
+so a uniform draw spends ~92% of the steps on levels where the model can copy the layout from its input
 instead of learning it from the words. Resolution-dependent shifts (Hoogeboom et al. 2023; SD3, Esser et al.
 2024) answer the same redundancy by moving the training distribution towards noise; this is the shift of
 SD3's timestep mapping, applied to the discrete DDPM steps so that sampling is unchanged.
