@@ -266,19 +266,30 @@ def end_to_end() -> list[dict]:
     return rows
 
 
-def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float, profile: bool = False) -> dict:
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
-    g = torch.Generator("cuda").manual_seed(0)
-    x = torch.randn(batch, 4, 8, 32, 32, device="cuda", generator=g).bfloat16()
-    t = torch.randint(0, 1000, (batch,), device="cuda", generator=g)
-    c = torch.randn(batch, 77, 1024, device="cuda", generator=g).bfloat16()
+def bare_step(
+    model, fwd, batch: int, frames: int = 8, latent: int = 32, ctx_dim: int = 1024, device: str = "cuda"
+) -> Callable[[], None]:
+    """One bare training step on fixed random inputs: forward, backward, AdamW (fused on CUDA) over the trainable
+    parameters; bf16 inputs on CUDA (the model's weights are bf16 there), fp32 elsewhere."""
+    cuda = device == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=cuda)
+    g = torch.Generator(device).manual_seed(0)
+    x = torch.randn(batch, 4, frames, latent, latent, device=device, generator=g).to(dtype)
+    t = torch.randint(0, 1000, (batch,), device=device, generator=g)
+    c = torch.randn(batch, 77, ctx_dim, device=device, generator=g).to(dtype)
 
     def step():
         opt.zero_grad(set_to_none=True)
         fwd(x, t, c).float().square().mean().backward()
         opt.step()
 
+    return step
+
+
+def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float, profile: bool = False) -> dict:
+    params = [p for p in model.parameters() if p.requires_grad]
+    step = bare_step(model, fwd, batch)
     row = dict(model=name, batch=batch, frames=8, trainable_M=round(sum(p.numel() for p in params) / 1e6, 1))
     try:
         if flops is None:
@@ -301,7 +312,6 @@ def train_row(name: str, model, fwd, batch: int, flops: int | None, peak: float,
         row["error"] = "OOM"
     row["_flops"] = flops
     emit({k: v for k, v in row.items() if k != "_flops"})
-    opt = None
     return row
 
 

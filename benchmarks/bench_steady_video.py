@@ -65,6 +65,13 @@ def timed(run: Callable[[], Any], videos: int, cuda: bool) -> dict[str, Any]:
     return {"first_video_s": round(first, 2), "steady_s": round(statistics.median(times), 3), "videos": videos}
 
 
+def release(device: str) -> None:
+    """Give the memory of a finished row back before the next one builds its models."""
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def peer_video(pipe, shape: dict[str, int], device: str) -> None:
     g = torch.Generator(device).manual_seed(0)
     pipe(PROMPT, num_frames=shape["frames"], height=shape["size"], width=shape["size"], generator=g,
@@ -105,8 +112,7 @@ def peer_rows(shape: dict[str, int], videos: int, device: str, dtype: torch.dtyp
         emit(row)
         rows.append(row)
     del pipe, run, unet, comps
-    gc.collect()
-    torch.cuda.empty_cache() if device == "cuda" else None
+    release(device)
     return rows
 
 
@@ -126,8 +132,7 @@ def vidrd_rows(shape: dict[str, int], videos: int, device: str, dtype: torch.dty
         emit(row)
         rows.append(row)
         del pipe
-        gc.collect()
-        torch.cuda.empty_cache() if device == "cuda" else None
+        release(device)
     return rows
 
 

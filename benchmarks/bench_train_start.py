@@ -109,38 +109,25 @@ def fit_row(work: Path, state: str, ckpt: Path, latents: Path, shape: dict, step
 
 def bare_row(shape: dict, tiny: bool) -> dict:
     """``bench_fast``'s training step (GPU) at this run's batch; on the CPU (``--tiny``) the same step, plain."""
+    from benchmarks.bench_fast import bare_step
     from benchmarks.common import cuda_mean, once
     from training.model.fast_paths import FastPaths, apply_fast_paths
-    from training.model.unet import VidRDUNet
 
     device = "cpu" if tiny else "cuda"
     if tiny:
         from training.model.tiny import TINY_TEXT, TINY_UNET
+        from training.model.unet import VidRDUNet
 
         torch.manual_seed(0)
-        m = VidRDUNet(**TINY_UNET).train()
-        ctx_dim, latent = TINY_TEXT["hidden_size"], shape["size"] // 8
+        m, ctx_dim = VidRDUNet(**TINY_UNET).train(), TINY_TEXT["hidden_size"]
     else:
         from benchmarks.bench_fast import fresh_vidrd
 
-        m = fresh_vidrd().train()
-        ctx_dim, latent = 1024, shape["size"] // 8
+        m, ctx_dim = fresh_vidrd().train(), 1024
     m.set_trainable(spatial_transformers=True)
     apply_fast_paths(m, FastPaths.for_training(device))
-    params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=not tiny)
     b, f = shape["batch"], shape["clip_frames"]
-    g = torch.Generator(device).manual_seed(0)
-    dtype = next(m.parameters()).dtype
-    x = torch.randn(b, 4, f, latent, latent, device=device, generator=g).to(dtype)
-    t = torch.randint(0, 1000, (b,), device=device, generator=g)
-    c = torch.randn(b, 77, ctx_dim, device=device, generator=g).to(dtype)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        m(x, t, c).float().square().mean().backward()
-        opt.step()
-
+    step = bare_step(m, m, b, f, shape["size"] // 8, ctx_dim, device)
     first = once(step, cuda=not tiny)
     sec = cuda_mean(step, warmup=2, iters=5, repeats=2) if not tiny else min(once(step) for _ in range(3))
     row = {"row": "bare UNet step (bench_fast)", "first_step_s": round(first, 1), "ms": round(sec * 1e3, 1),

@@ -16,6 +16,12 @@ from __future__ import annotations
 import torch
 
 
+def check_shift(shift: float) -> None:
+    """Refuse a shift that maps no timestep distribution (it must be > 0)."""
+    if not shift > 0:
+        raise ValueError(f"timestep_shift must be > 0, got {shift}")
+
+
 def shifted_timesteps(
     n: int, num_train_timesteps: int, shift: float = 1.0, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
@@ -24,9 +30,8 @@ def shifted_timesteps(
     ``shift = 1`` is the uniform draw. ``shift = s > 1`` gives ``P(t > q * T) = 1 - q / (s - (s - 1) * q)``, e.g.
     ``s = 3``: a quarter of the steps above ``0.9 T`` (uniform: a tenth) and 12.5% below ``0.3 T`` (uniform: 30%).
     """
-    if shift <= 0:
-        raise ValueError(f"timestep_shift must be > 0, got {shift}")
-    if shift == 1.0:
+    check_shift(shift)
+    if shift == 1.0:  # the draw runs always made, so a shift-1 run keeps its random stream
         return torch.randint(0, num_train_timesteps, (n,), device=device)
     u = torch.rand(n, device=device)
     s = shift * u / (1.0 + (shift - 1.0) * u)

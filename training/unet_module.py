@@ -27,7 +27,7 @@ from training.model.sampling_defaults import (
     sd_scheduler_config,
     with_zero_terminal_snr,
 )
-from training.timestep_sampling import shifted_timesteps
+from training.timestep_sampling import check_shift, shifted_timesteps
 
 # Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
 VAE_PREFIX, TEXT_PREFIX = "vae.", "text."
@@ -111,8 +111,7 @@ class VidRDModule(L.LightningModule):
             raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
-        if timestep_shift <= 0:
-            raise ValueError(f"timestep_shift must be > 0, got {timestep_shift}")
+        check_shift(timestep_shift)  # at construction, not at the first step
         if prediction_type not in (None, EPSILON, V_PREDICTION):
             raise ValueError(f"prediction_type must be {EPSILON!r} or {V_PREDICTION!r}, got {prediction_type!r}")
         self.save_hyperparameters()
