@@ -9,18 +9,22 @@ the same run.
    256x256, temporal layers + spatial transformers, bf16-mixed, EMA, ``fast: true``) on one GPU from the
    latents, twice, each a fresh process with ``VIDRD_CACHE`` pointing at one folder: empty for the ``cold`` row,
    filled by it for the ``warm`` row. Per row: process start to exit (``wall_s``), the first step as the trainer
-   reports it (``first training step: ... s``: compiling and the loader's start included) and the median
-   samples/s over the last two thirds of the steps (loader, text encode, UNet forward/backward, clipping,
-   AdamW, EMA).
+   reports it (``first training step: ... s``: compiling and the loader's start included) and the median of
+   the trainer's logged samples/s (each over a ``--log-every`` window of steps, clocked when the GPU has
+   drained; the first window starts after step ``--log-every``, and the first third of the windows is left out)
+   (loader, text encode, UNet forward/backward, clipping, AdamW, EMA).
 3. In this process, with the GPU free again: ``bench_fast``'s bare step (UNet forward + backward + fused AdamW,
    the same batch, frames, size, trainable set and fast paths), the limit the loop is held to (>= 90%). It keeps
-   bf16 weights, as ``bench_fast`` does; the loop keeps fp32 master weights under bf16-mixed autocast, so the
-   share also prices mixed precision.
+   bf16 weights, as ``bench_fast`` does; the loop keeps fp32 master weights under bf16-mixed autocast. The
+   ``bare-mixed`` row is the same bare step with fp32 weights under autocast, as the loop holds them: it splits
+   the loop's distance from the bare step into what mixed precision costs and what the loop around it costs.
 
-    python -m benchmarks.bench_train_start --work /tmp/ts [--rows cold,warm,bare] [--steps 60] [--json out.json]
+    python -m benchmarks.bench_train_start --work /tmp/ts [--rows cold,warm,bare,bare-mixed] [--steps 60]
+        [--log-every 10] [--json out.json]
 
-A cold compile at full size takes minutes (283 s for bench_fast's step on an H200), so on a machine with a per-call
-limit split it: ``--rows cold`` in one call, ``--rows warm,bare`` in the next on the same ``--work``.
+A cold compile at full size takes minutes (263 s for the fit's step, 300 s for each bare step on an H200), so on a
+machine with a 10-minute call limit split it on the same ``--work``: ``--rows cold``, then ``--rows warm,bare``, then
+``--rows bare-mixed``.
 
 ``--tiny`` runs it all with the tests' tiny model and config on the CPU (a check of this script, not a figure).
 """
@@ -79,7 +83,9 @@ def vidrd(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
     return wall, out
 
 
-def fit_row(work: Path, state: str, ckpt: Path, latents: Path, shape: dict, steps: int, workers: int) -> dict:
+def fit_row(
+    work: Path, state: str, ckpt: Path, latents: Path, shape: dict, steps: int, workers: int, log_every: int
+) -> dict:
     root = work / f"fit-{state}"
     shutil.rmtree(root, ignore_errors=True)
     args = [
@@ -88,7 +94,7 @@ def fit_row(work: Path, state: str, ckpt: Path, latents: Path, shape: dict, step
         "--data.latents", "true", "--data.val", "null", "--data.num_workers", str(workers),
         # A real shard set's epoch is millions of clips; the bench's few clips must not restart workers each epoch.
         "--data.samples_per_epoch", "1000000",
-        "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "1",
+        "--trainer.devices", "1", "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", str(log_every),
         "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(root),
     ]  # fmt: skip
@@ -107,8 +113,9 @@ def fit_row(work: Path, state: str, ckpt: Path, latents: Path, shape: dict, step
     return row
 
 
-def bare_row(shape: dict, tiny: bool) -> dict:
-    """``bench_fast``'s training step (GPU) at this run's batch; on the CPU (``--tiny``) the same step, plain."""
+def bare_row(shape: dict, tiny: bool, mixed: bool = False) -> dict:
+    """``bench_fast``'s training step (GPU) at this run's batch; on the CPU (``--tiny``) the same step, plain.
+    ``mixed``: fp32 weights and bf16 autocast (Lightning's bf16-mixed, without its cached weight casts)."""
     from benchmarks.bench_fast import bare_step
     from benchmarks.common import cuda_mean, once
     from training.model.fast_paths import FastPaths, apply_fast_paths
@@ -123,26 +130,38 @@ def bare_row(shape: dict, tiny: bool) -> dict:
     else:
         from benchmarks.bench_fast import fresh_vidrd
 
-        m, ctx_dim = fresh_vidrd().train(), 1024
+        m, ctx_dim = fresh_vidrd(torch.float32 if mixed else torch.bfloat16).train(), 1024
     m.set_trainable(spatial_transformers=True)
     apply_fast_paths(m, FastPaths.for_training(device))
     b, f = shape["batch"], shape["clip_frames"]
-    step = bare_step(m, m, b, f, shape["size"] // 8, ctx_dim, device)
+
+    def fwd(*args: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device, torch.bfloat16, enabled=mixed, cache_enabled=False):
+            return m(*args)
+
+    step = bare_step(m, fwd, b, f, shape["size"] // 8, ctx_dim, device)
     first = once(step, cuda=not tiny)
     sec = cuda_mean(step, warmup=2, iters=5, repeats=2) if not tiny else min(once(step) for _ in range(3))
-    row = {"row": "bare UNet step (bench_fast)", "first_step_s": round(first, 1), "ms": round(sec * 1e3, 1),
+    name = "bare UNet step (bench_fast), fp32 weights, bf16 autocast" if mixed else "bare UNet step (bench_fast)"
+    row = {"row": name, "first_step_s": round(first, 1), "ms": round(sec * 1e3, 1),
            "steady_samples_per_s": round(b / sec, 2), "batch": b, "frames": f}  # fmt: skip
     emit(row)
     return row
 
 
-def verdict(rows: list[dict]) -> dict[str, Any]:
-    cold, warm, bare = rows
-    share = warm["steady_samples_per_s"] / bare["steady_samples_per_s"] if warm["steady_samples_per_s"] else None
+def verdict(done: dict[str, dict]) -> dict[str, Any]:
+    cold, warm, bare, mixed = done["cold"], done["warm"], done["bare"], done.get("bare-mixed")
+    loop = warm["steady_samples_per_s"]
+    share = loop / bare["steady_samples_per_s"] if loop else None
     out = {
         "first_step_cold_s": cold["first_step_s"],
         "first_step_warm_s": warm["first_step_s"],
         "loop_share_of_bare_step": round(share, 3) if share is not None else None,
+    }
+    if mixed:  # where the distance is: mixed precision itself, and the loop around the same step
+        out["mixed_step_share_of_bare_step"] = round(mixed["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
+        out["loop_share_of_mixed_step"] = round(loop / mixed["steady_samples_per_s"], 3) if loop else None
+    out |= {
         "targets": {
             f"warm first step <= {TARGET_WARM_FIRST_STEP_S:g} s": warm["first_step_s"] is not None
             and warm["first_step_s"] <= TARGET_WARM_FIRST_STEP_S,
@@ -153,7 +172,8 @@ def verdict(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-ROWS = ("cold", "warm", "bare")
+ROWS = ("cold", "warm", "bare", "bare-mixed")
+VERDICT_ROWS = ("cold", "warm", "bare")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -161,9 +181,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--work", type=Path, required=True, help="scratch folder (checkpoint, shards, cache, runs)")
     ap.add_argument("--rows", default=",".join(ROWS),
-                    help="which rows, of cold,warm,bare (default all); rows measured by earlier calls on the same "
-                    "--work are kept in WORK/rows.json, so a run can be split across calls (cold first)")  # fmt: skip
-    ap.add_argument("--steps", type=int, default=60, help="steps per fit (the first third is left out of steady)")
+                    help="which rows, of cold,warm,bare,bare-mixed (default all); rows measured by earlier calls "
+                    "on the same --work are kept in WORK/rows.json, so a run can be split across calls (cold first)",
+                    )  # fmt: skip
+    ap.add_argument("--steps", type=int, default=60, help="steps per fit")
+    ap.add_argument("--log-every", type=int, default=10,
+                    help="the fits' log_every_n_steps: one samples/s figure per window of this many steps (the "
+                    "GPU drains only at a window's end, as in a real run; training/configs use 50)")  # fmt: skip
     ap.add_argument("--clips", type=int, default=64, help="synthetic clips in the shard set")
     ap.add_argument("--workers", type=int, default=8, help="loader workers per fit")
     ap.add_argument("--json", help="write the rows here")
@@ -171,6 +195,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = ap.parse_args(argv)
     if not a.tiny and not torch.cuda.is_available():
         ap.error("needs a CUDA GPU (or --tiny for a CPU check of the script)")
+    if a.log_every < 1 or a.steps < 2 * a.log_every:
+        ap.error(f"--steps must span two --log-every windows at least (a rate needs both ends); got --steps "
+                 f"{a.steps} --log-every {a.log_every}")  # fmt: skip
     wanted = [r.strip() for r in a.rows.split(",") if r.strip()]
     if not wanted or any(r not in ROWS for r in wanted):
         ap.error(f"--rows: a comma list of {', '.join(ROWS)}; got {a.rows!r}")
@@ -194,14 +221,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in wanted:
         if name == "cold":
             shutil.rmtree(cache, ignore_errors=True)  # the cold row starts from nothing
-        if name == "bare":
+        if name.startswith("bare"):
             os.environ["VIDRD_CACHE"] = str(cache)  # whatever the fits compiled that the bare step shares
-            done[name] = bare_row(shape, a.tiny)
+            done[name] = bare_row(shape, a.tiny, mixed=name == "bare-mixed")
         else:
-            done[name] = fit_row(work, name, ckpt, latents, shape, a.steps, workers)
+            done[name] = fit_row(work, name, ckpt, latents, shape, a.steps, workers, a.log_every)
         store.write_text(json.dumps(done, indent=1))
     rows = [done[r] for r in ROWS if r in done]
-    summary = verdict(rows) if all(r in done for r in ROWS) else None
+    summary = verdict(done) if all(r in done for r in VERDICT_ROWS) else None
     write_results(a.json, rows, shape={k: v for k, v in shape.items() if k != "tiny"}, latents=done.get("latents"),
                   summary=summary)  # fmt: skip
     return {"rows": rows, "summary": summary}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -25,25 +26,40 @@ def test_steady_video_rows_and_verdict(tmp_path):
 
 
 def test_train_start_runs_the_product_twice_on_one_cache(tmp_path):
-    work = ["--tiny", "--work", str(tmp_path / "w"), "--steps", "3", "--clips", "4"]
+    work = ["--tiny", "--work", str(tmp_path / "w"), "--steps", "6", "--log-every", "2", "--clips", "4"]
     first = bench_train_start.main([*work, "--rows", "cold"])  # split across calls, as on the GPU machine
     assert [r["row"] for r in first["rows"]] == ["vidrd train fit, cold compile cache"] and first["summary"] is None
-    out = bench_train_start.main([*work, "--rows", "warm,bare"])
-    cold, warm, bare = out["rows"]
+    out = bench_train_start.main([*work, "--rows", "warm,bare,bare-mixed"])
+    cold, warm, bare, mixed = out["rows"]
     assert cold == first["rows"][0]  # kept from the first call
     assert cold["row"].endswith("cold compile cache") and warm["row"].endswith("warm compile cache")
     for row in (cold, warm):  # parsed from the trainer's own line and metrics.csv
         assert row["first_step_s"] > 0 and row["steady_samples_per_s"] > 0 and row["wall_s"] > row["first_step_s"]
-    assert (tmp_path / "w" / "fit-cold" / "logs").is_dir() and (tmp_path / "w" / "fit-warm" / "logs").is_dir()
-    assert bare["batch"] == 2 and bare["steady_samples_per_s"] > 0
-    share = out["summary"]["loop_share_of_bare_step"]
-    assert share == round(warm["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
+    # One rate per 2-step window after step 2 (steps 3-4 and 5-6), none for the first step's window.
+    logged = [(int(r["step"]), float(r["train/samples_per_s"])) for r in fit_metrics(tmp_path / "w" / "fit-warm")
+              if r.get("train/samples_per_s")]  # fmt: skip
+    assert [s for s, _ in logged] == [3, 5] and all(v > 0 for _, v in logged)  # Lightning's step is 0-based
+    assert bare["batch"] == 2 and bare["steady_samples_per_s"] > 0 and "autocast" in mixed["row"]
+    s = out["summary"]
+    assert s["loop_share_of_bare_step"] == round(warm["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
+    assert s["loop_share_of_mixed_step"] == round(warm["steady_samples_per_s"] / mixed["steady_samples_per_s"], 3)
+    assert s["mixed_step_share_of_bare_step"] == round(mixed["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
 
 
-@pytest.mark.parametrize(("rows", "message"), [("hot", "--rows: a comma list of cold, warm, bare"),
-                                               ("warm", "no cold row in")])  # fmt: skip
-def test_train_start_refuses_rows_it_cannot_measure(tmp_path, capsys, rows, message):
+def fit_metrics(root) -> list[dict]:
+    return [r for f in sorted((root / "logs").glob("version_*/metrics.csv")) for r in csv.DictReader(f.open())]
+
+
+REFUSED = [
+    (["--rows", "hot"], "--rows: a comma list of cold, warm, bare"),
+    (["--rows", "warm"], "no cold row in"),
+    (["--steps", "15"], "--steps must span two --log-every windows"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSED)
+def test_train_start_refuses_rows_it_cannot_measure(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
-        bench_train_start.main(["--tiny", "--work", str(tmp_path / "w"), "--rows", rows])
+        bench_train_start.main(["--tiny", "--work", str(tmp_path / "w"), *args])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "w" / "ckpt").exists()  # refused before any work

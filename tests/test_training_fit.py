@@ -90,6 +90,63 @@ def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path, capsys):
     assert comps.text_encoder is not None and comps.prediction_type == EPSILON
 
 
+def test_fused_adamw_clips_under_bf16_mixed(shards, tmp_path, monkeypatch):
+    """Lightning's mixed-precision plugin refuses to clip for a fused optimizer even with no gradient scaler; the
+    module clips itself then, so a GPU run keeps fused AdamW (forced here on the CPU, where fused AdamW runs too)."""
+    made, norms = [], []
+    adamw, clip = torch.optim.AdamW, torch.nn.utils.clip_grad_norm_
+
+    def fused_adamw(*args, **kwargs):
+        made.append(adamw(*args, **{**kwargs, "fused": True, "foreach": None}))
+        return made[-1]
+
+    def clip_and_see(params, max_norm, *args, **kwargs):
+        params = list(params)
+        before = clip(params, max_norm, *args, **kwargs)
+        norms.append((before.item(), torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item()))
+        return before
+
+    monkeypatch.setattr(torch.optim, "AdamW", fused_adamw)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_and_see)
+    root = tmp_path / "clip"
+    extra = ("--trainer.max_steps", "3", "--trainer.precision", "bf16-mixed", "--trainer.gradient_clip_val", "0.001")
+    train_main(["fit", *fit_args(shards, root, *extra)])
+    assert made and all(o.defaults["fused"] for o in made)
+    assert len(norms) == 3 and all(before > 0.001 >= after * 0.999 for before, after in norms)
+    logged = [float(r["train/grad_norm"]) for r in metrics(root) if r.get("train/grad_norm")]
+    assert logged == pytest.approx([before for before, _ in norms], rel=1e-3)  # the norm before clipping
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_training_step_never_waits_for_the_gpu():
+    """Between the logger's every-N-steps reads, nothing in a step blocks the host on the GPU (text ids, noise,
+    timesteps, loss, backward, clipping, fused AdamW, EMA), so the next step queues while the GPU works."""
+    from training.timestep_sampling import shifted_timesteps
+
+    m = VidRDModule(ema_decay=0.9, caption_dropout=0.5).cuda()
+    m.ema.to("cuda")
+    opt = torch.optim.AdamW(m._trainable(), fused=True)
+    batch = {"latents": torch.randn(2, 4, 4, 8, 8, device="cuda"), "caption": ["a red square", "a blue circle"]}
+
+    def step() -> None:
+        z, ctx = m._latents_and_context(batch, 0.5)
+        t = shifted_timesteps(2, 1000, 3.0, "cuda")
+        m.denoising_loss(z, ctx, t, torch.randn_like(z)).backward()
+        torch.nn.utils.clip_grad_norm_(m._trainable(), 1.0)
+        opt.step()
+        m.ema.step(m._trainable())
+        opt.zero_grad(set_to_none=True)
+
+    step()  # the first moves the noise schedule's tables to the GPU, once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_validate_and_test_report_losses(shards, tmp_path, capsys):
     root = tmp_path / "v"
     train_main(["fit", *fit_args(shards, root, "--trainer.max_steps", "2")])

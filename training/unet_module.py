@@ -14,9 +14,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from diffusers.training_utils import EMAModel
 
 from training.callbacks import close_finished_epoch
+from training.ema import LerpEMA
 from training.latent_cache import vae_fingerprint
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import EPSILON, V_PREDICTION, SDComponents, save_vidrd
@@ -131,9 +131,10 @@ class VidRDModule(L.LightningModule):
         self.prediction_type = comps.prediction_type
         self.scheduler_config = schedule_for(comps.scheduler_config, self.prediction_type, zero_terminal_snr)
         self.noise_schedule = DDPMScheduler.from_config(self.scheduler_config)
-        self.ema = EMAModel(self._trainable(), decay=ema_decay, foreach=True) if ema_decay else None
+        self.ema = LerpEMA(self._trainable(), decay=ema_decay, foreach=True) if ema_decay else None
         self.strict_loading = False  # checkpoints leave out the frozen VAE and text encoder
-        self._last_step_time: float | None = None
+        self._rate_mark: float | None = None  # when the current throughput window started
+        self._rate_samples = 0
         self._train_start: float | None = None
         self._fast_applied = False
 
@@ -149,7 +150,34 @@ class VidRDModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._train_start = time.perf_counter()
 
+    def on_validation_start(self) -> None:
+        self._rate_mark = None  # validation time is not training throughput: start a new window after it
+
+    def _log_window(self, samples: int) -> None:
+        """At each ``log_every_n_steps`` step: samples/s over the window since the last one, clocked after the GPU
+        drains, the learning rate and the loader's skip count.
+
+        The logger drains the GPU at those steps anyway (it reads the loss). Between them nothing in a step waits
+        for the GPU, so the host queues the next step's text encoding and launches while the GPU still works; a
+        per-step rate, or a Python number logged every step (Lightning makes each one a GPU tensor, a blocking
+        copy), would drain it every step and show that launch time as idle GPU."""
+        self._rate_samples += samples
+        every = self.trainer.log_every_n_steps
+        if not every or self.global_step % every:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if self._rate_mark is not None:
+            self.log("train/samples_per_s", self._rate_samples / (now - self._rate_mark), on_step=True)
+        self._rate_mark, self._rate_samples = now, 0
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
+        dm = self.trainer.datamodule
+        if dm is not None and hasattr(dm, "skipped"):
+            self.log("data/skipped", float(dm.skipped), on_step=True)
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._log_window(len(batch["caption"]))
         # The first step of a process carries the compile (cold or from the cache) and the loader's start: say how
         # long it took, once, past the logger's every-N-steps throttle (issue 21 measures it from here).
         start = self._train_start
@@ -217,15 +245,7 @@ class VidRDModule(L.LightningModule):
         steps = self.noise_schedule.config.num_train_timesteps
         t = shifted_timesteps(z.shape[0], steps, self.hparams.timestep_shift, z.device)
         loss = self.denoising_loss(z, ctx, t, torch.randn_like(z))
-        now = time.perf_counter()
-        if self._last_step_time is not None:
-            self.log("train/samples_per_s", z.shape[0] / (now - self._last_step_time), on_step=True)
-        self._last_step_time = now
-        self.log("train/loss", loss, on_step=True, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
-        dm = self.trainer.datamodule
-        if dm is not None and hasattr(dm, "skipped"):
-            self.log("data/skipped", float(dm.skipped), on_step=True)
+        self.log("train/loss", loss, on_step=True, prog_bar=True)  # a GPU tensor: read only when written
         return loss
 
     def _eval_step(self, batch: dict[str, Any], batch_idx: int, stage: str) -> torch.Tensor:
@@ -248,10 +268,11 @@ class VidRDModule(L.LightningModule):
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        # Fused AdamW on GPU, except with gradient clipping: Lightning's mixed-precision plugin refuses
-        # to clip for an optimizer that unscales internally (fused), so fall back to foreach there.
+        # Fused AdamW on GPU (one kernel pass; the foreach one costs ~10% of a full-size step, issue 21), except
+        # with gradient clipping under a gradient scaler (16-mixed): the fused step unscales inside itself, after
+        # the clipping would have seen scaled gradients. Without a scaler, `configure_gradient_clipping` clips.
         clip = self.trainer.gradient_clip_val if self._trainer is not None else None
-        fused = self.device.type == "cuda" and not clip
+        fused = self.device.type == "cuda" and not (clip and self._grad_scaler() is not None)
         groups = [{"params": self._unet_trainable(), "lr": hp.lr}]
         if hp.train_text_encoder:
             groups.append({"params": self._text_trainable(), "lr": hp.text_lr if hp.text_lr is not None else hp.lr})
@@ -262,6 +283,27 @@ class VidRDModule(L.LightningModule):
         warmup = max(1, hp.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _grad_scaler(self) -> Any:
+        return getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:  # fmt: skip
+        """Clip here when no gradient scaler is in play (bf16-mixed, 32-true): Lightning's mixed-precision plugin
+        refuses any optimizer that unscales internally (fused AdamW) even when there is nothing to unscale.
+        Logs the gradients' norm before clipping (``train/grad_norm``), without waiting for the GPU."""
+        if not gradient_clip_val:
+            return
+        if self._grad_scaler() is not None:  # 16-mixed: Lightning unscales first (non-fused optimizer)
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            self.log("train/grad_norm", norm, on_step=True)
 
     def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
         if self.ema is not None:

@@ -55,8 +55,11 @@ class FrozenTextEncoder(nn.Module):
             max_length=self.model.config.max_position_embeddings,
             truncation=True,
             return_tensors="pt",
-        ).input_ids.to(self.device)
-        return self.model(ids)[0]
+        ).input_ids
+        device = self.device
+        if device.type == "cuda":  # a pageable copy would wait for the GPU; training queues steps ahead of it
+            ids = ids.pin_memory().to(device, non_blocking=True)
+        return self.model(ids.to(device))[0]
 
     def empty(self, batch: int = 1) -> torch.Tensor:
         """The unconditional (empty-prompt) embedding, computed once (every time while it trains)."""
