@@ -115,7 +115,7 @@ def fit_row(
 
 def bare_row(shape: dict, tiny: bool, mixed: bool = False) -> dict:
     """``bench_fast``'s training step (GPU) at this run's batch; on the CPU (``--tiny``) the same step, plain.
-    ``mixed``: fp32 weights and bf16 autocast (Lightning's bf16-mixed, without its cached weight casts)."""
+    ``mixed``: fp32 weights under bf16 autocast with its weight-cast cache off, as Lightning's bf16-mixed runs."""
     from benchmarks.bench_fast import bare_step
     from benchmarks.common import cuda_mean, once
     from training.model.fast_paths import FastPaths, apply_fast_paths
