@@ -117,6 +117,17 @@ def test_fused_adamw_clips_under_bf16_mixed(shards, tmp_path, monkeypatch):
     assert logged == pytest.approx([before for before, _ in norms], rel=1e-3)  # the norm before clipping
 
 
+def test_clipping_by_value_takes_the_modules_path_too():
+    from lightning.pytorch.utilities import GradClipAlgorithmType
+
+    m = VidRDModule()
+    opt = torch.optim.AdamW(m._trainable(), fused=True)  # no trainer, so no gradient scaler: the module clips
+    for i, p in enumerate(m._trainable()):
+        p.grad = torch.full_like(p, 5.0 if i % 2 else -5.0)
+    m.configure_gradient_clipping(opt, 0.5, GradClipAlgorithmType.VALUE)  # the enum Lightning passes
+    assert all(p.grad.abs().max().item() == 0.5 for p in m._trainable())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_training_step_never_waits_for_the_gpu():
     """Between the logger's every-N-steps reads, nothing in a step blocks the host on the GPU (text ids, noise,
