@@ -242,8 +242,11 @@ def test_vae_finetune_trains_only_temporal_convs(shards, tmp_path):
         "--model.init_args.export_dir", str(root / "export"),
     ])  # fmt: skip
     rows = metrics(root)
-    assert any(r.get("train/d_loss") for r in rows) and any(r.get("train/d_weight") for r in rows)
+    adversarial = [int(r["step"]) for r in rows if r.get("train/d_loss")]
+    # From disc_start (batch 2) on; max_steps 8 counts optimizer steps, two per batch once the discriminator is on.
+    assert adversarial == [2, 3, 4] and any(r.get("train/d_weight") for r in rows)
     assert all(float(r["train/kl"]) >= 0 for r in rows if r.get("train/kl"))
+    assert [float(r["data/skipped"]) for r in rows if r.get("data/skipped")]  # the loader's count, as CPU tensors
     from training.model.vae import TemporalVAE
 
     tuned = TemporalVAE.from_pretrained(str(root / "export" / "vae")).state_dict()

@@ -70,6 +70,7 @@ class TemporalVAEModule(L.LightningModule):
         self.perceptual = Perceptual(perceptual) if perceptual else None
         rank_zero_info(f"VAE reconstruction loss: L1{' + LPIPS (' + perceptual + ')' if perceptual else ' only'}")
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self._batches: int | None = None  # step_count on the host: reading the buffer every step waits for the GPU
 
     def _temporal(self) -> list[torch.nn.Parameter]:
         return [p for p in self.vae.parameters() if p.requires_grad]
@@ -104,7 +105,9 @@ class TemporalVAEModule(L.LightningModule):
         x, rec, kl = self.reconstruct(batch["video"])
         rec_l = self.rec_loss(x.float(), rec.float())
         kl_l = kl.mean()
-        adversarial = int(self.step_count) >= hp.disc_start and hp.alpha_disc > 0
+        if self._batches is None:  # once per process, after a resume has restored the buffer
+            self._batches = int(self.step_count)
+        adversarial = self._batches >= hp.disc_start and hp.alpha_disc > 0
         loss = hp.alpha_rec * rec_l + hp.alpha_reg * kl_l
         if adversarial:
             g_l = -self.disc(rec).float().mean()
@@ -126,10 +129,11 @@ class TemporalVAEModule(L.LightningModule):
             d_opt.step()
             self.log("train/d_loss", d_l, on_step=True)
         self.step_count += 1
+        self._batches += 1
         self.log_dict({"train/loss": loss, "train/rec": rec_l, "train/kl": kl_l}, on_step=True, prog_bar=True)
         dm = self.trainer.datamodule
-        if dm is not None and hasattr(dm, "skipped"):
-            self.log("data/skipped", float(dm.skipped), on_step=True)
+        if dm is not None and hasattr(dm, "skipped"):  # a CPU tensor: a Python number would become a GPU copy
+            self.log("data/skipped", torch.tensor(float(dm.skipped)), on_step=True)
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         x, rec, _kl = self.reconstruct(batch["video"])
@@ -155,6 +159,7 @@ class TemporalVAEModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         close_finished_epoch(checkpoint)
+        self._batches = None  # read again from the restored buffer
 
     def on_train_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
