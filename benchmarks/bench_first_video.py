@@ -14,32 +14,25 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import emit, save_random_checkpoint, write_results
+from benchmarks.common import emit, run_vidrd, save_random_checkpoint, write_results
 
 ROWS = (("off", "cold"), ("graphs", "cold"), ("auto", "cold"), ("compile", "cold"), ("compile", "warm"))
 
 
-def generate(ckpt: Path, mode: str, cache: Path, out: Path, tiny: bool) -> dict[str, Any]:
+def generate(ckpt: Path, mode: str, cache: Path, video: Path, tiny: bool) -> dict[str, Any]:
     size = ["--height", "32", "--width", "32", "--frames", "4", "--steps", "4", "--clip-frames", "4",
             "--prompt-frames", "2"] if tiny else ["--frames", "16", "--steps", "50"]  # fmt: skip
-    cmd = [sys.executable, "-m", "vidrd.cli", "generate", "--checkpoint", str(ckpt), "--prompt",
-           "a red square moving left", "--guidance", "10", "--fast", mode, *size, "--out", str(out)]  # fmt: skip
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "VIDRD_CACHE": str(cache)})
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    video = re.search(r"video\(s\) in ([0-9.]+) s", done.stdout)
-    picked = re.search(r"fast path: (\w+)", done.stdout)
-    return {"wall_s": round(wall, 1), "video_s": float(video.group(1)) if video else None,
+    wall, out = run_vidrd("generate", "--checkpoint", str(ckpt), "--prompt", "a red square moving left",
+                          "--guidance", "10", "--fast", mode, *size, "--out", str(video),
+                          env={"VIDRD_CACHE": str(cache)})  # fmt: skip
+    took = re.search(r"video\(s\) in ([0-9.]+) s", out)
+    picked = re.search(r"fast path: (\w+)", out)
+    return {"wall_s": round(wall, 1), "video_s": float(took.group(1)) if took else None,
             "picked": picked.group(1) if picked else None}  # fmt: skip
 
 
@@ -49,7 +42,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--json")
     ap.add_argument("--tiny", action="store_true", help="the tiny test model (checks the script on a CPU)")
     a = ap.parse_args(argv)
-    work = Path(a.work)
+    work = Path(a.work).resolve()  # the runs start in the repository root
     ckpt = work / "ckpt"
     t0 = time.perf_counter()
     if not (ckpt / "unet").exists():

@@ -38,15 +38,12 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import emit, save_random_checkpoint, write_results
+from benchmarks.common import emit, run_vidrd, save_random_checkpoint, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = dict(config="training/configs/sd21-256-8gpu.yaml", size=256, frames=32, batch=16, clip_frames=8)
@@ -71,18 +68,6 @@ def make_shards(folder: Path, clips: int, size: int, frames: int) -> None:
     finalize(str(folder))
 
 
-def vidrd(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run ``python -m vidrd.cli ARGS`` in a fresh process: (seconds from start to exit, stdout + stderr)."""
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "vidrd.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})})  # fmt: skip
-    wall = time.perf_counter() - t0
-    out = done.stdout + done.stderr
-    if done.returncode != 0:
-        raise RuntimeError(f"vidrd {' '.join(args)} failed ({done.returncode}):\n{out[-4000:]}")
-    return wall, out
-
-
 def fit_row(
     work: Path, state: str, ckpt: Path, latents: Path, shape: dict, steps: int, workers: int, log_every: int
 ) -> dict:
@@ -100,7 +85,7 @@ def fit_row(
     ]  # fmt: skip
     if not shape.get("tiny"):
         args += ["--trainer.strategy", "auto", "--trainer.num_nodes", "1", "--trainer.limit_val_batches", "0"]
-    wall, out = vidrd(*args, env={"VIDRD_CACHE": str(work / "cache")})
+    wall, out = run_vidrd(*args, env={"VIDRD_CACHE": str(work / "cache")})
     said = re.search(r"first training step: ([0-9.]+) s", out)
     rates = []
     for f in sorted((root / "logs").glob("version_*/metrics.csv")):
@@ -213,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not shards.is_dir():
         make_shards(shards, a.clips, shape["size"], shape["frames"])
     if not (latents / "_latents.json").exists():
-        lat_s, _ = vidrd("latents", "--pretrained", str(ckpt), "--shards", str(shards), "--out", str(latents),
+        lat_s, _ = run_vidrd("latents", "--pretrained", str(ckpt), "--shards", str(shards), "--out", str(latents),
                          "--size", str(shape["size"]))  # fmt: skip
         done["latents"] = {"row": "vidrd latents", "wall_s": round(lat_s, 1), "clips": a.clips}
         emit(done["latents"])

@@ -183,6 +183,19 @@ def save_random_checkpoint(folder: Path, tiny: bool = False) -> None:
     save_vidrd(str(folder), comps)
 
 
+def run_vidrd(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run ``python -m vidrd.cli ARGS`` in a fresh process from the repository root: (seconds from start to exit,
+    stdout + stderr); a failure raises with the output's tail."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "vidrd.cli", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, **(env or {})})  # fmt: skip
+    wall = time.perf_counter() - t0
+    out = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"vidrd {' '.join(args)} failed ({done.returncode}):\n{out[-4000:]}")
+    return wall, out
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,

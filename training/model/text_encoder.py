@@ -58,8 +58,8 @@ class FrozenTextEncoder(nn.Module):
         ).input_ids
         device = self.device
         if device.type == "cuda":  # a pageable copy would wait for the GPU; training queues steps ahead of it
-            ids = ids.pin_memory().to(device, non_blocking=True)
-        return self.model(ids.to(device))[0]
+            ids = ids.pin_memory()
+        return self.model(ids.to(device, non_blocking=True))[0]
 
     def empty(self, batch: int = 1) -> torch.Tensor:
         """The unconditional (empty-prompt) embedding, computed once (every time while it trains)."""
