@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from benchmarks.common import Timer, best_of, cuda_mean, emit, flops_of, matmul_peak, once, peer_unet3d, write_results
-from inference.graphed import CUDAGraphed
 from inference.sampler import DDIMSampler, GuidedStep, guidance_pass, make_scheduler
+from training.model.cuda_graphs import CUDAGraphed
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.sampling_defaults import sd_scheduler_config
 from training.model.unet import VidRDUNet

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.graphed import CUDAGraphed
 from inference.long_video import LongVideoConfig, generate_latent_clips
 from inference.prompts import VideoRequest
 from inference.sampler import DDIMSampler, GuidedStep, make_scheduler
+from training.model.cuda_graphs import CUDAGraphed
 from training.model.fast_paths import FastPaths, apply_fast_paths
 from training.model.loading import SDComponents, load_vidrd
 from training.model.temporal import TempConv

@@ -7,7 +7,7 @@ Deterministic DDIM (eta = 0, no clipping or thresholding of x_0, SD's settings) 
 and the model output for every prediction type: ``z_prev = a_t z + b_t out``. The sampler computes
 ``(a_t, b_t)`` from the scheduler's own alphas and runs each step as tensor arithmetic only
 (:class:`GuidedStep`), so a CUDA graph can capture the whole step, UNet, guidance and update together
-(``inference.graphed``). Any other scheduler setting takes ``scheduler.step``.
+(``training.model.cuda_graphs``). Any other scheduler setting takes ``scheduler.step``.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class DDIMSampler:
     """Denoise ``[B, C, F, h, w]`` latents with DDIM + CFG.
 
     ``denoiser(latents, t, context)`` is the UNet (or anything with its signature). ``step`` replaces the
-    default :class:`GuidedStep` on it, e.g. with a CUDA-graphed one (``inference.graphed``) that a pipeline
+    default :class:`GuidedStep` on it, e.g. with a CUDA-graphed one (``training.model.cuda_graphs``) that a pipeline
     keeps across videos.
     """
 

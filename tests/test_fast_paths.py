@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from inference.graphed import CUDAGraphed
 from inference.pipeline import VidRDPipeline
 from inference.prompts import VideoRequest
 from inference.sampler import GuidedStep
 from tests.helpers import collect, settings
 from tests.tiny_sd import FRAMEWISE, UNET
+from training.model.cuda_graphs import CUDAGraphed
 from training.model.fast_paths import (
     TRAINING_PACK_LENGTH,
     FastPaths,
@@ -63,7 +63,7 @@ def test_defaults_are_on_for_cuda_only():
     assert FastPaths().channels_last and FastPaths().compile and FastPaths().cuda_graphs
     assert not FastPaths().pack_temporal_attention and not FastPaths().channel_stats_group_norm  # not in sampling
     train = FastPaths.for_training("cuda")
-    assert train.channels_last and train.compile and not train.cuda_graphs
+    assert train.channels_last and train.compile and train.cuda_graphs  # graphs: the frozen text encoder only
     assert train.pack_temporal_attention == TRAINING_PACK_LENGTH and train.channel_stats_group_norm
     assert FastPaths().fuse_projections and not train.fuse_projections  # fused weights are for inference
     for make in (FastPaths.for_device, FastPaths.for_training):

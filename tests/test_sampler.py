@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from inference.graphed import CUDAGraphed
 from inference.sampler import DDIMSampler, GuidedStep, ddim_update_coefficients, make_scheduler, rescale_guidance
+from training.model.cuda_graphs import CUDAGraphed
 
 
 def mixing_denoiser(z, t, ctx):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from shards.writer import ShardWriter, finalize
 from tests.conftest import make_sample
@@ -136,6 +137,7 @@ def test_a_training_step_never_waits_for_the_gpu():
 
     m = VidRDModule(ema_decay=0.9, caption_dropout=0.5).cuda()
     m.ema.to("cuda")
+    m.text.use_cuda_graphs()  # as the fast path trains: the frozen text encoder replayed from a graph
     opt = torch.optim.AdamW(m._trainable(), fused=True)
     batch = {"latents": torch.randn(2, 4, 4, 8, 8, device="cuda"), "caption": ["a red square", "a blue circle"]}
 
@@ -148,13 +150,85 @@ def test_a_training_step_never_waits_for_the_gpu():
         m.ema.step(m._trainable())
         opt.zero_grad(set_to_none=True)
 
-    step()  # the first moves the noise schedule's tables to the GPU, once
+    step()  # the first moves the noise schedule's tables to the GPU and captures the text encoder, once
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         step()
         step()
     finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+class BarProbe(Callback):
+    """Records the progress bar's loss before every step and at the end (``dirpath/bar.json``), and which logged
+    values Lightning turns into numbers each step (``prog_bar``) and on what device."""
+
+    def __init__(self, dirpath: str):
+        self.path, self.bar, self.devices = Path(dirpath) / "bar.json", [], set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.bar.append(trainer.progress_bar_metrics.get("loss"))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.devices |= {str(m.value.device) for m in trainer._results.values() if m.meta.prog_bar and m.is_tensor}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.bar.append(trainer.progress_bar_metrics.get("loss"))
+        self.path.write_text(json.dumps({"bar": self.bar, "devices": sorted(self.devices)}))
+
+
+def test_progress_bar_loss_is_a_host_copy_written_at_the_log_steps(shards, tmp_path):
+    """Lightning reads every progress-bar value with ``.item()`` after each step: a GPU tensor there would make
+    every step wait for the GPU. The loss reaches the bar as a host copy at the logger's steps only."""
+    root = tmp_path / "bar"
+    probe = json.dumps({"class_path": "tests.test_training_fit.BarProbe", "init_args": {"dirpath": str(tmp_path)}})
+    train_main(["fit", *fit_args(shards, root, "--trainer.log_every_n_steps", "2", "--trainer.callbacks+", probe)])
+    seen_bar = json.loads((tmp_path / "bar.json").read_text())
+    bar = seen_bar["bar"]  # before steps 1..6, then after step 6
+    assert bar[:2] == [None, None] and bar[2] == bar[3] and bar[4] == bar[5] and len({bar[2], bar[4], bar[6]}) == 3
+    logged = {float(r["train/loss"]) for r in metrics(root) if r.get("train/loss")}
+    assert {bar[2], bar[4], bar[6]} <= logged  # the losses of steps 2, 4 and 6, as the logger wrote them
+    assert seen_bar["devices"] == ["cpu"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_training_loop_never_waits_for_the_gpu_between_log_steps(shards, tmp_path):
+    """The whole Lightning loop, not only the step: loader, transfer, logging, progress-bar metrics, clipping, fused
+    AdamW, EMA, with the fast paths on. Any host wait for the GPU in steps 3 to 5 (after the compile; no log step
+    among them) raises, and the fit fails."""
+    root = tmp_path / "gpu"
+    callbacks = json.dumps([
+        {"class_path": "tests.test_training_fit.WaitsAreErrors", "init_args": {"steps": [2, 3, 4]}},
+        {"class_path": "tests.test_training_fit.BarProbe", "init_args": {"dirpath": str(tmp_path)}},
+    ])  # fmt: skip
+    code = train_main(["fit", "--config", "tiny", "--data.train", json.dumps([{"path": str(shards)}]),
+                       "--data.samples_per_epoch", "100", "--trainer.default_root_dir", str(root),
+                       "--trainer.accelerator", "gpu", "--trainer.precision", "bf16-mixed",
+                       "--trainer.gradient_clip_val", "1.0", "--trainer.log_every_n_steps", "100",
+                       "--trainer.enable_checkpointing", "false", "--trainer.callbacks", callbacks,
+                       "--trainer.max_steps", "7"])  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "guarded.txt").read_text() == "3"
+    assert json.loads((tmp_path / "bar.json").read_text())["devices"] == ["cpu"]
+
+
+class WaitsAreErrors(Callback):
+    """``torch.cuda.set_sync_debug_mode("error")`` from the start of each listed step (0-based batch index) to the
+    start of the next unlisted one; writes how many steps it guarded beside the run (``guarded.txt``)."""
+
+    def __init__(self, steps: list[int]):
+        self.steps, self.guarded = set(steps), 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.guarded += batch_idx in self.steps
+        torch.cuda.set_sync_debug_mode("error" if batch_idx in self.steps else "default")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+        Path(trainer.default_root_dir).parent.joinpath("guarded.txt").write_text(str(self.guarded))
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
         torch.cuda.set_sync_debug_mode("default")
 
 

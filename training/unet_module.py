@@ -27,6 +27,7 @@ from training.model.sampling_defaults import (
     sd_scheduler_config,
     with_zero_terminal_snr,
 )
+from training.progress_bar import log_steps_due, show_on_progress_bar
 from training.timestep_sampling import check_shift, shifted_timesteps
 
 # Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
@@ -79,8 +80,9 @@ class VidRDModule(L.LightningModule):
             ready for ``vidrd generate --checkpoint``.
         seed: seed of the tiny random weights.
         fast: on CUDA, ``FastPaths.for_training``: channels-last weights and activations, packed Temp-Attn rows,
-            a channels-last GroupNorm and a regional ``torch.compile`` of the UNet's and VAE's repeated blocks
-            (``training.model.fast_paths``; same arithmetic, compiled on the first steps).
+            a channels-last GroupNorm, a regional ``torch.compile`` of the UNet's and VAE's repeated blocks and
+            the frozen text encoder replayed from a CUDA graph (``training.model.fast_paths``; same arithmetic,
+            compiled and captured on the first steps).
             Nothing changes on CPU. False: the plain eager path.
     """
 
@@ -137,6 +139,7 @@ class VidRDModule(L.LightningModule):
         self._rate_samples = 0
         self._train_start: float | None = None
         self._fast_applied = False
+        self._ema_targets: list[torch.nn.Parameter] | None = None  # the trained weights, listed once per fit
 
     def setup(self, stage: str) -> None:
         # The device is known here (strategy root device) but the model is not yet moved or wrapped in DDP;
@@ -145,26 +148,28 @@ class VidRDModule(L.LightningModule):
         if fast.any and not self._fast_applied:
             apply_fast_paths(self.unet, fast)
             apply_fast_paths(self.vae, fast)
+            if fast.cuda_graphs and not self.hparams.train_text_encoder:
+                self.text.use_cuda_graphs()
             self._fast_applied = True
 
     def on_train_start(self) -> None:
         self._train_start = time.perf_counter()
+        self._ema_targets = None
 
     def on_validation_start(self) -> None:
         self._rate_mark = None  # validation time is not training throughput: start a new window after it
 
-    def _log_window(self, samples: int) -> None:
+    def _log_window(self, samples: int) -> bool:
         """At each ``log_every_n_steps`` step: samples/s over the window since the last one, clocked after the GPU
-        drains, the learning rate and the loader's skip count.
+        drains, the learning rate and the loader's skip count. Returns whether this step was one.
 
         The logger drains the GPU at those steps anyway (it reads the loss). Between them nothing in a step waits
         for the GPU, so the host queues the next step's text encoding and launches while the GPU still works; a
         per-step rate, or a Python number logged every step (Lightning makes each one a GPU tensor, a blocking
         copy), would drain it every step and show that launch time as idle GPU."""
         self._rate_samples += samples
-        every = self.trainer.log_every_n_steps
-        if not every or self.global_step % every:
-            return
+        if not log_steps_due(self, self.global_step):
+            return False
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         now = time.perf_counter()
@@ -175,9 +180,11 @@ class VidRDModule(L.LightningModule):
         dm = self.trainer.datamodule
         if dm is not None and hasattr(dm, "skipped"):
             self.log("data/skipped", float(dm.skipped), on_step=True)
+        return True
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._log_window(len(batch["caption"]))
+        if self._log_window(len(batch["caption"])):
+            show_on_progress_bar(self, {"loss": outputs.get("loss") if isinstance(outputs, dict) else None})
         # The first step of a process carries the compile (cold or from the cache) and the loader's start: say how
         # long it took, once, past the logger's every-N-steps throttle (issue 21 measures it from here).
         start = self._train_start
@@ -245,7 +252,8 @@ class VidRDModule(L.LightningModule):
         steps = self.noise_schedule.config.num_train_timesteps
         t = shifted_timesteps(z.shape[0], steps, self.hparams.timestep_shift, z.device)
         loss = self.denoising_loss(z, ctx, t, torch.randn_like(z))
-        self.log("train/loss", loss, on_step=True, prog_bar=True)  # a GPU tensor: read only when written
+        # For the logger only, which reads it at its writes; the bar gets a host copy then (training.progress_bar).
+        self.log("train/loss", loss, on_step=True)
         return loss
 
     def _eval_step(self, batch: dict[str, Any], batch_idx: int, stage: str) -> torch.Tensor:
@@ -309,7 +317,9 @@ class VidRDModule(L.LightningModule):
         if self.ema is not None:
             if self.ema.shadow_params[0].device != self.device:
                 self.ema.to(self.device)
-            self.ema.step(self._trainable())
+            if self._ema_targets is None:  # walking the module tree is host time every step; the weights stay put
+                self._ema_targets = self._trainable()
+            self.ema.step(self._ema_targets)
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

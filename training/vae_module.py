@@ -25,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from training.callbacks import close_finished_epoch
 from training.losses import PatchDiscriminator, Perceptual, adaptive_weight, hinge_d_loss
 from training.model.pretrained import load_components
+from training.progress_bar import log_steps_due, show_on_progress_bar
 
 
 class TemporalVAEModule(L.LightningModule):
@@ -130,7 +131,9 @@ class TemporalVAEModule(L.LightningModule):
             self.log("train/d_loss", d_l, on_step=True)
         self.step_count += 1
         self._batches += 1
-        self.log_dict({"train/loss": loss, "train/rec": rec_l, "train/kl": kl_l}, on_step=True, prog_bar=True)
+        self.log_dict({"train/loss": loss, "train/rec": rec_l, "train/kl": kl_l}, on_step=True)
+        if log_steps_due(self, self._batches):  # host copies for the bar, where the logger drains the GPU anyway
+            show_on_progress_bar(self, {"loss": loss, "rec": rec_l})
         dm = self.trainer.datamodule
         if dm is not None and hasattr(dm, "skipped"):  # a CPU tensor: a Python number would become a GPU copy
             self.log("data/skipped", torch.tensor(float(dm.skipped)), on_step=True)

@@ -3,8 +3,8 @@ a channels-last GroupNorm and regional ``torch.compile``.
 
 Each changes how the same arithmetic is laid out and launched, not what is computed, so outputs match
 the plain path to floating-point rounding (``tests/test_fast_paths.py``; on GPU in bf16,
-``benchmarks/bench_fast.py`` reports the difference). CUDA graphs for the fixed-shape sampling loop live
-in ``inference/graphed.py``: they only make sense where one shape is replayed many times.
+``benchmarks/bench_fast.py`` reports the difference). CUDA graphs (``training.model.cuda_graphs``) replay the
+fixed-shape sampling step and, in training, the frozen text encoder: they only pay where one shape repeats.
 
 * **channels-last**: cuDNN's convolutions are NHWC kernels; fed NCHW tensors they transpose in and out
   (the top entries of an eager profile, ``benchmarks/profile_units.py``). Conv2d weights become
@@ -50,7 +50,8 @@ TRAINING_PACK_LENGTH = 64
 
 @dataclass(frozen=True)
 class FastPaths:
-    """Which speed-ups to apply. ``cuda_graphs`` is used by sampling only (``inference.graphed``)."""
+    """Which speed-ups to apply. ``cuda_graphs``: the sampling step (``inference.pipeline``) or, in training, the
+    frozen text encoder (``training.model.text_encoder``), each replayed from ``training.model.cuda_graphs``."""
 
     channels_last: bool = True
     pack_temporal_attention: int = 0  # tokens per packed Temp-Attn row; 0: one row per pixel
@@ -88,9 +89,9 @@ class FastPaths:
 
     @classmethod
     def for_training(cls, device: torch.device | str, enabled: bool = True) -> FastPaths:
-        """Training defaults on CUDA: channels-last, packed Temp-Attn rows, GroupNorm from channel statistics
-        and regional compile (no CUDA graphs: those are for the sampling loop; no fused projections: gradients
-        would reach only the fused copies); nothing elsewhere.
+        """Training defaults on CUDA: channels-last, packed Temp-Attn rows, GroupNorm from channel statistics,
+        regional compile and CUDA graphs for the frozen text encoder (the UNet's step stays out of graphs: it
+        trains; no fused projections: gradients would reach only the fused copies); nothing elsewhere.
 
         Packing and the channel-statistics GroupNorm pay in the training step's forward + backward at 8
         frames and not in 16-frame sampling (``benchmarks/bench_temporal_units.py``), hence two sets.
@@ -100,7 +101,6 @@ class FastPaths:
         return cls(
             pack_temporal_attention=TRAINING_PACK_LENGTH,
             channel_stats_group_norm=True,
-            cuda_graphs=False,
             fuse_projections=False,
         )
 
