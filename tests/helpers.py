@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import socket
 from pathlib import Path
 
@@ -15,6 +16,14 @@ def index_keys(out: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     return sorted(pq.read_table(out / "_index.parquet").column("key").to_pylist())
+
+
+def logged_metrics(root: Path) -> list[dict]:
+    """Every row a fit under ``root`` (its ``trainer.default_root_dir``) wrote to ``logs/version_*/metrics.csv``."""
+    rows: list[dict] = []
+    for f in sorted((root / "logs").glob("version_*/metrics.csv")):
+        rows += list(csv.DictReader(f.open()))
+    return rows
 
 
 def free_port() -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 
 from benchmarks import bench_steady_video, bench_train_start
+from tests.helpers import logged_metrics
 
 
 def test_steady_video_rows_and_verdict(tmp_path):
@@ -36,7 +36,7 @@ def test_train_start_runs_the_product_twice_on_one_cache(tmp_path):
     for row in (cold, warm):  # parsed from the trainer's own line and metrics.csv
         assert row["first_step_s"] > 0 and row["steady_samples_per_s"] > 0 and row["wall_s"] > row["first_step_s"]
     # One rate per 2-step window after step 2 (steps 3-4 and 5-6), none for the first step's window.
-    logged = [(int(r["step"]), float(r["train/samples_per_s"])) for r in fit_metrics(tmp_path / "w" / "fit-warm")
+    logged = [(int(r["step"]), float(r["train/samples_per_s"])) for r in logged_metrics(tmp_path / "w" / "fit-warm")
               if r.get("train/samples_per_s")]  # fmt: skip
     assert [s for s, _ in logged] == [3, 5] and all(v > 0 for _, v in logged)  # Lightning's step is 0-based
     assert bare["batch"] == 2 and bare["steady_samples_per_s"] > 0 and "autocast" in mixed["row"]
@@ -44,10 +44,6 @@ def test_train_start_runs_the_product_twice_on_one_cache(tmp_path):
     assert s["loop_share_of_bare_step"] == round(warm["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
     assert s["loop_share_of_mixed_step"] == round(warm["steady_samples_per_s"] / mixed["steady_samples_per_s"], 3)
     assert s["mixed_step_share_of_bare_step"] == round(mixed["steady_samples_per_s"] / bare["steady_samples_per_s"], 3)
-
-
-def fit_metrics(root) -> list[dict]:
-    return [r for f in sorted((root / "logs").glob("version_*/metrics.csv")) for r in csv.DictReader(f.open())]
 
 
 REFUSED = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +29,13 @@ def test_trace_figures_count_overlapping_gpu_work_once():
 def test_bad_window_is_refused():
     with pytest.raises(ValueError, match="steps >= 1"):
         StepProfile(steps=0)
+
+
+def test_an_unwritable_folder_fails_at_setup_not_after_the_steps(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError):
+        StepProfile(dirpath=str(blocker / "prof")).setup(SimpleNamespace(is_global_zero=True), None, "fit")
 
 
 def test_profiles_a_window_of_a_real_fit(tmp_path):

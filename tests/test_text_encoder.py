@@ -20,6 +20,8 @@ def test_graphs_are_a_no_op_off_cuda_and_dropped_when_the_encoder_trains(tmp_pat
     assert text._graphed.num_graphs == 0  # CPU calls go straight through
     text.set_trainable(True)
     assert text._graphed is None and text(PROMPTS[0]).requires_grad
+    text.use_cuda_graphs()  # asked again while it trains: still eager
+    assert text._graphed is None
 
 
 @cuda

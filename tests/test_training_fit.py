@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ from lightning.pytorch import Callback
 
 from shards.writer import ShardWriter, finalize
 from tests.conftest import make_sample
+from tests.helpers import logged_metrics as metrics
 from training.cli import main as train_main
 from training.model.loading import EPSILON, V_PREDICTION, load_vidrd
 from training.model.tiny import tiny_components
@@ -46,13 +46,6 @@ def fit_args(shards: Path, root: Path, *extra: str) -> list[str]:
 
 def seen(root: Path, rank: int = 0) -> list[dict]:
     return [json.loads(line) for line in (root / "seen" / f"rank{rank}.jsonl").read_text().splitlines()]
-
-
-def metrics(root: Path) -> list[dict]:
-    rows: list[dict] = []
-    for f in sorted((root / "logs").glob("version_*/metrics.csv")):
-        rows += list(csv.DictReader(f.open()))
-    return rows
 
 
 def test_fit_checkpoints_and_resumes_exactly(shards, tmp_path, capsys):

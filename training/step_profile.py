@@ -64,6 +64,10 @@ class StepProfile(L.Callback):
         self._prof: profile | None = None
         self._t0 = 0.0
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:  # an unwritable folder fails here, not after the steps before the window
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+
     def _sync(self, module: L.LightningModule) -> None:
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
@@ -93,7 +97,6 @@ class StepProfile(L.Callback):
             print(f"StepProfile: the fit ended before step {self.start + self.steps}; nothing written", flush=True)
 
     def write(self, prof: profile, wall: float) -> None:
-        self.dirpath.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             raw = os.path.join(tmp, "trace.json")
             prof.export_chrome_trace(raw)

@@ -148,8 +148,8 @@ class VidRDModule(L.LightningModule):
         if fast.any and not self._fast_applied:
             apply_fast_paths(self.unet, fast)
             apply_fast_paths(self.vae, fast)
-            if fast.cuda_graphs and not self.hparams.train_text_encoder:
-                self.text.use_cuda_graphs()
+            if fast.cuda_graphs:
+                self.text.use_cuda_graphs()  # while it is frozen
             self._fast_applied = True
 
     def on_train_start(self) -> None:

@@ -40,8 +40,10 @@ class FrozenTextEncoder(nn.Module):
 
     def use_cuda_graphs(self, enabled: bool = True) -> None:
         """While frozen and on CUDA, replay the forward from a CUDA graph per batch shape, autocast state and
-        inference mode (captured on first use; same kernels, so the same numbers). Off: plain eager calls."""
-        self._graphed = CUDAGraphed(self._hidden_states, eager_on_failure=True) if enabled else None
+        inference mode (captured on first use; same kernels, so the same numbers). Off, or while the encoder
+        trains (graphs carry no gradients): plain eager calls."""
+        on = enabled and not self.trainable
+        self._graphed = CUDAGraphed(self._hidden_states, eager_on_failure=True) if on else None
 
     def _hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(ids)[0]
@@ -76,7 +78,7 @@ class FrozenTextEncoder(nn.Module):
         if device.type == "cuda":  # a pageable copy would wait for the GPU; training queues steps ahead of it
             ids = ids.pin_memory()
         ids = ids.to(device, non_blocking=True)
-        if self._graphed is not None and not self.trainable:
+        if self._graphed is not None:
             return self._graphed(ids)
         return self._hidden_states(ids)
 
