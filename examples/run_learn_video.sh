@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 20's learning proof end to end, through the product's commands. Usage:
-#   examples/run_learn_video.sh [OUT] [STEP...]      STEP: data curate base latents fit vae report (default: all)
+# The learning proof end to end, through the product's commands. Usage:
+#   examples/run_learn_video.sh [OUT] [STEP...]      STEP: data curate base latents fit vae report long (default: all)
 # data + curate run anywhere (Ray on the local CPUs); base, latents, fit, vae and report want a GPU. `latents`
 # adds the base VAE's latents to the shards (OUT/latents), which `fit` trains from (no video decode, no VAE
 # encode per step). `base` stops (exit 3) when its fitted VAE does not keep colour, direction and presence on
@@ -10,7 +10,7 @@
 set -euo pipefail
 OUT=${1:-runs/lv}
 shift || true
-STEPS=${*:-data curate base latents fit vae report}
+STEPS=${*:-data curate base latents fit vae report long}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 if has data; then python -m examples.learn_video data --out "$OUT/webvid"; fi
 if has curate; then
@@ -34,6 +34,9 @@ if has vae; then
     --trainer.default_root_dir "$OUT/vae-train"
 fi
 if has report; then
-  python -m examples.learn_video report --checkpoint "$OUT/export" --run-dir "$OUT/train" --vae "$OUT/vae-export/vae" \
-    --out "$OUT/report" --force
+  python -m examples.learn_video report --checkpoint "$OUT/export" --run-dir "$OUT/train" --out "$OUT/report" --force
+fi
+if has long; then  # long videos at the seams, figure 6, and the temporal decoder's flicker
+  python -m examples.learn_long_video --checkpoint "$OUT/export" --vae "$OUT/vae-export/vae" --out "$OUT/long-report" \
+    --workers "${WORKERS:-8}" --force
 fi

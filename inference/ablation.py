@@ -4,7 +4,7 @@ at a time around a base setting and measure temporal consistency at clip boundar
 Metrics, on the generated frames (pixels in [0, 1]) and on nothing else:
 
 * ``boundary``: mean absolute change between consecutive frames where the video passes from one clip
-  into the next (video frames ``v = i (N-1)`` -> ``v + 1``, see ``inference.long_video``);
+  into the next (``LongVideoConfig.seam_steps``: video frames ``v = i (N-1)`` -> ``v + 1`` for the paper's join);
 * ``within``: the same change between consecutive frames inside clips;
 * ``ratio = boundary / within``: 1 means a seam looks like any other frame step; above 1, a jump;
 * with ``--clip DIR`` (a CLIP model folder in transformers layout, e.g. a saved
@@ -27,24 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.long_video import LongVideoConfig, clips_needed, video_index
+from inference.long_video import LongVideoConfig
 from inference.pipeline import GenerationSettings, VidRDPipeline
 from inference.prompts import VideoRequest
 
 PARAMS = {"M": "prompt_frames", "alpha": "alpha", "beta": "beta"}
 
 
-def seam_steps(frames: int, n: int) -> list[int]:
-    """Video indices v whose step v -> v+1 crosses into a new clip."""
-    k = clips_needed(frames, n)
-    return [video_index(i, 0, n) for i in range(1, k) if video_index(i, 0, n) + 1 < frames]
-
-
-def boundary_metrics(video: np.ndarray, n: int) -> dict[str, float]:
-    """``video [F, H, W, 3]`` uint8 -> boundary / within-clip mean absolute frame change and their ratio."""
+def boundary_metrics(video: np.ndarray, seams: list[int]) -> dict[str, float]:
+    """``video [F, H, W, 3]`` uint8 and its ``seams`` (``LongVideoConfig.seam_steps``) -> boundary / within-clip
+    mean absolute frame change and their ratio."""
     x = video.astype(np.float32) / 255.0
     steps = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2, 3))  # steps[v] = change from frame v to v+1
-    seams = seam_steps(len(video), n)
     inside = [v for v in range(len(steps)) if v not in set(seams)]
     boundary = float(steps[seams].mean()) if seams else float("nan")
     within = float(steps[inside].mean()) if inside else float("nan")
@@ -75,10 +69,10 @@ class ClipFrameScorer:
         return np.concatenate(out)
 
 
-def clip_metrics(emb: np.ndarray, n: int) -> dict[str, float]:
+def clip_metrics(emb: np.ndarray, seams: list[int]) -> dict[str, float]:
     """Mean cosine similarity of consecutive frames across seams and inside clips."""
     sims = (emb[1:] * emb[:-1]).sum(axis=1)
-    seams = set(seam_steps(len(emb), n))
+    seams = set(seams)
     inside = [v for v in range(len(sims)) if v not in seams]
     return {
         "clip_boundary": float(sims[sorted(seams)].mean()) if seams else float("nan"),
@@ -102,9 +96,10 @@ def run_ablation(
             s = replace(base, long=long)
             chunks = [f for _, f in pipe.generate([VideoRequest([p]) for p in prompts], s, progress=False)]
             videos = np.concatenate(chunks, axis=1)
-            ms = [boundary_metrics(video, long.clip_frames) for video in videos]
+            seams = long.seam_steps(videos.shape[1])
+            ms = [boundary_metrics(video, seams) for video in videos]
             if clip is not None:
-                ms = [{**m, **clip_metrics(clip.embed(v), long.clip_frames)} for m, v in zip(ms, videos, strict=True)]
+                ms = [{**m, **clip_metrics(clip.embed(v), seams)} for m, v in zip(ms, videos, strict=True)]
             row = {"param": name, "value": v, **{k: float(np.mean([m[k] for m in ms])) for k in ms[0]}}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -3,6 +3,14 @@
 
 PAPER, OFFICIAL = "paper", "official"
 SCHEDULES = (PAPER, OFFICIAL)  # long-video loops (inference.long_video)
+# Which frame of the previous clip each frame of the next one reuses (inference.long_video): the paper's mirror, or
+# the previous clip's last M frames in their own order.
+REVERSED, SHIFTED = "reversed", "shifted"
+REUSES = (REVERSED, SHIFTED)
+# What DSG holds a prompt frame to: the previous clip's latents at the same step (eq. 8), or its finished latents
+# noised to the step's level with the noise they started from.
+TRAJECTORY, FINISHED = "trajectory", "finished"
+HOLDS = (TRAJECTORY, FINISHED)
 SUFFIXES = (".mp4", ".gif", ".png")  # output files (inference.video_out); PNG is a frame strip
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
 # vidrd generate --fast (inference.fast_mode picks for auto)

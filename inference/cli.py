@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from inference.choices import DTYPE_NAMES, FAST_MODES, PAPER, SCHEDULES, SUFFIXES
+from inference.choices import DTYPE_NAMES, FAST_MODES, HOLDS, PAPER, REUSES, SCHEDULES, SUFFIXES
 
 
 def torch_dtype(name: str):
@@ -49,6 +49,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-frames", type=int, help="M: prompt frames (default: paper 8, official 4)")
     p.add_argument("--alpha", type=float, help="PNS: weight of the reused noise (default: paper 1, official 4)")
     p.add_argument("--beta", type=float, help="DSG: share of guided denoising, 0..1 (default: paper 1, official 0.4)")
+    p.add_argument(
+        "--reuse",
+        choices=REUSES,
+        help="which frame of the previous clip each frame reuses: 'reversed' (the paper's FNR: frame j takes frame "
+        "N-1-j, a mirror at the seam) or 'shifted' (the last M frames in their own order; each clip adds N-M "
+        "frames; its defaults: alpha 0, hold finished, every prompt frame held, resample 3); paper schedule only; "
+        "default: reversed",
+    )
+    p.add_argument(
+        "--hold",
+        choices=HOLDS,
+        help="what DSG holds a prompt frame to: 'trajectory' (eq. 8: the previous clip's latents after the same "
+        "step) or 'finished' (the previous clip's finished latents noised to the step's level); paper schedule "
+        "only; default: trajectory ('finished' with --reuse shifted)",
+    )
+    p.add_argument(
+        "--resample",
+        type=int,
+        help="passes of every step that holds a prompt frame (RePaint's resampling: each step is noised back and "
+        "taken again, so the new frames agree with the held ones); default 1 (3 with --reuse shifted)",
+    )
     p.add_argument(
         "--negative-prompt",
         default="",
@@ -110,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
     dtype = torch_dtype(args.dtype or ("bf16" if device.startswith("cuda") else "fp32"))
     try:
         requests = read_prompts_file(args.prompts_file) if args.prompts_file else [VideoRequest(list(args.prompt))]
-        long = LongVideoConfig.for_schedule(args.schedule, args.clip_frames, args.prompt_frames, args.alpha, args.beta)
+        long = LongVideoConfig.for_schedule(
+            args.schedule, args.clip_frames, args.prompt_frames, args.alpha, args.beta, args.reuse, args.hold,
+            resample=args.resample,
+        )
         settings = GenerationSettings(
             frames=args.frames, steps=args.steps, guidance=args.guidance, guidance_rescale=args.guidance_rescale,
             seed=args.seed, height=args.height,

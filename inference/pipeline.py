@@ -143,10 +143,10 @@ class VidRDPipeline:
                 self._emb[p] = e.to(self.dtype)
         return torch.stack([self._emb[p] for p in prompts])
 
-    def generate(
+    def latent_clips(
         self, requests: Sequence[VideoRequest], settings: GenerationSettings, progress: bool = True
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(clip index, frames [B, F_i, H, W, 3] uint8)``: each clip's new frames, as it finishes."""
+    ) -> Iterator[torch.Tensor]:
+        """Yield each clip's finished latents ``[B, C, N, h, w]`` (every frame of the clip, before the join)."""
         s, cfg = settings, settings.long
         self.check_size(s)
         n_clips = cfg.num_clips(s.frames)
@@ -167,15 +167,22 @@ class VidRDPipeline:
         def conditioning(i: int) -> tuple[torch.Tensor, torch.Tensor]:
             return self.embed([p[i] for p in clip_prompts]), uncond
 
-        clips = generate_latent_clips(
-            sampler, conditioning, n_clips, latent, cfg, gens, self.device, self.dtype, on_step=bar.update
-        )
+        try:
+            yield from generate_latent_clips(
+                sampler, conditioning, n_clips, latent, cfg, gens, self.device, self.dtype, on_step=bar.update
+            )
+        finally:
+            bar.close()
+
+    def generate(
+        self, requests: Sequence[VideoRequest], settings: GenerationSettings, progress: bool = True
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(clip index, frames [B, F_i, H, W, 3] uint8)``: each clip's new frames, as it finishes."""
+        s, cfg = settings, settings.long
         emitted = 0
-        for i, z0 in enumerate(clips):
+        for i, z0 in enumerate(self.latent_clips(requests, s, progress)):
             video = decode_latents(self.vae, z0, self.decode_chunk, s.decode_temporal)
             frames = to_uint8(video)[:, cfg.kept(i)]
             frames = frames[:, : s.frames - emitted]
             emitted += frames.shape[1]
-            bar.set_postfix(clip=f"{i + 1}/{n_clips}", frames=emitted)
             yield i, frames
-        bar.close()

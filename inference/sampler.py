@@ -24,6 +24,10 @@ from training.model.sampling_defaults import check_schedule, sd_scheduler_config
 
 # Called after each step with (step index, timestep t, latents z_{t-1}); returns the latents to keep.
 StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
+# Resampling (RePaint): (step index) -> extra passes of that step, and (latents after step k, k) -> latents noised
+# back to step k's input level.
+Repeats = Callable[[int], int]
+Renoise = Callable[[torch.Tensor, int], torch.Tensor]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # (z, t, coef = (a, b, w), cond, uncond or None) -> z_prev
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -38,15 +42,19 @@ def make_scheduler(config: dict[str, Any] | None = None, prediction_type: str | 
     return DDIMScheduler.from_config(cfg)
 
 
+def alpha_bar_after(scheduler: DDIMScheduler, t: int) -> float:
+    """``alpha_bar`` of the latents the DDIM step from ``t`` leaves (the schedule's final one after the last step)."""
+    prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    return float(scheduler.alphas_cumprod[prev]) if prev >= 0 else float(scheduler.final_alpha_cumprod)
+
+
 def ddim_update_coefficients(scheduler: DDIMScheduler, t: int) -> tuple[float, float] | None:
     """``(a, b)`` with ``z_prev = a z + b out`` for the deterministic DDIM step from ``t`` (eta = 0), exactly as
     ``scheduler.step`` computes it; None where that step is not linear (x_0 clipped or thresholded)."""
     cfg = scheduler.config
     if cfg.clip_sample or cfg.thresholding:
         return None
-    prev = t - cfg.num_train_timesteps // scheduler.num_inference_steps
-    ac = float(scheduler.alphas_cumprod[t])
-    acp = float(scheduler.alphas_cumprod[prev]) if prev >= 0 else float(scheduler.final_alpha_cumprod)
+    ac, acp = float(scheduler.alphas_cumprod[t]), alpha_bar_after(scheduler, t)
     sa, sb, spa, spb = math.sqrt(ac), math.sqrt(1 - ac), math.sqrt(acp), math.sqrt(1 - acp)
     # z_prev = sqrt(acp) x0 + sqrt(1 - acp) eps, with (x0, eps) linear in (z, out) per prediction type.
     if cfg.prediction_type == "epsilon":  # x0 = (z - sb out) / sa, eps = out
@@ -146,6 +154,12 @@ class DDIMSampler:
         return [int(t) for t in self.scheduler.timesteps]
 
     @property
+    def alphas_after(self) -> list[float]:
+        """``alpha_bar`` of the latents each step leaves (the next timestep's; the final one after the last step),
+        as the DDIM update uses them."""
+        return [alpha_bar_after(self.scheduler, t) for t in self.timesteps]
+
+    @property
     def num_train_timesteps(self) -> int:
         return int(self.scheduler.config.num_train_timesteps)
 
@@ -165,8 +179,16 @@ class DDIMSampler:
         uncond: torch.Tensor,
         step_hook: StepHook | None = None,
         progress: bool = False,
+        repeats: Repeats | None = None,
+        renoise: Renoise | None = None,
     ) -> torch.Tensor:
-        """Run all DDIM steps from ``z`` (= z_T) and return z_0."""
+        """Run all DDIM steps from ``z`` (= z_T) and return z_0.
+
+        ``repeats(k)`` > 0: after step k (and its hook), noise the latents back to step k's level with ``renoise`` and
+        take the step again, that many times (RePaint's resampling, Lugmayr et al. 2022: what a hook holds fixed and
+        what the model makes of the rest come to agree)."""
+        if repeats is not None and renoise is None:
+            raise ValueError("resampling (repeats) needs renoise")
         steps = tqdm(self.timesteps, desc="steps", leave=False, disable=not progress)
         if self.coefficients is not None:
             # Every step's inputs made on the device up front: the loop itself copies nothing from the host.
@@ -175,10 +197,19 @@ class DDIMSampler:
             coefs = torch.tensor([(a, b, self.guidance, *extra) for a, b in self.coefficients], device=z.device)
             uncond_or_none = None if self.guidance == 1.0 else uncond
         for k, t in enumerate(steps):
-            if self.coefficients is not None:
-                z = self.step(z, ts[k], coefs[k], cond, uncond_or_none)
-            else:
-                z = self.scheduler.step(self.predict(z, t, cond, uncond), t, z).prev_sample
-            if step_hook is not None:
-                z = step_hook(k, t, z)
+            for again in range(1 + (repeats(k) if repeats is not None else 0)):
+                if again:
+                    z = renoise(z, k)
+                if self.coefficients is not None:
+                    z = self.step(z, ts[k], coefs[k], cond, uncond_or_none)
+                else:
+                    z = self.scheduler.step(self.predict(z, t, cond, uncond), t, z).prev_sample
+                if step_hook is not None:
+                    z = step_hook(k, t, z)
         return z
+
+    def renoise_factors(self, k: int) -> tuple[float, float]:
+        """``(a, s)`` with ``z_t = a z + s eps`` taking latents from the level step k leaves back to step k's input
+        level (the forward process over one step)."""
+        ratio = float(self.scheduler.alphas_cumprod[self.timesteps[k]]) / self.alphas_after[k]
+        return math.sqrt(ratio), math.sqrt(max(0.0, 1.0 - ratio))

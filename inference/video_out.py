@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from inference.choices import SUFFIXES
+from media.video import to_yuv420p
 
 
 class FrameSink:
@@ -41,7 +42,7 @@ class FrameSink:
                 self._open_mp4(frames.shape[1], frames.shape[2])
             h, w = self._stream.height, self._stream.width
             for f in frames:
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")
+                vf = to_yuv420p(av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24"))
                 for pkt in self._stream.encode(vf):
                     self._container.mux(pkt)
         self.count += len(frames)

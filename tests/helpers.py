@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# A UNet small enough for the learning examples' tests on CPU (official layout, two levels).
+TINY_EXAMPLE_UNET = dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=(2, 4),
+                         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), cross_attention_dim=32,
+                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))  # fmt: skip
 
 
 def index_keys(out: Path) -> list[str]:

@@ -2,18 +2,20 @@ import json
 
 import numpy as np
 
-from inference.ablation import boundary_metrics, main, seam_steps
+from inference.ablation import boundary_metrics, main
+from inference.long_video import LongVideoConfig
 
 
 def test_seams_and_metrics_see_a_jump():
-    n, frames = 6, 16  # clips: 0..5, 5..10, 10..15 in video indices
-    assert seam_steps(frames, n) == [5, 10]
+    frames = 16  # clips: 0..5, 5..10, 10..15 in video indices
+    seams = LongVideoConfig(6, 3).seam_steps(frames)
+    assert seams == [5, 10] and LongVideoConfig(6, 3, reuse="shifted").seam_steps(frames) == [5, 8, 11, 14]
     smooth = np.repeat(np.linspace(0, 200, frames)[:, None, None, None], 4, axis=1).astype(np.uint8)
     smooth = np.broadcast_to(smooth, (frames, 4, 4, 3)).copy()
     jumpy = smooth.copy()
     jumpy[6:] = np.clip(jumpy[6:].astype(int) + 40, 0, 255)
-    assert abs(boundary_metrics(smooth, n)["ratio"] - 1.0) < 0.1
-    assert boundary_metrics(jumpy, n)["ratio"] > 2.0
+    assert abs(boundary_metrics(smooth, seams)["ratio"] - 1.0) < 0.1
+    assert boundary_metrics(jumpy, seams)["ratio"] > 2.0
 
 
 def test_ablation_script_writes_table_json_and_plot(ckpt, tmp_path, capsys):

@@ -40,6 +40,9 @@ class TemporalVAEModule(L.LightningModule):
         lr, disc_lr: Adam learning rates of the Temp-Convs and of the discriminator.
         grad_clip: gradient-norm clip of both optimisers (manual optimisation clips here, not in the Trainer).
         disc_channels, disc_layers: PatchGAN size.
+        latent_noise: Gaussian noise added to the latents the decoder reconstructs from while training, as a share of
+            their standard deviation, independently per frame (0: the paper's recipe). The decoder then learns to
+            smooth per-frame latent errors, which generated latents have and an encoder's do not.
         export_dir: write the fine-tuned VAE (``vae/`` of a VidRD checkpoint folder) here at the end of ``fit``.
     """
 
@@ -59,10 +62,11 @@ class TemporalVAEModule(L.LightningModule):
         disc_layers: int = 3,
         export_dir: str | None = None,
         seed: int = 0,
+        latent_noise: float = 0.0,
     ):
         super().__init__()
-        if min(alpha_rec, alpha_reg, alpha_disc, perceptual_weight) < 0 or disc_start < 0:
-            raise ValueError("loss weights and disc_start must be >= 0")
+        if min(alpha_rec, alpha_reg, alpha_disc, perceptual_weight, latent_noise) < 0 or disc_start < 0:
+            raise ValueError("loss weights, latent_noise and disc_start must be >= 0")
         self.save_hyperparameters()
         self.automatic_optimization = False  # two optimisers, generator then discriminator, per batch
         self.vae = load_components(pretrained, seed=seed).vae
@@ -88,6 +92,8 @@ class TemporalVAEModule(L.LightningModule):
             post = self.vae.vae.encode(x).latent_dist
             z = post.sample().contiguous()  # channel-strided latents crash CPU conv backward (see unet.py)
             kl = post.kl()
+            if self.training and self.hparams.latent_noise > 0:
+                z = z + self.hparams.latent_noise * z.std() * torch.randn_like(z)
         return x, self.vae.decode_frames_folded(z, f), kl
 
     def rec_loss(self, x: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,13 @@ def smooth_texture(size: int, rng: np.random.Generator, cells: int = 6) -> np.nd
 BACKGROUNDS = ("flat", "textured")
 
 
+def background_image(background: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``[S, S, 3]`` uint8 grey background that stays put: one random level (``flat``) or :func:`smooth_texture`."""
+    if background == "flat":
+        return np.full((size, size, 3), int(rng.integers(90, 170)), dtype=np.uint8)
+    return smooth_texture(size, rng)
+
+
 def moving_shape(
     colour: str,
     direction: str,
@@ -76,11 +83,7 @@ def moving_shape(
     if shape not in SHAPES or background not in BACKGROUNDS or colour not in COLOURS or direction not in DIRECTIONS:
         raise ValueError(f"unknown shape/background/colour/direction: {shape}, {background}, {colour}, {direction}")
     rng = np.random.default_rng(seed)
-    if background == "flat":
-        bg = np.full((size, size, 3), int(rng.integers(90, 170)), dtype=np.uint8)
-    else:
-        bg = smooth_texture(size, rng)
-    out = np.repeat(bg[None], frames, axis=0)
+    out = np.repeat(background_image(background, size, rng)[None], frames, axis=0)
     side = max(4, size // 5)
     dx, dy = DIRECTIONS[direction]
     # The path's middle is the frame's centre, shifted at random across the motion by up to a quarter frame.
@@ -96,6 +99,69 @@ def moving_shape(
         else:
             mask = (xs - x) ** 2 + (ys - y) ** 2 <= (side / 2 + 0.5) ** 2
         out[t][mask] = COLOURS[colour]
+    return out
+
+
+def travel_frames(size: int, speed: float, side: int | None = None, margin: float = 1.0) -> int:
+    """Frames :func:`travelling_shape` takes to carry an object of ``side`` px across a ``size`` px frame at ``speed``
+    px per frame, fully in view from the first frame to the last."""
+    side = object_side(size) if side is None else side
+    span = size - side - 2 * margin
+    if span <= 0 or speed <= 0:
+        raise ValueError(f"an object of {side} px cannot travel in a {size} px frame at speed {speed}")
+    return int(span // speed) + 1
+
+
+def object_side(size: int) -> int:
+    """The object's size (square side, circle diameter) in a ``size`` px frame: a sixth of it, at least 4 px."""
+    return max(4, round(size / 6))
+
+
+def travelling_shape(
+    colour: str,
+    direction: str,
+    shape: str = "square",
+    size: int = 64,
+    speed: float = 0.5,
+    background: str = "textured",
+    seed: int = 0,
+    side: int | None = None,
+    margin: float = 1.0,
+    supersample: int = 4,
+) -> np.ndarray:
+    """``[F, S, S, 3]`` uint8 frames of a ``shape`` of ``colour`` crossing the whole frame along ``direction`` at a
+    steady ``speed`` px per frame: it starts fully in view ``margin`` px from one edge and ends fully in view at the
+    other, ``F = travel_frames(...)``. The motion is several training clips long, so a clip cut from a random start
+    can begin anywhere along it (what the paper's loader does with real videos), and no position belongs to a
+    frame index.
+
+    Drawn anti-aliased (each pixel's colour mixed by the share of ``supersample`` x ``supersample`` sub-pixels the
+    object covers): a motion of less than a pixel per frame shows in every frame, not as a one-pixel step every few
+    frames. Across the motion the path sits at a random offset of up to a quarter frame from the centre.
+    """
+    if shape not in SHAPES or background not in BACKGROUNDS or colour not in COLOURS or direction not in DIRECTIONS:
+        raise ValueError(f"unknown shape/background/colour/direction: {shape}, {background}, {colour}, {direction}")
+    side = object_side(size) if side is None else side
+    frames = travel_frames(size, speed, side, margin)
+    rng = np.random.default_rng(seed)
+    bg = background_image(background, size, rng)
+    dx, dy = DIRECTIONS[direction]
+    across = size / 2 + float(rng.uniform(-0.25, 0.25)) * size
+    lo = side / 2 + margin
+    k = supersample
+    sub = (np.arange(size * k) + 0.5) / k  # sub-pixel centres
+    ys, xs = np.meshgrid(sub, sub, indexing="ij")
+    rgb = np.array(COLOURS[colour], dtype=np.float32)
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        along = lo + t * speed if dx + dy > 0 else size - lo - t * speed
+        x, y = (along, across) if dx else (across, along)
+        if shape == "square":
+            inside = (np.abs(xs - x) <= side / 2) & (np.abs(ys - y) <= side / 2)
+        else:
+            inside = (xs - x) ** 2 + (ys - y) ** 2 <= (side / 2) ** 2
+        cover = inside.reshape(size, k, size, k).mean(axis=(1, 3))[..., None]
+        out[t] = np.round(bg * (1 - cover) + rgb * cover).astype(np.uint8)
     return out
 
 

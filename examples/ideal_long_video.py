@@ -1,0 +1,102 @@
+"""The long-video loops with an ideal denoiser: what FNR, PNS and DSG do when the model is perfect.
+
+The world is a line of ``WIDTH`` latent pixels on which a bump moves right at 0.4 or 0.6 px per frame, starting
+anywhere it stays in view for a 16-frame clip. Every clip the world holds is listed, so the exact posterior mean of
+the clean clip given a noisy one (a softmax over the list) is computable: the denoiser no trained model can beat.
+Whatever a loop does to the motion at its seams here, it does with a perfect model too, so it is the loop's doing and
+no training run can fix it.
+
+    python -m examples.ideal_long_video --seeds 16
+
+prints, per loop and setting of ``examples.learn_long_video``, how the bump moves over the 4 frames after each seam
+of 4-clip videos: it continues, reflects (turns back at its usual speed) or jumps (a step over 1.5 px; the usual
+step is 0.4-0.6). Seams where the bump has reached the line's end are counted apart: no clip of the world goes
+further.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+WIDTH, N = 40, 16
+XS = np.arange(WIDTH, dtype=np.float64)
+SPEEDS = (0.4, 0.6)
+KINDS = ("continues", "reflects", "jumps", "at_end")
+
+
+def world() -> torch.Tensor:
+    """``[K, N * WIDTH]``: every clip of the world, flattened."""
+    clips = [np.stack([3 * np.exp(-((XS - (x0 + v * k)) ** 2) / 2) for k in range(N)])
+             for v in SPEEDS for x0 in np.arange(3, WIDTH - 3 - (N - 1) * v, 0.1)]  # fmt: skip
+    return torch.tensor(np.stack(clips), dtype=torch.float32).reshape(len(clips), -1)
+
+
+def ideal_denoiser(clips: torch.Tensor, alphas: torch.Tensor):
+    """A v-prediction denoiser from the exact posterior mean of x0 over ``clips`` (``alphas``: the schedule's
+    cumulative alphas)."""
+
+    def denoise(z: torch.Tensor, t: torch.Tensor, _context: torch.Tensor) -> torch.Tensor:
+        out = []
+        for b in range(z.shape[0]):
+            a2 = float(alphas[int(t[b])])
+            a, s = a2**0.5, (1 - a2) ** 0.5
+            w = torch.softmax(-((z[b].reshape(-1)[None] - a * clips) ** 2).sum(1) / (2 * s * s), 0)
+            x0 = (w[:, None] * clips).sum(0).reshape(z.shape[1:])
+            out.append(a * (z[b] - a * x0) / s - s * x0)
+        return torch.stack(out)
+
+    return denoise
+
+
+def seam_kinds(cfg, seeds: int = 8, clips: torch.Tensor | None = None, steps: int = 30) -> dict[str, int]:
+    """How the bump moves after each seam of ``seeds`` 4-clip videos made by the loop ``cfg`` (a
+    ``LongVideoConfig`` with 16-frame clips)."""
+    from inference.long_video import generate_latent_clips
+    from inference.sampler import DDIMSampler, make_scheduler
+    from training.model.loading import V_PREDICTION
+    from training.model.sampling_defaults import sd_scheduler_config
+
+    clips = world() if clips is None else clips
+    sched = make_scheduler(sd_scheduler_config(V_PREDICTION, True))
+    sampler = DDIMSampler(ideal_denoiser(clips, sched.alphas_cumprod), sched, steps, guidance=1.0)
+    context = torch.zeros(1, 1, 1)
+    kinds = dict.fromkeys(KINDS, 0)
+    for seed in range(seeds):
+        made = generate_latent_clips(sampler, lambda i: (context, context), 4, (1, N, 1, WIDTH), cfg,
+                                     [torch.Generator().manual_seed(seed)])  # fmt: skip
+        video = np.concatenate([z[0, 0, cfg.kept(i), 0].numpy() for i, z in enumerate(made)])
+        weight = np.clip(video, 0, None) ** 2
+        track = (weight * XS).sum(-1) / weight.sum(-1)
+        for s in cfg.seam_steps(len(track)):
+            if track[s] >= WIDTH - 6:
+                kinds["at_end"] += 1
+                continue
+            d = np.diff(track[s : s + 5])
+            kinds["jumps" if np.abs(d).max() > 1.5 else "reflects" if d.sum() < 0 else "continues"] += 1
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    from examples.learn_long_video import LOOPS, MAIN_LOOPS, SETTINGS, Run
+
+    ap = argparse.ArgumentParser(prog="python -m examples.ideal_long_video", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--seeds", type=int, default=16, help="4-clip videos per loop and setting (default 16)")
+    a = ap.parse_args(argv)
+    clips = world()
+    print("| loop | setting | continues | reflects | jumps | at the line's end |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for loop in LOOPS:
+        for setting in SETTINGS if loop in MAIN_LOOPS else ["all"]:
+            k = seam_kinds(Run(loop, setting).config(), a.seeds, clips)
+            print(f"| {loop} | {setting} | {k['continues']} | {k['reflects']} | {k['jumps']} | {k['at_end']} |",
+                  flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""Long videos from a model that learned motion: FNR, PNS and DSG (the paper's section 4.3) measured at the seams,
+the paper's figure 6 swept, and the temporal VAE decoder's flicker. Everything is generated through
+``vidrd generate``'s pipeline and measured from the saved mp4 with the product's measure
+(:func:`examples.video_measures.long_video_figures`).
+
+Loops (:data:`LOOPS`), each with its own defaults of M, alpha and beta:
+
+* ``paper``: the paper's equations 6-8 as written (reversed reuse, DSG on the previous clip's trajectory);
+* ``official``: the authors' released loop (``--schedule official``: all N frames of every clip kept);
+* ``shifted``: the same three mechanisms with the prompt frames in their own order, DSG holding all of them to the
+  previous clip's finished latents at every step, and each such step resampled three times (``--reuse shifted``;
+  ``inference.long_video``); and its ablations (one change undone each, ``all`` only).
+
+Settings (:data:`SETTINGS`): ``all`` (FNR + PNS + DSG at the loop's defaults), ``no_fnr`` (every clip from fresh
+noise, DSG kept), ``no_pns`` (FNR alone: no new noise), ``no_dsg`` (beta 0) and ``independent`` (fresh noise, no
+DSG: the baseline a long video must beat). Every long video has at least 4 clips and 48 frames.
+
+    python -m examples.learn_long_video --checkpoint runs/lv/export --vae runs/lv/vae-export/vae \\
+        --out benchmarks/results/learn_long_video
+
+writes one mp4 per long video, ``report.json`` (``long_videos``: one entry per video; ``summary``; ``sweep``;
+``vae_flicker``), ``long_video_tracks.png`` and ``figure6.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from examples.learn_video import CLIP, FPS, SIZE, as_tensor, fast_paths, random_window, source_video
+from examples.video_measures import colour_labels, long_video_figures, measure
+from vidrd.synthetic import COLOURS, DIRECTIONS, SHAPES
+
+MIN_CLIPS, MIN_FRAMES = 4, 48
+# Each loop is a schedule and a reuse with their defaults (inference.long_video.LOOP_DEFAULTS) and any changes; the
+# ablations show what each of the shifted loop's changes does, on the `all` setting only.
+LOOPS = {
+    "paper": {"schedule": "paper", "reuse": "reversed"},
+    "official": {"schedule": "official"},
+    "shifted": {"schedule": "paper", "reuse": "shifted"},
+    "shifted_no_resample": {"schedule": "paper", "reuse": "shifted", "resample": 1},
+    "shifted_trajectory": {"schedule": "paper", "reuse": "shifted", "hold": "trajectory", "staged": True},
+    "reversed_finished": {"schedule": "paper", "reuse": "reversed", "hold": "finished", "staged": False,
+                          "resample": 3},
+}  # fmt: skip
+MAIN_LOOPS = ("paper", "official", "shifted")
+SETTINGS = {
+    "all": {},
+    "no_fnr": {"fnr": False},
+    "no_pns": {"pns": False},
+    "no_dsg": {"beta": 0.0},
+    "independent": {"fnr": False, "beta": 0.0},
+}
+PROMPTS = ("a red square moving right", "a blue circle moving left", "a yellow circle moving up",
+           "a green circle moving down")  # fmt: skip
+# Figure 6: one parameter at a time around the loop's defaults.
+SWEEP = {"prompt_frames": (2, 4, 8, 12), "alpha": (0.0, 0.5, 1.0, 2.0, 4.0), "beta": (0.0, 0.25, 0.5, 0.75, 1.0)}
+SWEEP_NAMES = {"prompt_frames": "M", "alpha": "alpha", "beta": "beta"}
+CLIP_QUALITY = ("direction_ok", "colour_ok", "present", "flicker_frames", "background_error")
+
+
+class ReportError(ValueError):
+    """A long-video report that cannot be made as asked (the message names the value)."""
+
+
+def parse_prompt(text: str) -> tuple[str, str, str]:
+    """(colour, direction, shape) named in ``text``: each must appear as a word."""
+    words = text.lower().replace(",", " ").split()
+    found = {}
+    for kind, names in (("direction", DIRECTIONS), ("colour", COLOURS), ("shape", SHAPES)):
+        hits = [w for w in words if w in names]
+        if not hits:
+            raise ReportError(f"prompt {text!r} has no {kind} word (one of {', '.join(names)})")
+        found[kind] = hits[0]
+    return found["colour"], found["direction"], found["shape"]
+
+
+def check_settings(names: Iterable[str]) -> list[str]:
+    """The setting names, or :class:`ReportError` naming one that is not in :data:`SETTINGS`."""
+    names = list(names)
+    for name in names:
+        if name not in SETTINGS:
+            raise ReportError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+    return names
+
+
+@dataclass(frozen=True)
+class Run:
+    """One group of long videos: a loop, a setting, and (for the sweep) one changed parameter."""
+
+    loop: str
+    setting: str = "all"
+    param: str | None = None
+    value: float | None = None
+
+    def config(self, clip_frames: int = CLIP):
+        """The :class:`LongVideoConfig` of this run."""
+        from inference.long_video import LongVideoConfig
+
+        cfg = LongVideoConfig.for_schedule(clip_frames=clip_frames, **LOOPS[self.loop])
+        if self.param is not None:
+            cfg = replace(cfg, **{self.param: int(self.value) if self.param == "prompt_frames" else self.value})
+        return replace(cfg, **SETTINGS[self.setting])
+
+    @property
+    def name(self) -> str:
+        if self.param is None:
+            return f"{self.loop}_{self.setting}"
+        return f"{self.loop}_{SWEEP_NAMES[self.param]}{self.value:g}"
+
+
+def video_frames(cfg, frames: int | None = None) -> int:
+    """Frames of a long video: at least :data:`MIN_CLIPS` clips and :data:`MIN_FRAMES` frames, in whole clips."""
+    if frames is None:
+        need = cfg.num_clips(MIN_FRAMES)
+        clips = max(MIN_CLIPS, need)
+        return cfg.clip_frames + (clips - 1) * cfg.new_frames
+    if cfg.num_clips(frames) < 2:
+        raise ReportError(
+            f"a long video of {frames} frames is one clip of {cfg.clip_frames}; it needs at least 2 clips"
+        )
+    return frames
+
+
+def clip_quality(video: np.ndarray, seams: list[int], colour: str, direction: str) -> dict:
+    """Each clip's short-video figures (``examples.video_measures.measure``), averaged over the clips."""
+    bounds = [0, *[s + 1 for s in seams], len(video)]
+    rows = [measure(video[a:b], colour, direction) for a, b in itertools.pairwise(bounds)]
+    return {f"clip_{k}": round(float(np.mean([r[k] for r in rows])), 4) for k in CLIP_QUALITY}
+
+
+def measure_saved(args: tuple[bytes, str, str, str, list[int]]) -> dict:
+    """Figures of one saved long video (mp4 bytes), as its report entry holds them (run in worker processes)."""
+    from media.video import decode_frames
+
+    mp4, colour, direction, shape, seams = args
+    video, _ = decode_frames(mp4)
+    figures = long_video_figures(video, colour, direction, shape, seams)
+    return {**figures, **clip_quality(video, seams, colour, direction)}
+
+
+def generate_run(pipe, run: Run, prompts: list[str], seeds: int, settings, frames: int | None = None):
+    """(config, videos [B, F, H, W, 3], clip latents) of one run: every prompt with seeds 0..seeds-1."""
+    from inference.pipeline import decode_latents, to_uint8
+    from inference.prompts import VideoRequest
+
+    cfg = run.config()
+    s = replace(settings, frames=video_frames(cfg, frames), long=cfg)
+    reqs = [VideoRequest([p], seed=k) for p in prompts for k in range(seeds)]
+    latents, chunks = [], []
+    for i, z0 in enumerate(pipe.latent_clips(reqs, s, progress=False)):
+        latents.append(z0)
+        chunks.append(to_uint8(decode_latents(pipe.vae, z0, None, s.decode_temporal))[:, cfg.kept(i)])
+    return cfg, np.concatenate(chunks, axis=1)[:, : s.frames], latents
+
+
+def summarise(entries: list[dict]) -> dict:
+    """Shares (coherent, no jump, continues, keeps the object) and means over a group of long videos."""
+    if not entries:
+        return {}
+
+    def share(key: str) -> float:
+        return round(float(np.mean([bool(e[key]) for e in entries])), 3)
+
+    after = [a for e in entries for a in e["after_seam"] if a is not None]
+    out = {
+        "videos": len(entries),
+        "coherent": share("coherent"),
+        "no_jump": share("no_jump"),
+        "continues": share("continues"),
+        "keeps_object": share("keeps_object"),
+        "backward_jump_median": round(float(np.median([e["backward_jump"] for e in entries])), 2),
+        "backward_jump_max": round(float(np.max([e["backward_jump"] for e in entries])), 2),
+        "sideways_jump_max": round(float(np.max([e["sideways_jump"] for e in entries])), 2),
+        "after_seam_median": round(float(np.median(after)), 2) if after else None,
+        "seams_at_edge": round(float(np.mean([x for e in entries for x in e["at_edge"]])), 3),
+    }
+    for k in CLIP_QUALITY:
+        out[f"clip_{k}"] = round(float(np.mean([e[f"clip_{k}"] for e in entries])), 4)
+    return out
+
+
+def static_background_flicker(video: torch.Tensor) -> float:
+    """Mean absolute frame-to-frame change (0..1) of ``[B, 3, F, H, W]`` pixels in [-1, 1] where no object is near in
+    either frame: the backgrounds never move, so any change there is flicker."""
+    from inference.pipeline import to_uint8
+
+    frames = to_uint8(video)  # [B, F, H, W, 3]
+    x = frames.astype(np.float32) / 255.0
+    out = []
+    for v, xv in zip(frames, x, strict=True):
+        near = colour_labels(v) >= 0
+        grown = near.copy()
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                grown |= np.roll(near, (dy, dx), axis=(1, 2))
+        still = ~(grown[1:] | grown[:-1])
+        change = np.abs(np.diff(xv, axis=0)).mean(axis=-1)
+        out.append(float(change[still].mean()) if still.any() else float("nan"))
+    return float(np.nanmean(out))
+
+
+def vae_flicker(pipe, latents: list[torch.Tensor], finetuned: Path, device: str, clips: int = 24) -> dict:
+    """Static-background flicker of the frozen 2D decoder (each frame alone) against the fine-tuned temporal decoder,
+    each decoding the same latents: the generated clips' (``latents``), and real clips' encoder samples and means."""
+    from training.model.vae import TemporalVAE
+
+    tuned = TemporalVAE.from_pretrained(str(finetuned)).to(device, pipe.dtype).eval()
+    sources: dict[str, list[torch.Tensor]] = {"generated": latents, "real_sampled": [], "real_mean": []}
+    rng = np.random.default_rng(1)
+    combos = [parse_prompt(p) for p in PROMPTS]
+    for k in range(clips):
+        c, d, s = combos[k % len(combos)]
+        x = as_tensor(random_window(source_video(c, d, s, k, 50_000 + k), CLIP, rng), device).to(pipe.dtype)
+        with torch.no_grad():
+            sources["real_sampled"].append(pipe.vae.encode(x, sample=True))
+            sources["real_mean"].append(pipe.vae.encode(x, sample=False))
+    out = {}
+    for name, zs in sources.items():
+        with torch.no_grad():
+            flat = [static_background_flicker(pipe.vae.decode(z, temporal=False)) for z in zs]
+            temporal = [static_background_flicker(tuned.decode(z, temporal=True)) for z in zs]
+        f2, ft = float(np.mean(flat)), float(np.mean(temporal))
+        out[name] = {"clips": sum(int(z.shape[0]) for z in zs), "frozen_2d": round(f2, 5), "temporal": round(ft, 5),
+                     "reduction": round(1 - ft / f2, 3) if f2 > 0 else None}  # fmt: skip
+    return out
+
+
+def plot_tracks(groups: dict[str, list[dict]], path: Path, prompts: list[str]) -> None:
+    """Seed 0's position along the caption's direction per frame, one panel per prompt and loop, a line per
+    setting, seams dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loops = list(dict.fromkeys(e["loop"] for rows in groups.values() for e in rows))
+    fig, axes = plt.subplots(len(loops), len(prompts), figsize=(3.6 * len(prompts), 2.8 * len(loops)), squeeze=False)
+    for r, loop in enumerate(loops):
+        for c, prompt in enumerate(prompts):
+            ax = axes[r][c]
+            _, direction, _ = parse_prompt(prompt)
+            e_dir = np.array(DIRECTIONS[direction], dtype=np.float64)
+            seams: list[int] = []
+            for rows in groups.values():
+                hit = [e for e in rows if e["loop"] == loop and e["prompt"] == prompt and e["seed"] == 0]
+                if hit:
+                    t = np.array([p if p is not None else (np.nan, np.nan) for p in hit[0]["track"]], dtype=np.float64)
+                    ax.plot(t @ e_dir, label=hit[0]["setting"], lw=1)
+                    seams = hit[0]["seams"]
+            for s in seams:
+                ax.axvline(s + 0.5, color="grey", lw=0.5, ls="--")
+            ax.set_title(f"{loop}: {prompt}", fontsize=8)
+            ax.set_xlabel("frame", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[r][0].set_ylabel("position along the direction (px)", fontsize=8)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_figure6(sweep: list[dict], path: Path) -> None:
+    """Seam coherence and in-clip quality against M, alpha and beta, a line per loop (the shape of figure 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = list(SWEEP)
+    rows = [
+        ("coherent", "coherent (share of videos)"),
+        ("continues", "motion continues after every seam"),
+        ("backward_jump_median", "backward jump (median steps)"),
+        ("clip_direction_ok", "in-clip direction correct"),
+        ("clip_background_error", "in-clip background error"),
+    ]
+    fig, axes = plt.subplots(len(rows), len(params), figsize=(4.2 * len(params), 2.3 * len(rows)), squeeze=False)
+    loops = list(dict.fromkeys(r["loop"] for r in sweep))
+    for c, param in enumerate(params):
+        for r, (key, label) in enumerate(rows):
+            ax = axes[r][c]
+            for loop in loops:
+                at = [x for x in sweep if x["loop"] == loop and x["param"] == param]
+                pts = sorted((x["value"], x["summary"][key]) for x in at)
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), "o-", label=loop, ms=3)
+            ax.set_ylabel(label, fontsize=7)
+            ax.tick_params(labelsize=7)
+            if r == len(rows) - 1:
+                ax.set_xlabel(SWEEP_NAMES[param])
+        axes[0][c].set_title(f"vary {SWEEP_NAMES[param]}", fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Figure 6 on the moving-object model (paper: more M and reused noise -> more consistency; "
+                 "more beta -> better quality)", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def loop_defaults(loop: str) -> dict[str, float]:
+    """The loop's M, alpha and beta (what the sweep varies)."""
+    cfg = Run(loop).config()
+    return {"prompt_frames": cfg.prompt_frames, "alpha": cfg.alpha, "beta": cfg.beta}
+
+
+def plan(loops: list[str], settings: list[str], sweep_loops: list[str]) -> list[Run]:
+    """The runs of a report: every setting of the main loops, ``all`` of the ablations, then figure 6's sweep for
+    ``sweep_loops``."""
+    runs = [Run(loop, s) for loop in loops for s in (settings if loop in MAIN_LOOPS else ["all"])]
+    for loop in sweep_loops:
+        defaults = loop_defaults(loop)
+        for param, values in SWEEP.items():
+            for v in values:
+                if v != defaults[param]:
+                    runs.append(Run(loop, "all", param, v))
+    return runs
+
+
+def report(
+    checkpoint: Path,
+    out: Path,
+    vae: Path | None = None,
+    prompts: list[str] | None = None,
+    seeds: int = 4,
+    loops: list[str] | None = None,
+    settings_names: list[str] | None = None,
+    sweep_loops: list[str] | None = None,
+    sweep_seeds: int | None = None,
+    device: str = "cpu",
+    steps: int = 30,
+    guidance: float = 7.5,
+    frames: int | None = None,
+    workers: int = 1,
+    force: bool = False,
+    size: int = SIZE,
+    vae_clips: int = 24,
+    budget_minutes: float | None = None,
+) -> dict:
+    """Generate every run's long videos, save them as mp4, measure them from the files, write ``out/report.json`` and
+    the plots. Runs go in :func:`plan`'s order (the settings table, the ablations, then the sweeps); once
+    ``budget_minutes`` of generating have passed, the remaining runs are skipped and listed in the report."""
+    from inference.pipeline import GenerationSettings, VidRDPipeline
+    from media.video import encode_mp4
+    from training.model.sampling_defaults import has_zero_terminal_snr
+
+    prompts = list(PROMPTS if prompts is None else prompts)
+    if not prompts:
+        raise ReportError("the prompt list is empty")
+    parsed = {p: parse_prompt(p) for p in prompts}
+    settings_names = check_settings(settings_names or list(SETTINGS))
+    loops = list(LOOPS) if loops is None else loops
+    sweep_loops = ["paper", "shifted"] if sweep_loops is None else sweep_loops
+    for loop in [*loops, *sweep_loops]:
+        if loop not in LOOPS:
+            raise ReportError(f"unknown loop {loop!r}; known: {', '.join(LOOPS)}")
+    runs = plan(loops, settings_names, sweep_loops)
+    for run in runs:
+        video_frames(run.config(), frames)  # refuses a video shorter than two clips before any work
+    if (out / "report.json").exists() and not force:
+        raise ReportError(f"{out / 'report.json'} exists (another run's report); pass --force to replace it")
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (checkpoint / part).is_dir():
+            raise ReportError(f"{checkpoint}: no {part}/ (not a VidRD checkpoint folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = VidRDPipeline.from_checkpoint(str(checkpoint), device, fast=fast_paths(device))
+    rescale = 0.7 if has_zero_terminal_snr(pipe.scheduler_config) else 0.0
+    base = GenerationSettings(frames=CLIP, steps=steps, guidance=guidance, guidance_rescale=rescale, height=size,
+                              width=size)  # fmt: skip
+    entries: list[dict] = []
+    # The VAE check decodes the first two clips of the first loop's `all` videos (the shifted loop's when it runs).
+    flicker_run = Run("shifted" if "shifted" in loops else loops[0], "all")
+    flicker_latents: list[torch.Tensor] = []
+    # Spawned, not forked: the parent holds a CUDA context, which a forked child must not inherit.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    pending, skipped = [], []
+    started = time.monotonic()
+    for run in runs:
+        if budget_minutes is not None and time.monotonic() - started > 60 * budget_minutes:
+            skipped.append(run.name)
+            continue
+        n_seeds = seeds if run.param is None or sweep_seeds is None else sweep_seeds
+        cfg, videos, latents = generate_run(pipe, run, prompts, n_seeds, base, frames)
+        if run == flicker_run:
+            flicker_latents = [z.cpu() for z in latents[:2]]
+        seams = cfg.seam_steps(videos.shape[1])
+        for b, video in enumerate(videos):
+            prompt, seed = prompts[b // n_seeds], b % n_seeds
+            colour, direction, shape = parsed[prompt]
+            name = f"{run.name}_{colour}-{shape}-{direction}_s{seed}.mp4"
+            mp4 = encode_mp4(video, FPS)
+            (out / name).write_bytes(mp4)
+            entry = {"file": name, "prompt": prompt, "seed": seed, "setting": run.setting, "schedule": cfg.schedule,
+                     "loop": run.loop, "reuse": cfg.reuse, "hold": cfg.hold, "staged": cfg.staged,
+                     "frames": int(video.shape[0]),
+                     "clip_frames": cfg.clip_frames, "prompt_frames": cfg.prompt_frames, "alpha": cfg.alpha,
+                     "beta": cfg.beta, "fnr": cfg.fnr, "pns": cfg.pns, "resample": cfg.resample,
+                     "clips": cfg.num_clips(video.shape[0]),
+                     "seams": seams, "sweep": None if run.param is None else {"param": SWEEP_NAMES[run.param],
+                                                                               "value": run.value}}  # fmt: skip
+            job = (mp4, colour, direction, shape, seams)
+            pending.append((entry, pool.submit(measure_saved, job) if pool else measure_saved(job)))
+        print(f"{run.name}: {len(videos)} long videos of {videos.shape[1]} frames "
+              f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
+    for entry, fut in pending:
+        entry.update(fut.result() if pool else fut)
+        entries.append(entry)
+    if pool:
+        pool.shutdown()
+    main = [e for e in entries if e["sweep"] is None]
+    groups: dict[str, list[dict]] = {}
+    for e in main:
+        groups.setdefault(f"{e['loop']}/{e['setting']}", []).append(e)
+    summary = {k: summarise(v) for k, v in groups.items()}
+    sweep = []
+    for run in runs:
+        if run.param is not None and run.name not in skipped:
+            key = {"param": SWEEP_NAMES[run.param], "value": run.value}
+            rows = [e for e in entries if e["loop"] == run.loop and e["sweep"] == key]
+            sweep.append({"loop": run.loop, "param": run.param, "value": run.value, "summary": summarise(rows)})
+    for loop in sweep_loops:  # each parameter's default value is the loop's `all` run
+        if f"{loop}/all" in summary:
+            for param, value in loop_defaults(loop).items():
+                sweep.append({"loop": loop, "param": param, "value": value, "summary": summary[f"{loop}/all"]})
+    loop_info = {k: {**LOOPS[k], **loop_defaults(k)} for k in loops}
+    result = {
+        "checkpoint": str(checkpoint),
+        "settings": {
+            "steps": steps, "guidance": guidance, "guidance_rescale": rescale, "size": size, "seeds": seeds,
+            "prompts": prompts, "loops": loop_info, "min_clips": MIN_CLIPS, "min_frames": MIN_FRAMES,
+        },
+        "summary": summary,
+        "sweep": sweep,
+        "skipped_runs": skipped,
+        "long_videos": entries,
+    }
+    if sweep:
+        plot_figure6(sweep, out / "figure6.png")
+    plot_tracks(groups, out / "long_video_tracks.png", prompts)
+    if vae is not None and flicker_latents:
+        result["vae_flicker"] = vae_flicker(pipe, [z.to(pipe.device) for z in flicker_latents], vae, device,
+                                            vae_clips)  # fmt: skip
+    (out / "report.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list of names (empty: none)."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m examples.learn_long_video", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--checkpoint", type=Path, required=True, help="the exported VidRD folder")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--vae", type=Path, help="the fine-tuned temporal VAE folder (its flicker against the 2D decoder)")
+    ap.add_argument("--prompts", type=Path, help="prompts, one per line, each naming a colour, shape and direction")
+    ap.add_argument("--seeds", type=int, default=4, help="long videos per prompt and setting (default 4)")
+    ap.add_argument("--sweep-seeds", type=int, help="per prompt and swept value (default: --seeds)")
+    ap.add_argument("--loops", default=",".join(LOOPS), help=f"comma-separated, of {', '.join(LOOPS)}")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
+    ap.add_argument("--sweep", default="paper,shifted", help="loops whose M, alpha and beta are swept ('' for none)")
+    ap.add_argument("--frames", type=int, help=f"frames per long video (default: {MIN_CLIPS} clips, >= {MIN_FRAMES})")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--guidance", type=float, default=7.5)
+    ap.add_argument("--workers", type=int, default=1, help="processes that measure the saved videos")
+    ap.add_argument("--budget-minutes", type=float, help="stop starting new runs after this long (the rest is listed)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--force", action="store_true", help="replace an existing report in --out")
+    a = ap.parse_args(argv)
+    try:
+        prompts = None
+        if a.prompts is not None:
+            prompts = [line.strip() for line in a.prompts.read_text().splitlines() if line.strip()]
+        res = report(a.checkpoint, a.out, a.vae, prompts, a.seeds, names(a.loops), names(a.settings),
+                     names(a.sweep), a.sweep_seeds, a.device, a.steps, a.guidance, a.frames, a.workers,
+                     a.force, budget_minutes=a.budget_minutes)  # fmt: skip
+    except (ReportError, FileNotFoundError) as e:
+        print(f"learn_long_video: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"summary": res["summary"], "vae_flicker": res.get("vae_flicker")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
