@@ -1,4 +1,4 @@
-"""Issue 21, part 1: wall time from process start to the help text, for `vidrd` and its subcommands, beside
+"""Wall time from process start to the help text, for `vidrd` and its subcommands, beside
 `git --help` and `pip --help` (what users compare a CLI with), each the median of several runs, one process each.
 
     python -m benchmarks.bench_cli_startup [--runs 7] [--json OUT.json]

@@ -9,7 +9,7 @@ One process, one core (the stages run one Ray task per core, so per-core figures
   transcode (decode + swscale + libx264, what ``ffmpeg -vf scale`` does), since decoding the input is
   work the encode-only limit leaves out;
 * ``captioned signals``: the captioned stage on the same files with shot cuts and motion computed (the default)
-  and with ``signals: false``: the extra cost per video of issue 22's signals.
+  and with ``signals: false``: the extra cost per video of the cut and motion signals.
 
     python -m benchmarks.bench_curation [--n 12]
 """
@@ -109,7 +109,7 @@ def main() -> None:
                      stage_per_s=round(args.n / stage_s, 2), encode_only_per_s=round(args.n / enc_s, 2),
                      ratio=round(stage_s / enc_s, 2), transcode_only_per_s=round(args.n / tr_s, 2),
                      ratio_to_transcode=round(stage_s / tr_s, 2)))  # fmt: skip
-    # shot cuts + motion (issue 22): the same stage and files with the signals off
+    # shot cuts + motion: the same stage and files with the signals off
     # (best of 3 each, alternating, so both see the same machine state)
     plain = CaptionedStage(CaptionedConfig(cuts="keep", signals=False))
     on_s, off_s = [], []

@@ -1,4 +1,4 @@
-"""Dedup throughput per CPU core (issue 22): hashing alone, and ``vidrd curate dedup`` end to end on a Ray of one
+"""Dedup throughput per CPU core: hashing alone, and ``vidrd curate dedup`` end to end on a Ray of one
 CPU (Ray start, hashing, the exact and band shuffles, writing ``_dups.parquet``), beside the decode limit of the
 same keyframes in the same run.
 

@@ -1,4 +1,4 @@
-"""Issue 9: VidRD's fast paths against its plain path and against diffusers' UNet3DConditionModel
+"""VidRD's fast paths against its plain path and against diffusers' UNet3DConditionModel
 (ModelScope config), eager and ``torch.compile``d, all in one run on one GPU. Random weights, bf16,
 256x256 video (32x32 latents).
 

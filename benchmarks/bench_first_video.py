@@ -1,4 +1,4 @@
-"""What a user waits for from ``vidrd generate`` (issue 21): process start to the finished video file, per
+"""What a user waits for from ``vidrd generate``: process start to the finished video file, per
 ``--fast`` mode, with a cold and a warm compile cache, each a fresh process on the same checkpoint.
 
 1. A full-size VidRD with random weights (SD 2.1 shapes, ``benchmarks.common.vidrd_components``; ``--tiny``: the

@@ -1,5 +1,6 @@
 """Steady time per video of ``vidrd generate``'s pipeline for each ``--fast`` mode, beside diffusers'
-``TextToVideoSDPipeline`` eager and compiled, in one process on one GPU (issue 21, deliverable 4).
+``TextToVideoSDPipeline`` eager and compiled, in one process on one GPU
+(the steady-video figure in `benchmarks/RESULTS.md`).
 
 Every row makes the same video: one prompt, 16 frames at 256x256, 50 DDIM steps, CFG w = 10, text encoding and
 VAE decode included (the prompt's embedding is dropped between videos, so each video encodes its text). The first
@@ -32,7 +33,7 @@ from benchmarks.common import PROMPT, emit, once, write_results
 FRAMES, SIZE, STEPS, GUIDANCE = 16, 256, 50, 10.0
 MODES = ("off", "graphs", "compile")
 TINY = dict(frames=4, size=32, steps=3)
-# Targets of issue 21 for the steady video (16 frames, 50 steps, CFG, decode) on one H200.
+# Targets set for the steady video (16 frames, 50 steps, CFG, decode) on one H200.
 TARGET_SECONDS, TARGET_VS_EAGER, TARGET_VS_COMPILED = 1.2, 3.0, 1.9
 
 

@@ -1,4 +1,4 @@
-"""Issue 9 levers measured one unit at a time, at the full-size UNet's shapes (bf16, 256x256 video).
+"""The fast paths' levers measured one unit at a time, at the full-size UNet's shapes (bf16, 256x256 video).
 
 * Temp-Attn's attention kernel: one row per pixel (F = 8 or 16 tokens) through each SDPA backend, against
   sequences packed into rows of 32-128 tokens under a block-diagonal mask (SDPA backends that take a mask,

@@ -1,4 +1,4 @@
-"""What a user waits for from ``vidrd train fit`` at full size (issue 21, deliverable 4): the first step with a
+"""What a user waits for from ``vidrd train fit`` at full size : the first step with a
 cold and with a warm compile cache, and the real loop's steady samples/s beside the bare UNet step measured in
 the same run.
 

@@ -1,5 +1,5 @@
 """``vidrd curate scores --shards DIR [DIR ...] --clip SPEC [--aesthetic FILE]``: learned quality signals, on Ray,
-where the user has the weights (issue 22).
+where the user has the weights.
 
 - ``clip_score``: cosine similarity between the caption and the mean CLIP embedding of the sample's keyframes
   (the keyframes of ``curation.dedup``), with any CLIP the long-videos stage takes (``open_clip:NAME:FILE``,

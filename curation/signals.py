@@ -1,4 +1,4 @@
-"""Per-clip signals a stage computes on small copies of the frames it already decoded (issue 22): where the
+"""Per-clip signals a stage computes on small copies of the frames it already decoded: where the
 shots change (PySceneDetect's content score, :func:`detect_cuts`) and how much things move (OpenCV's Farneback
 optical flow).
 

@@ -52,7 +52,7 @@ its trajectory at the steps where the condition can hold (or its finished latent
 Two schedules (``LongVideoConfig.schedule``):
 
 * ``paper`` (default): the equations above and the seamless join.
-* ``official``: what the authors' released pipeline runs (``../shared/reference/official-vidrd/README.md``
+* ``official``: what the authors' released pipeline runs (``docs/official_vidrd.md``
   section 10), with its defaults M = 4, alpha = 4, beta = 0.4. FNR/PNS are the same equations (PNS draws
   noise for all N frames and uses the last N - M). DSG is a rule on step *indices* and step *inputs*: before
   the UNet call of step i (of T), prompt frame j takes the previous clip's step-i input of frame N-1-j while

@@ -51,7 +51,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("caption_length", pa.int32()),
         pa.field("num_captions", pa.int32()),
         pa.field("bytes", pa.int64()),
-        # Signals added after the first release (issue 22): an index written before them reads with nulls.
+        # Signals added after the first release (cuts, motion): an index written before them reads with nulls.
         pa.field("cuts", pa.int32(), metadata={"optional": "1"}),  # shot cuts inside the sample
         pa.field("motion", pa.float64(), metadata={"optional": "1"}),  # % of the frame width per frame
     ]

@@ -1,4 +1,4 @@
-"""Compile once, reuse everywhere (issue 21): the keyed compile folder, what happens to a damaged or unwritable
+"""Compile once, reuse everywhere: the keyed compile folder, what happens to a damaged or unwritable
 one, a second process reusing the first one's compiled kernels, and how ``--fast auto`` picks by the work."""
 
 from __future__ import annotations

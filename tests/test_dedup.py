@@ -1,4 +1,4 @@
-"""``vidrd curate dedup`` (issue 22): a clip stored twice under two ids and once re-encoded at another size are
+"""``vidrd curate dedup`` : a clip stored twice under two ids and once re-encoded at another size are
 found as duplicates across shard sets, an unrelated clip is not; the trainer's ``where: "not is_dup"`` drops
 them; a duplicates list made for another index is refused."""
 

@@ -1,4 +1,4 @@
-"""``vidrd shards gallery --where ... --sort ...`` (issue 22): what a filter keeps and drops, in the sort order, with
+"""``vidrd shards gallery --where ... --sort ...`` : what a filter keeps and drops, in the sort order, with
 the signals shown; checked as a page and, where Chromium and Playwright are installed, in headless Chromium."""
 
 from __future__ import annotations

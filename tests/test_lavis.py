@@ -1,4 +1,4 @@
-"""BLIP-2 from LAVIS (issue 24): ``vidrd convert blip2-lavis`` checked against LAVIS itself, which runs in its
+"""BLIP-2 from LAVIS: ``vidrd convert blip2-lavis`` checked against LAVIS itself, which runs in its
 own environment (``vidrd env lavis``; CI makes it). LAVIS fetches ViT-g weights and a BERT tokenizer on init:
 ``curation/models/lavis_side.py tiny`` builds a random tiny BLIP-2 OPT with local stand-ins (its docstring says
 how), so nothing is downloaded."""

@@ -1,4 +1,4 @@
-"""``vidrd curate scores`` (issue 22): CLIP caption similarity and the LAION aesthetic head as index columns, equal to
+"""``vidrd curate scores`` : CLIP caption similarity and the LAION aesthetic head as index columns, equal to
 computing them by hand with the same models; a wrong head file is named; the trainer filters on them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shot cuts and motion (issue 22): found where they are, split / drop / keep in the captioned stage with nothing
+"""Shot cuts and motion: found where they are, split / drop / keep in the captioned stage with nothing
 lost, motion measured against a pseudo-video's known camera motion, both in the index and usable by filters."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def test_signals_reach_the_index_and_filters_and_old_indexes_read_with_nulls(tmp
         assert vidrd_main(["shards", "stats", str(out), "--json", *scan]) == 0
         got = json.loads(capsys.readouterr().out)
         assert got["motion"]["count"] == 3 and got["motion"]["p50"] == 0.5 and got["cuts"]["max"] == 1
-    old = index.drop_columns(["cuts", "motion"])  # an index written before issue 22
+    old = index.drop_columns(["cuts", "motion"])  # an index written before the signals existed
     pq.write_table(old, out / "_index.parquet")
     again = load_index(str(out))
     assert again.schema.names == INDEX_SCHEMA.names and again.column("motion").null_count == 4

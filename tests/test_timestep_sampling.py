@@ -1,4 +1,5 @@
-"""Training timesteps shifted towards noise (issue 20's direction binding): the draw and its use in training."""
+"""Training timesteps shifted towards noise (what bound direction to the caption in the learning proof): the draw
+and its use in training."""
 
 from __future__ import annotations
 

@@ -427,7 +427,7 @@ def test_trainer_settings_errors_are_one_line(shards, tmp_path, capsys, extra, m
 
 
 def test_zero_terminal_snr_leaves_no_trace_of_the_clip_and_is_exported(tmp_path):
-    """With SD's schedule the noisiest input still holds 6.8% of the clip (issue 20: motion then followed the
+    """With SD's schedule the noisiest input still holds 6.8% of the clip (the learning proof: motion then followed the
     seed); the zero-terminal-SNR schedule holds none, trains v-prediction, and its export samples with it."""
     from inference.sampler import make_scheduler
     from training.model.loading import save_vidrd

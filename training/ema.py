@@ -8,7 +8,7 @@ checkpoint compatibility) is diffusers'.
 
 A foreach op launches one kernel per chunk of tensors only while each average has its weight's strides, and falls
 back to one kernel per tensor otherwise (a full-size step on an H200: 784 launches, 12 ms of host time under the
-profiler; issue 21). The fast path turns the UNet's conv weights channels-last after the averages were copied, so
+profiler). The fast path turns the UNet's conv weights channels-last after the averages were copied, so
 each average takes its weight's layout before its first update.
 """
 

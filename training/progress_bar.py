@@ -3,7 +3,8 @@
 Lightning turns every value logged with ``prog_bar=True`` into a Python number after each step (``.item()`` in its
 logger connector), whether or not a bar is shown or refreshed. For a GPU tensor that is a wait for the GPU every
 step: the host cannot queue the next step's launches while the GPU works, and on an H200 the full-size loop idled
-the GPU for it (issue 21). So the modules log their step losses for the logger only (read at its every-N-steps
+the GPU for it (a full-size profile).
+So the modules log their step losses for the logger only (read at its every-N-steps
 writes) and put host copies on the bar at those same steps, where the GPU drains anyway; Lightning reads a host
 tensor for free, and the bar shows it until the next write.
 """

@@ -186,7 +186,7 @@ class VidRDModule(L.LightningModule):
         if self._log_window(len(batch["caption"])):
             show_on_progress_bar(self, {"loss": outputs.get("loss") if isinstance(outputs, dict) else None})
         # The first step of a process carries the compile (cold or from the cache) and the loader's start: say how
-        # long it took, once, past the logger's every-N-steps throttle (issue 21 measures it from here).
+        # long it took, once, past the logger's every-N-steps throttle (bench_train_start reads it here).
         start = self._train_start
         if start is None:
             return
@@ -276,7 +276,7 @@ class VidRDModule(L.LightningModule):
     # -- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        # Fused AdamW on GPU (one kernel pass; the foreach one costs ~10% of a full-size step, issue 21), except
+        # Fused AdamW on GPU (one kernel pass; the foreach one costs ~10% of a full-size step, measured), except
         # with gradient clipping under a gradient scaler (16-mixed): the fused step unscales inside itself, after
         # the clipping would have seen scaled gradients. Without a scaler, `configure_gradient_clipping` clips.
         clip = self.trainer.gradient_clip_val if self._trainer is not None else None

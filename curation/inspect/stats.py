@@ -72,7 +72,7 @@ def stats(rows: list[dict[str, Any]], rejects: pa.Table | None) -> dict[str, Any
         "duration_s": describe([r["duration"] for r in rows]),
         "frames": describe([r["frames"] for r in rows]),
         "caption_chars": describe([r["caption_length"] for r in rows]),
-        # curation signals (issue 22); count 0 for shards curated before them
+        # curation signals (cuts, motion); count 0 for shards curated before them
         "motion": describe([r.get("motion") for r in rows]),
         "cuts": describe([r.get("cuts") for r in rows]),
     }

@@ -1,1 +1,1 @@
-"""Model wrappers the curation stages use (BLIP-2 so far; CLIP and MiniGPT-4 follow in issue 7)."""
+"""Model wrappers the curation stages use (BLIP-2, CLIP, MiniGPT-4)."""

@@ -1,4 +1,4 @@
-"""A persistent, keyed home for what ``torch.compile`` builds (issue 21), so a restart, a resumed training run or
+"""A persistent, keyed home for what ``torch.compile`` builds, so a restart, a resumed training run or
 a later ``vidrd generate`` reuses the compiled kernels instead of compiling again.
 
 torch already caches Inductor's compiled graphs (FX graph cache, AOTAutograd cache) and Triton's kernels on disk,

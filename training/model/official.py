@@ -6,7 +6,7 @@ so the UNet loads without renaming; the VAE needs diffusers 0.14's mid-block att
 (``query/key/value/proj_attn``) mapped and a ``vae.`` prefix; the text encoder needs the prefix that newer
 transformers dropped and loses the ``position_ids`` buffer it no longer stores. Every load is strict: a
 wrong file is an error naming the first missing and the first unexpected key (``loading.load_into``). Facts
-about the release: ``../shared/reference/official-vidrd/README.md``.
+about the release: ``docs/official_vidrd.md``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ variant (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
 SD's schedule leaves ``sqrt(alpha_bar_T) = 0.068`` of the clean latent in the noisiest training input. Summed
 over a video, that residue tells the model where things are and which way they move, so it learns to read
 layout and motion from the input instead of the caption; at sampling the input is pure noise and the motion
-follows the seed (what issue 20's first runs measured). Rescaling the betas so that ``alpha_bar_T = 0`` removes
+follows the seed (the learning proof's first runs, `benchmarks/RESULTS.md`).
+Rescaling the betas so that ``alpha_bar_T = 0`` removes
 the residue. An epsilon model cannot be trained on it (its ``x_0`` divides by ``sqrt(alpha_bar_t)``), so the
 variant goes with v-prediction, and sampling must start at ``t = T`` ("trailing" timestep spacing).
 """

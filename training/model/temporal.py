@@ -1,5 +1,5 @@
 """The two temporal layers VidRD adds to Stable Diffusion (paper 4.1, A.1.3, figure 9), as the authors'
-released code builds them (``../shared/reference/official-vidrd/README.md`` sections 2-3).
+released code builds them (``docs/official_vidrd.md`` sections 2-3).
 
 * :class:`TempConv`: a residual stack of (GroupNorm, SiLU, Dropout, Conv3d over frames only) groups after
   every ResNet; 4 groups in the UNet, 3 in the VAE decoder. Parameter names ``convs.{0,3,4,7,...}`` are

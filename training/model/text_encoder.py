@@ -5,7 +5,7 @@ Frozen by default (the paper); :meth:`FrozenTextEncoder.set_trainable` lets it f
 authors' release did (its checkpoint holds ``text_encoder.*`` weights). Frozen on CUDA, training replays it from
 a CUDA graph (:meth:`FrozenTextEncoder.use_cuda_graphs`): at full size its ~560 small launches a step cost the host
 far more time (32 ms under the profiler) than they give the GPU (3 ms), and the host is what the loop waits on
-(issue 21)."""
+(`benchmarks/RESULTS.md`, the training loop's profile)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Temporal-aware VAE (paper 4.4, A.1.2, figure 8): SD's AutoencoderKL with a Temp-Conv after every
 ResNet of every decoder up block, as in the authors' release (3 groups each, none in the mid block or the
-encoder; ``../shared/reference/official-vidrd/README.md`` section 8). The encoder is unchanged and frozen;
+encoder; ``docs/official_vidrd.md`` section 8). The encoder is unchanged and frozen;
 only the new layers train.
 
 The AutoencoderKL is held as ``self.vae`` with its own parameter names, so an SD ``vae/`` state

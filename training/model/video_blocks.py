@@ -1,7 +1,7 @@
 """SD's 2D blocks run on a video whose frames are folded into the batch (``[B*F, C, H, W]``, b-major), in
 the two layouts VidRD supports.
 
-* ``official`` (the authors' released code, ``../shared/reference/official-vidrd/README.md`` sections 1-5):
+* ``official`` (the authors' released code, ``docs/official_vidrd.md`` sections 1-5):
   the ResNets' GroupNorms and the UNet's output GroupNorm pool their statistics over all F frames, and
   the sinusoidal frame embedding is added to the transformer's residual stream before Temp-Attn.
 * ``framewise`` (the paper's text): every GroupNorm is per frame and the frame embedding only enters
