@@ -238,15 +238,17 @@ def part_sampling(peak: float, variants: list[str], peer: str, e2e: bool, profil
 
 def end_to_end() -> list[dict]:
     from benchmarks.common import PROMPT, vidrd_components
-    from inference.long_video import LongVideoConfig, clips_needed
+    from inference.long_video import LongVideoConfig
     from inference.pipeline import GenerationSettings, VidRDPipeline
     from inference.prompts import VideoRequest
 
     rows = []
     pipe = VidRDPipeline(vidrd_components(LAYOUT["name"]), "cuda", torch.bfloat16)  # fast paths on by default
 
+    long = LongVideoConfig(16, 8, 1.0, 1.0)
+
     def run(frames: int) -> None:
-        st = GenerationSettings(frames=frames, steps=STEPS, guidance=GUIDANCE, long=LongVideoConfig(16, 8, 1.0, 1.0))
+        st = GenerationSettings(frames=frames, steps=STEPS, guidance=GUIDANCE, long=long)
         for _ in pipe.generate([VideoRequest([PROMPT])], st, progress=False):
             pass
 
@@ -258,7 +260,7 @@ def end_to_end() -> list[dict]:
     rows.append(dict(model="VidRD fast, pipeline", what="16 frames: text + sampling + VAE decode",
                      seconds=round(s16, 3), first_run_s=round(first, 1), peak_GiB=peak_gib))  # fmt: skip
     s64 = best_of(lambda: run(64), runs=1, cuda=True)
-    k = clips_needed(64, 16)
+    k = long.num_clips(64)
     rows.append(dict(model="VidRD fast, pipeline", what=f"64 frames FNR/PNS/DSG, {k} clips of 16 (M=8)",
                      seconds=round(s64, 3), per_clip=round(s64 / k, 3)))  # fmt: skip
     for r in rows:

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--seeds", type=int, default=16, help="4-clip videos per loop and setting (default 16)")
     a = ap.parse_args(argv)
+    if a.seeds < 1:
+        ap.error(f"--seeds must be >= 1, got {a.seeds}")
     clips = world()
     print("| loop | setting | continues | reflects | jumps | at the line's end |")
     print("| --- | --- | --- | --- | --- | --- |")

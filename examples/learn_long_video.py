@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from examples.learn_video import CLIP, FPS, SIZE, as_tensor, fast_paths, random_window, source_video
-from examples.video_measures import colour_labels, long_video_figures, measure
+from examples.learn_video import CLIP, FPS, SIZE, as_tensor, fast_paths, random_window, read_prompts, source_video
+from examples.video_measures import colour_labels, grow, long_video_figures, measure
 from vidrd.synthetic import COLOURS, DIRECTIONS, SHAPES
 
 MIN_CLIPS, MIN_FRAMES = 4, 48
@@ -133,10 +133,10 @@ def video_frames(cfg, frames: int | None = None) -> int:
     return frames
 
 
-def clip_quality(video: np.ndarray, seams: list[int], colour: str, direction: str) -> dict:
+def clip_quality(video: np.ndarray, seams: list[int], colour: str, direction: str, labels: np.ndarray) -> dict:
     """Each clip's short-video figures (``examples.video_measures.measure``), averaged over the clips."""
     bounds = [0, *[s + 1 for s in seams], len(video)]
-    rows = [measure(video[a:b], colour, direction) for a, b in itertools.pairwise(bounds)]
+    rows = [measure(video[a:b], colour, direction, labels[a:b]) for a, b in itertools.pairwise(bounds)]
     return {f"clip_{k}": round(float(np.mean([r[k] for r in rows])), 4) for k in CLIP_QUALITY}
 
 
@@ -146,13 +146,13 @@ def measure_saved(args: tuple[bytes, str, str, str, list[int]]) -> dict:
 
     mp4, colour, direction, shape, seams = args
     video, _ = decode_frames(mp4)
-    figures = long_video_figures(video, colour, direction, shape, seams)
-    return {**figures, **clip_quality(video, seams, colour, direction)}
+    labels = colour_labels(video)  # the slow part of every figure below, done once
+    figures = long_video_figures(video, colour, direction, shape, seams, labels)
+    return {**figures, **clip_quality(video, seams, colour, direction, labels)}
 
 
 def generate_run(pipe, run: Run, prompts: list[str], seeds: int, settings, frames: int | None = None):
     """(config, videos [B, F, H, W, 3], clip latents) of one run: every prompt with seeds 0..seeds-1."""
-    from inference.pipeline import decode_latents, to_uint8
     from inference.prompts import VideoRequest
 
     cfg = run.config()
@@ -161,7 +161,7 @@ def generate_run(pipe, run: Run, prompts: list[str], seeds: int, settings, frame
     latents, chunks = [], []
     for i, z0 in enumerate(pipe.latent_clips(reqs, s, progress=False)):
         latents.append(z0)
-        chunks.append(to_uint8(decode_latents(pipe.vae, z0, None, s.decode_temporal))[:, cfg.kept(i)])
+        chunks.append(pipe.clip_frames(i, z0, s))
     return cfg, np.concatenate(chunks, axis=1)[:, : s.frames], latents
 
 
@@ -200,11 +200,7 @@ def static_background_flicker(video: torch.Tensor) -> float:
     x = frames.astype(np.float32) / 255.0
     out = []
     for v, xv in zip(frames, x, strict=True):
-        near = colour_labels(v) >= 0
-        grown = near.copy()
-        for dy in range(-2, 3):
-            for dx in range(-2, 3):
-                grown |= np.roll(near, (dy, dx), axis=(1, 2))
+        grown = grow(colour_labels(v) >= 0)
         still = ~(grown[1:] | grown[:-1])
         change = np.abs(np.diff(xv, axis=0)).mean(axis=-1)
         out.append(float(change[still].mean()) if still.any() else float("nan"))
@@ -358,6 +354,11 @@ def report(
     prompts = list(PROMPTS if prompts is None else prompts)
     if not prompts:
         raise ReportError("the prompt list is empty")
+    for name, n in (("seeds", seeds), ("sweep seeds", seeds if sweep_seeds is None else sweep_seeds)):
+        if n < 1:
+            raise ReportError(f"{name} must be >= 1, got {n}")
+    if budget_minutes is not None and not budget_minutes > 0:
+        raise ReportError(f"the budget must be a number of minutes > 0, got {budget_minutes}")
     parsed = {p: parse_prompt(p) for p in prompts}
     settings_names = check_settings(settings_names or list(SETTINGS))
     loops = list(LOOPS) if loops is None else loops
@@ -481,9 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="replace an existing report in --out")
     a = ap.parse_args(argv)
     try:
-        prompts = None
-        if a.prompts is not None:
-            prompts = [line.strip() for line in a.prompts.read_text().splitlines() if line.strip()]
+        prompts = None if a.prompts is None else read_prompts(a.prompts)
         res = report(a.checkpoint, a.out, a.vae, prompts, a.seeds, names(a.loops), names(a.settings),
                      names(a.sweep), a.sweep_seeds, a.device, a.steps, a.guidance, a.frames, a.workers,
                      a.force, budget_minutes=a.budget_minutes)  # fmt: skip

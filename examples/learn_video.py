@@ -75,6 +75,11 @@ def parse_caption(text: str) -> tuple[str, str, str]:
     return words[1], words[4], words[2]
 
 
+def read_prompts(path: Path) -> list[str]:
+    """The non-blank lines of a prompts file, stripped."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def all_combos() -> list[tuple[str, str, str]]:
     return list(itertools.product(COLOURS, DIRECTIONS, SHAPES))
 
@@ -447,9 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             return 3
     else:
         try:
-            prompts = None
-            if a.prompts is not None:
-                prompts = [line.strip() for line in a.prompts.read_text().splitlines() if line.strip()]
+            prompts = None if a.prompts is None else read_prompts(a.prompts)
             res = report(a.checkpoint, a.out, a.seeds, prompts, a.run_dir, a.device, a.steps, a.guidance,
                          a.guidance_rescale, force=a.force)  # fmt: skip
         except (ReportError, FileNotFoundError) as e:

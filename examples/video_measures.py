@@ -40,7 +40,16 @@ def colour_labels(video: np.ndarray) -> np.ndarray:
     return np.where(ok, nearest, -1)
 
 
-def measure(video: np.ndarray, colour: str, direction: str) -> dict:
+def grow(mask: np.ndarray, px: int = 2) -> np.ndarray:
+    """``mask`` (``[..., H, W]`` bool) grown by ``px`` pixels in every direction (a square neighbourhood)."""
+    out = mask.copy()
+    for dy in range(-px, px + 1):
+        for dx in range(-px, px + 1):
+            out |= np.roll(mask, (dy, dx), axis=(-2, -1))
+    return out
+
+
+def measure(video: np.ndarray, colour: str, direction: str, labels: np.ndarray | None = None) -> dict:
     """Per-video figures for a ``[F, H, W, 3]`` uint8 video captioned with ``colour`` and ``direction``.
 
     - ``colour_ok``: the object's colour in most frames is the caption's; ``colour_share``: share of frames
@@ -54,7 +63,7 @@ def measure(video: np.ndarray, colour: str, direction: str) -> dict:
     - ``background_error``: mean absolute change (0..1) of non-object pixels from their temporal median.
     """
     f, h, w, _ = video.shape
-    labels = colour_labels(video)
+    labels = colour_labels(video) if labels is None else labels  # a caller that has them saves the slow part
     min_area = MIN_AREA_SHARE * h * w
     counts = np.stack([(labels == k).reshape(f, -1).sum(axis=1) for k in range(len(PALETTE))], axis=1)  # [F, K]
     frame_colour = np.where(counts.max(axis=1) >= min_area, counts.argmax(axis=1), -1)
@@ -115,11 +124,7 @@ def object_track(
     shapes: list[str | None] = [None] * f
     for t in np.flatnonzero(frame_colour >= 0):
         core = labels[t] == frame_colour[t]
-        near = core.copy()
-        for dy in range(-2, 3):  # the core dilated by 2 px: the rim, and nothing of another object far away
-            for dx in range(-2, 3):
-                near |= np.roll(core, (dy, dx), axis=(0, 1))
-        wt = np.where(near, weight[t], 0.0)
+        wt = np.where(grow(core), weight[t], 0.0)  # the rim, and nothing of another object far away
         track[t] = (wt * xs).sum() / wt.sum(), (wt * ys).sum() / wt.sum()
         shapes[t] = frame_shape(core)
     return track, shapes
@@ -141,7 +146,9 @@ def _majority(values: list) -> object:
     return max(set(seen), key=seen.count) if seen else None
 
 
-def long_video_figures(video: np.ndarray, colour: str, direction: str, shape: str, seams: list[int]) -> dict:
+def long_video_figures(
+    video: np.ndarray, colour: str, direction: str, shape: str, seams: list[int], labels: np.ndarray | None = None
+) -> dict:
     """Whether a video made clip by clip holds together, from its pixels (``[F, H, W, 3]`` uint8).
 
     ``seams``: video indices s where frames s and s+1 come from different clips. Figures:
@@ -162,7 +169,8 @@ def long_video_figures(video: np.ndarray, colour: str, direction: str, shape: st
     """
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; one of {SHAPES}")
-    m = measure(video, colour, direction)
+    labels = colour_labels(video) if labels is None else labels
+    m = measure(video, colour, direction, labels)
     f, h, w, _ = video.shape
     track = np.array([p if p is not None else (np.nan, np.nan) for p in m["track"]], dtype=np.float64)
     e = np.array(DIRECTIONS[direction], dtype=np.float64)
@@ -177,7 +185,6 @@ def long_video_figures(video: np.ndarray, colour: str, direction: str, shape: st
     def most(x: np.ndarray) -> float:
         return round(max(float(x.max()), 0.0) / median, 2) if x.size else 0.0
 
-    labels = colour_labels(video)
     frame_colour = [PALETTE.index(c) if c else -1 for c in m["frame_colours"]]
     after, at_edge = [], []
     for s in seams:

@@ -185,16 +185,11 @@ class LongVideoConfig:
 
     def num_clips(self, frames: int) -> int:
         """Clips needed for a video of ``frames`` frames."""
-        if frames < 1:
-            raise ValueError(f"frames must be >= 1, got {frames}")
-        n = self.clip_frames
-        return 1 if frames <= n else math.ceil((frames - n) / self.new_frames) + 1
+        return clips_needed(frames, self.clip_frames, self.new_frames)
 
     def kept(self, i: int) -> slice:
         """Frames of clip i that go into the video."""
-        if i == 0 or self.official:
-            return slice(0, None)
-        return slice(self.clip_frames - self.new_frames, None)
+        return kept_frames(i, self.clip_frames - self.new_frames)
 
     def seam_steps(self, frames: int) -> list[int]:
         """Video indices v whose step v -> v+1 goes from one clip into the next (the seams of a video of
@@ -215,11 +210,13 @@ class LongVideoConfig:
         return j if self.reuse == REVERSED else self.prompt_frames - 1 - j
 
 
-def clips_needed(frames: int, n: int) -> int:
-    """How many clips of N frames a video of ``frames`` frames needs under the join above."""
+def clips_needed(frames: int, n: int, new: int | None = None) -> int:
+    """How many clips of N frames a video of ``frames`` frames needs when each clip after the first adds ``new``
+    frames (None: N - 1, the paper's join above)."""
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
-    return 1 if frames <= n else math.ceil((frames - n) / (n - 1)) + 1
+    new = n - 1 if new is None else new
+    return 1 if frames <= n else math.ceil((frames - n) / new) + 1
 
 
 def video_index(i: int, j: int, n: int) -> int:
@@ -461,7 +458,7 @@ def generate_latent_clips(
         yield z0
 
 
-def kept_frames(i: int) -> slice:
-    """Frames of clip i that go into the paper schedule's video (clip i >= 1 starts after the shared seam
-    frame)."""
-    return slice(0, None) if i == 0 else slice(1, None)
+def kept_frames(i: int, overlap: int = 1) -> slice:
+    """Frames of clip i that go into the video: all of clip 0, and for later clips those after the ``overlap``
+    frames the video already shows (1: the paper's shared seam frame; M under the shifted reuse)."""
+    return slice(0, None) if i == 0 else slice(overlap, None)

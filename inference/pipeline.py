@@ -174,15 +174,17 @@ class VidRDPipeline:
         finally:
             bar.close()
 
+    def clip_frames(self, i: int, z0: torch.Tensor, settings: GenerationSettings) -> np.ndarray:
+        """Clip i's finished latents decoded, ``[B, F_i, H, W, 3]`` uint8: the frames it adds to the video."""
+        video = decode_latents(self.vae, z0, self.decode_chunk, settings.decode_temporal)
+        return to_uint8(video)[:, settings.long.kept(i)]
+
     def generate(
         self, requests: Sequence[VideoRequest], settings: GenerationSettings, progress: bool = True
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(clip index, frames [B, F_i, H, W, 3] uint8)``: each clip's new frames, as it finishes."""
-        s, cfg = settings, settings.long
         emitted = 0
-        for i, z0 in enumerate(self.latent_clips(requests, s, progress)):
-            video = decode_latents(self.vae, z0, self.decode_chunk, s.decode_temporal)
-            frames = to_uint8(video)[:, cfg.kept(i)]
-            frames = frames[:, : s.frames - emitted]
+        for i, z0 in enumerate(self.latent_clips(requests, settings, progress)):
+            frames = self.clip_frames(i, z0, settings)[:, : settings.frames - emitted]
             emitted += frames.shape[1]
             yield i, frames

@@ -40,6 +40,15 @@ def test_bad_input_is_refused_with_one_line_naming_it(tiny_base, tmp_path, capsy
         llv.parse_prompt("a square moving up")
 
 
+def test_counts_that_make_no_videos_are_refused(tiny_base, tmp_path, capsys):
+    args = ["--checkpoint", str(tiny_base), "--out", str(tmp_path / "r")]
+    for extra, words in ((["--seeds", "0"], "seeds must be >= 1, got 0"),
+                         (["--sweep-seeds", "-1"], "sweep seeds must be >= 1, got -1"),
+                         (["--budget-minutes", "0"], "budget must be a number of minutes > 0")):  # fmt: skip
+        assert llv.main([*args, *extra]) == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_every_loop_makes_at_least_four_clips_and_48_frames():
     for loop in llv.LOOPS:
         for setting in llv.SETTINGS:
