@@ -136,7 +136,7 @@ def run_shard_job(args: argparse.Namespace) -> int:
 
             ray.init(**ray_init_args(args))
             summary = scores(list(args.shards), args.clip, args.aesthetic, args.device)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # OSError: a result table that cannot be written, named by the error
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

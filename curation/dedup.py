@@ -41,8 +41,10 @@ import pyarrow as pa
 
 from curation.shard_jobs import (
     KEYFRAMES,
+    NO_FRAMES,
     decode_keyframes,
     finalized_indexes,
+    missing_shard_rows,
     resize_short,
     sample_rows,
     shard_items,
@@ -164,7 +166,7 @@ def hash_shard(item: dict[str, Any], keyframes: int, size: int | None = None) ->
         exact, hashes = hash_keyframes(decoded, keyframes)
         return {"exact": exact, "hashes": hashes} | ({"frames": resize_short(decoded, size)} if size else {})
 
-    return sample_rows(item, {"exact": "", "hashes": ""} | ({"frames": None} if size else {}), work)
+    return sample_rows(item, {"exact": "", "hashes": ""} | ({"frames": NO_FRAMES} if size else {}), work)
 
 
 def band_rows(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -270,11 +272,13 @@ def dedup(sets: list[str], cfg: DedupConfig | None = None) -> dict[str, Any]:
 
         check_clip_spec(cfg.clip)  # a wrong path is an error now, not a crash in every actor
     size = cfg.size if cfg.clip else None
-    hashed = ray.data.from_items(shard_items(sets)).flat_map(lambda it: hash_shard(it, cfg.keyframes, size))
+    items = shard_items(sets, indexes)
+    hashed = ray.data.from_items(items).flat_map(lambda it: hash_shard(it, cfg.keyframes, size))
     if cfg.clip:
         hashed = _embedded(hashed, cfg)
     hashed = hashed.materialize()
     failed = hashed.filter(lambda r: bool(r["error"])).select_columns(["key", "error"]).take_all()
+    failed += missing_shard_rows(sets, indexes, {})
     good = hashed.filter(lambda r: not r["error"]).materialize()
     hashed_count = good.count()
     # Shuffle partitions by size: one for a small run (a shuffle's fixed cost is per partition), up to Ray's

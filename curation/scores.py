@@ -26,8 +26,10 @@ from torch import nn
 
 from curation.shard_jobs import (
     KEYFRAMES,
+    NO_FRAMES,
     decode_keyframes,
     finalized_indexes,
+    missing_shard_rows,
     resize_short,
     sample_rows,
     shard_items,
@@ -63,7 +65,7 @@ class AestheticMLP(nn.Module):
         """Load a released predictor; a file that is not one is named with the first key that does not fit."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no aesthetic predictor file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load_state(path, "not a LAION aesthetic predictor")
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         first = state.get("layers.0.weight") if isinstance(state, dict) else None
         if first is None:
@@ -87,7 +89,7 @@ def read_keyframes(item: dict[str, Any], keyframes: int, size: int) -> list[dict
             "frames": resize_short(frames, size),
         }
 
-    return sample_rows(item, {"caption": "", "frames": None}, work)
+    return sample_rows(item, {"caption": "", "frames": NO_FRAMES}, work)
 
 
 def mean_embeddings(clip, videos: list[np.ndarray]) -> torch.Tensor:
@@ -127,22 +129,65 @@ class ScoreActor:
                 "error": batch["error"]}  # fmt: skip
 
 
+def _load_state(path: str, what: str) -> object:
+    """A weights file's contents, loaded lazily (``mmap``) and safely (tensors only); ValueError ``path: what``
+    for a file torch cannot read as one."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(path, "pt") as f:
+                return dict.fromkeys(f.keys())  # the names are what is checked here
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # pickle, zip and safetensors errors alike: the file is not what it claims
+        raise ValueError(f"{path}: {what} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+
+
 def check_clip_spec(spec: str) -> None:
-    """FileNotFoundError for a CLIP spec whose local file or folder is not there (what can be checked without
-    loading the model)."""
+    """FileNotFoundError for a CLIP spec whose local file or folder is not there, ValueError for one that is not
+    a CLIP of the kind the spec says (what can be checked without loading the model: folder layout, config,
+    parameter names)."""
     if spec == "tiny":
         return
     if spec.startswith("open_clip:local-dir:"):
         path = spec[len("open_clip:local-dir:") :]
+        _exists(spec, path)
+        _json_object(os.path.join(path, "open_clip_config.json"), spec, "an open_clip folder")
     elif spec.startswith("open_clip:"):
         parts = spec.split(":", 2)
         if len(parts) != 3:
             raise ValueError(f"--clip {spec!r}: expected open_clip:NAME:FILE or open_clip:local-dir:FOLDER")
-        path = parts[2] if os.path.sep in parts[2] else ""  # a bare tag (openai) is fetched by open_clip
+        path = parts[2]
+        if os.path.sep not in path:  # a bare tag (openai) is fetched by open_clip
+            return
+        _exists(spec, path)
+        state = _load_state(path, "not a CLIP checkpoint")
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict) or not any(str(k).removeprefix("module.").startswith("visual.") for k in state):
+            raise ValueError(f"--clip {spec!r}: {path} is not a CLIP checkpoint (no visual.* weights)")
     else:
-        path = spec
-    if path and not os.path.exists(path):
+        _exists(spec, spec)
+        config = _json_object(os.path.join(spec, "config.json"), spec, "a transformers CLIP folder")
+        if "clip" not in str(config.get("model_type", "")):
+            raise ValueError(f"--clip {spec!r}: not a CLIP (config.json model_type is {config.get('model_type')!r})")
+
+
+def _exists(spec: str, path: str) -> None:
+    if not os.path.exists(path):
         raise FileNotFoundError(f"--clip {spec!r}: {path} does not exist")
+
+
+def _json_object(path: str, spec: str, what: str) -> dict:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"--clip {spec!r}: not a CLIP: {what} holds a readable {os.path.basename(path)}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"--clip {spec!r}: not a CLIP: {path} is not a JSON object")
+    return data
 
 
 def scores(
@@ -167,7 +212,7 @@ def scores(
     indexes = finalized_indexes(sets, "scores")
     per_actor, actors = model_resources(RunnerConfig())
     rows = (
-        ray.data.from_items(shard_items(sets))
+        ray.data.from_items(shard_items(sets, indexes))
         .flat_map(lambda it: read_keyframes(it, keyframes, size))
         .map_batches(
             ScoreActor,
@@ -185,6 +230,7 @@ def scores(
         )
         .take_all()
     )
+    rows += missing_shard_rows(sets, indexes, {"aesthetic": np.nan, "clip_score": np.nan})
     failed = [f"{r['key']}: {r['error']}" for r in rows if r["error"]]
     settings = {
         "clip": clip,

@@ -4,21 +4,42 @@ a sample is judged by."""
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
 
+from manifests.io import url_to_fs
 from media.video import decode_frames
 from shards.reader import list_shards, load_index, sample_meta, scan_shard
 
 KEYFRAMES = 4
+# The ``frames`` of a sample that could not be read: an empty array of the keyframes' rank, not None, so a Ray
+# block of only such rows still concatenates with others into one (variable-shaped) tensor column.
+NO_FRAMES = np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def _set_identity(path: str) -> tuple[str, str]:
+    """What makes two spellings of a set the same set: the resolved local folder, or the URL without a
+    trailing slash."""
+    fs, p = url_to_fs(path)
+    if isinstance(fs, LocalFileSystem):
+        return "file", os.path.realpath(p)
+    return str(fs.protocol), p.rstrip("/")
 
 
 def finalized_indexes(sets: list[str], job: str) -> dict[str, pa.Table]:
-    """Each set's ``_index.parquet``; FileNotFoundError naming a set that has none."""
+    """Each set's ``_index.parquet``; FileNotFoundError naming a set that has none, ValueError for a set named
+    twice (``DIR`` and ``DIR/``: every sample would be its own duplicate)."""
+    seen: dict[tuple[str, str], str] = {}
+    for s in sets:
+        other = seen.setdefault(_set_identity(s), s)
+        if other is not s:
+            raise ValueError(f"{other!r} and {s!r} are the same shard set: name each set once")
     indexes = {}
     for s in sets:
         index = load_index(s)
@@ -28,28 +49,68 @@ def finalized_indexes(sets: list[str], job: str) -> dict[str, pa.Table]:
     return indexes
 
 
-def shard_items(sets: list[str]) -> list[dict[str, Any]]:
-    """One work item per shard: its set, the set's position (the order duplicates are kept in) and its URL."""
-    return [{"set": s, "order": o, "url": u} for o, s in enumerate(sets) for u in list_shards(s)]
+def shard_items(sets: list[str], indexes: dict[str, pa.Table] | None = None) -> list[dict[str, Any]]:
+    """One work item per shard: its set, the set's position (the order duplicates are kept in), its URL and,
+    with ``indexes``, the keys the set's index lists in it (a sample the index does not list is no sample of
+    the set: it is reported, never judged)."""
+    items = []
+    for o, s in enumerate(sets):
+        by_shard = _keys_by_shard(indexes[s]) if indexes is not None else None
+        for u in list_shards(s):
+            item = {"set": s, "order": o, "url": u}
+            if by_shard is not None:
+                item["keys"] = by_shard.get(posixpath.basename(u), [])
+            items.append(item)
+    return items
+
+
+def missing_shard_rows(sets: list[str], indexes: dict[str, pa.Table], blank: dict[str, Any]) -> list[dict[str, Any]]:
+    """An error row for each sample whose shard the set's index names but the set no longer holds, so the
+    job's counts still add up to the index."""
+    rows = []
+    for o, s in enumerate(sets):
+        present = {posixpath.basename(u) for u in list_shards(s)}
+        for shard, keys in _keys_by_shard(indexes[s]).items():
+            if shard not in present:
+                err = f"its shard {shard} is listed in _index.parquet but missing from the set"
+                rows += [{"set": s, "order": o, **blank, "key": k, "error": err} for k in keys]
+    return rows
+
+
+def _keys_by_shard(index: pa.Table) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, shard in zip(index.column("key").to_pylist(), index.column("shard").to_pylist(), strict=True):
+        out.setdefault(shard, []).append(key)
+    return out
 
 
 def sample_rows(
     item: dict[str, Any], blank: dict[str, Any], work: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """``blank`` updated by ``work(members, meta)`` for each sample of the item's shard, with ``error`` set
-    instead when it raises; a damaged tar adds one row for the shard (its readable samples still count)."""
+    instead when it raises. With the item's ``keys`` (the index's), every listed key gets a row (an error one
+    when the tar lacks it or is damaged there) and a sample the index does not list gets an error row; without
+    them, a damaged tar adds one row for the shard (its readable samples still count)."""
     base = {"set": item["set"], "order": item["order"], **blank, "error": ""}
     scan = scan_shard(item["url"], load=True)
+    listed = set(item["keys"]) if item.get("keys") is not None else None
+    damaged = f"shard unreadable: {scan.error}" if scan.error else ""
     rows = []
-    if scan.error:
-        rows.append({**base, "key": posixpath.basename(item["url"]), "error": f"shard unreadable: {scan.error}"})
+    if damaged and listed is None:
+        rows.append({**base, "key": posixpath.basename(item["url"]), "error": damaged})
     for key, m in scan.samples.items():
         row = {**base, "key": key}
-        try:
-            row.update(work(m, sample_meta(m)))
-        except Exception as e:  # an unreadable sample is reported, never the job's end
-            row["error"] = f"{type(e).__name__}: {e}"
+        if listed is not None and key not in listed:
+            row["error"] = "in the tar but not in _index.parquet: not a sample of the set (curate it again)"
+        else:
+            try:
+                row.update(work(m, sample_meta(m)))
+            except Exception as e:  # an unreadable sample is reported, never the job's end
+                row["error"] = f"{type(e).__name__}: {e}"
         rows.append(row)
+    if listed is not None:
+        for key in sorted(listed - scan.samples.keys()):
+            rows.append({**base, "key": key, "error": damaged or "listed in _index.parquet but not in its shard"})
     return rows
 
 

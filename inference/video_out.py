@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from inference.choices import SUFFIXES
-from media.video import to_yuv420p
+from media.video import h264_options, to_yuv420p
 
 
 class FrameSink:
@@ -32,7 +32,7 @@ class FrameSink:
         self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
         self._stream.width, self._stream.height = w - w % 2, h - h % 2
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": "18"}
+        self._stream.options = h264_options(18, "medium")
 
     def write(self, frames: np.ndarray) -> None:
         if self.path.suffix != ".mp4":

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 
 class SchemaError(ValueError):
@@ -39,16 +41,45 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def write_table(table: pa.Table, path: str) -> None:
-    """Write a Parquet file atomically: to a temporary name beside it, then renamed."""
+def open_new(fs: fsspec.AbstractFileSystem, path: str) -> IO[bytes]:
+    """A new file for writing; on a local disk it must not exist yet (``O_EXCL``), so a link planted at that name
+    is refused rather than followed."""
+    return open(path, "xb") if isinstance(fs, LocalFileSystem) else fs.open(path, "wb")
+
+
+def move_into_place(fs: fsspec.AbstractFileSystem, tmp: str, path: str) -> None:
+    """Rename ``tmp`` to ``path``, replacing whatever is there, never following a link at ``path``: on a local
+    disk ``os.replace`` swaps a symlink itself, where fsspec's ``mv`` (``shutil.move``) would write into the
+    folder a planted link points to. Object stores have no links."""
+    if isinstance(fs, LocalFileSystem):
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(f"{path}: is a folder, not replaced by a file")
+        os.replace(tmp, path)
+    else:
+        fs.mv(tmp, path)
+
+
+def write_atomic(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` whole or not at all: ``write(f)`` fills a new temporary file beside it, which is then renamed
+    over it (:func:`move_into_place`); on failure the temporary file is removed and ``path`` is untouched."""
     fs, p = url_to_fs(path)
     parent = posixpath.dirname(p)
     if parent:
         fs.makedirs(parent, exist_ok=True)
     tmp = posixpath.join(parent, f".{posixpath.basename(p)}.{uuid.uuid4().hex}.tmp")
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f)
-    fs.mv(tmp, p)
+    try:
+        with open_new(fs, tmp) as f:
+            write(f)
+        move_into_place(fs, tmp, p)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    """Write a Parquet file atomically (:func:`write_atomic`)."""
+    write_atomic(path, lambda f: pq.write_table(table, f))
 
 
 def read_table(path: str, schema: pa.Schema | None = None) -> pa.Table:

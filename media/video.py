@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,20 +88,63 @@ def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.nda
     return arr, VideoInfo(frames=count, fps=fps, width=width, height=height)
 
 
+# x264's CPU flag names, each with the /proc/cpuinfo flag that says the CPU has it, in x264's order (AVX-512 left out).
+_X264_ASM = (("MMX2", "sse"), ("SSE", "sse"), ("SSE2", "sse2"), ("SSE3", "pni"), ("SSSE3", "ssse3"),
+             ("SSE4.1", "sse4_1"), ("SSE4.2", "sse4_2"), ("LZCNT", "abm"), ("AVX", "avx"), ("FMA3", "fma"),
+             ("BMI1", "bmi1"), ("BMI2", "bmi2"), ("AVX2", "avx2"))  # fmt: skip
+
+
+def x264_asm(cpu_flags: set[str]) -> str | None:
+    """x264's ``asm`` setting for a CPU with ``cpu_flags`` (as /proc/cpuinfo names them): every instruction set x264
+    would pick except AVX-512, or None (x264 detects) on a CPU without AVX-512.
+
+    With its AVX-512 routines x264 reads memory it never wrote: the same frames, encoded twice in one process with
+    one thread, came out as 2 different byte streams in 25 encodes (a 64x48 clip, crf 20, veryfast), and the curation
+    tests' shards differed between runs. Up to AVX2 the output is one stream every time, the one most AVX-512 runs
+    give, at the same speed.
+    """
+    if not any(f.startswith("avx512") for f in cpu_flags):
+        return None
+    return ",".join(name for name, flag in _X264_ASM if flag in cpu_flags) or None
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def h264_options(crf: int, preset: str) -> dict[str, str]:
+    """libx264's options: ``crf`` and ``preset``, and the instruction sets that keep its output byte-identical
+    from run to run (see :func:`x264_asm`)."""
+    options = {"crf": str(crf), "preset": preset}
+    asm = x264_asm(set(_cpu_flags()))
+    if asm:
+        options["x264-params"] = f"asm={asm}"
+    return options
+
+
 def _add_h264(container: Any, width: int, height: int, fps: float, crf: int, preset: str, threads: int) -> Any:
     """An H.264 (yuv420p) output stream at ``fps`` on an open output container."""
     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"crf": str(crf), "preset": preset}
+    stream.options = h264_options(crf, preset)
     if threads:
         stream.codec_context.thread_count = threads
     return stream
 
 
 def to_yuv420p(frame: Any) -> Any:
-    """The frame in the encoder's pixel format. Left to the encoder, PyAV's conversion inside it makes libx264's output
-    vary from call to call: 3 different outputs in 60 encodes of one clip in one process, against 1 in 60 converted
-    here (and 1 in 16 fresh processes). Under heavy load the bytes can still differ between processes."""
+    """The frame in the encoder's pixel format, converted here with swscale's defaults rather than inside the
+    encoder, so every path hands libx264 frames made the same way."""
     return frame.reformat(format="yuv420p")
 
 

@@ -154,7 +154,7 @@ def sample_meta(members: dict[str, Any]) -> dict[str, Any]:
         return {}
     try:
         meta = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         return {}
     return meta if isinstance(meta, dict) else {}  # a list or a number carries no fields
 

@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from manifests.io import join, write_table
+
 DUPS, SCORES = "_dups.parquet", "_scores.parquet"
 DUPS_SCHEMA = pa.schema(
     [
@@ -58,10 +60,8 @@ def _path(set_path: str, name: str) -> tuple[object, str]:
 
 def write_sidecar(set_path: str, name: str, rows: pa.Table, index: pa.Table, settings: dict[str, str]) -> None:
     """``rows`` as the set's sidecar ``name``, stamped with its index's fingerprint and the job's settings."""
-    fs, path = _path(set_path, name)
     meta = {k.encode(): v.encode() for k, v in {**settings, "index_fingerprint": index_fingerprint(index)}.items()}
-    with fs.open(path, "wb") as f:
-        pq.write_table(rows.replace_schema_metadata(meta), f)
+    write_table(rows.replace_schema_metadata(meta), join(set_path, name))  # atomic; a planted link is replaced
 
 
 def load_sidecar(set_path: str, name: str, index: pa.Table) -> pa.Table | None:
@@ -69,8 +69,14 @@ def load_sidecar(set_path: str, name: str, index: pa.Table) -> pa.Table | None:
     fs, path = _path(set_path, name)
     if not fs.exists(path):
         return None
-    with fs.open(path, "rb") as f:
-        table = pq.read_table(f)
+    try:
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+    except (OSError, pa.ArrowException) as e:  # a folder, a truncated or foreign file at that name
+        raise ValueError(f"{set_path}: {name} is not a readable table ({e}); run `{_MADE_BY[name]}` again") from e
+    missing = {"key", *(("aesthetic", "clip_score") if name == SCORES else ())} - set(table.column_names)
+    if missing:
+        raise ValueError(f"{set_path}: {name} lacks columns {sorted(missing)}; run `{_MADE_BY[name]}` again")
     made_for = (table.schema.metadata or {}).get(b"index_fingerprint", b"").decode()
     if made_for != index_fingerprint(index):
         raise StaleSidecarError(

@@ -21,7 +21,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from manifests.io import join, read_table, rows_to_table, url_to_fs, write_table
+from manifests.io import (
+    SchemaError,
+    join,
+    move_into_place,
+    open_new,
+    read_table,
+    rows_to_table,
+    url_to_fs,
+    write_atomic,
+    write_table,
+)
 from manifests.keys import check_key
 from manifests.schema import INDEX_FILE, INDEX_SCHEMA, PARTS_DIR, REJECTS_FILE, REJECTS_SCHEMA, RejectReason
 from shards.reader import cut_count
@@ -117,7 +127,7 @@ class ShardWriter:
         self.number += 1
         self._final = posixpath.join(self._root, name)
         self._tmp = posixpath.join(self._root, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
-        self._file = _HashingFile(self.fs.open(self._tmp, "wb"))
+        self._file = _HashingFile(open_new(self.fs, self._tmp))
         import webdataset as wds  # here: webdataset imports torch, which readers of shards never need
 
         self._tar = wds.TarWriter(self._file, user="vidrd", group="vidrd", encoder=False, mtime=TAR_MTIME)
@@ -129,7 +139,7 @@ class ShardWriter:
             return
         self._tar.close()
         self._file.close()
-        self.fs.mv(self._tmp, self._final)
+        move_into_place(self.fs, self._tmp, self._final)  # a link planted at the name is replaced, not followed
         name = posixpath.basename(self._final)
         self.shards.append(name)
         self.checksums[name] = {"bytes": self._file.size, "sha256": self._file.sha.hexdigest()}
@@ -211,8 +221,8 @@ class ShardWriter:
         parts = join(self.out_dir, PARTS_DIR)
         pdir = posixpath.join(self._root, PARTS_DIR)
         self.fs.makedirs(pdir, exist_ok=True)
-        with self.fs.open(posixpath.join(pdir, f"{self.part}.shards.json"), "w") as f:
-            json.dump(self.checksums, f, indent=1, sort_keys=True)
+        record = json.dumps(self.checksums, indent=1, sort_keys=True).encode()
+        write_atomic(join(parts, f"{self.part}.shards.json"), lambda f: f.write(record))
         write_table(rows_to_table(self.index_rows, INDEX_SCHEMA), join(parts, f"{self.part}.index.parquet"))
         write_table(rows_to_table(self.reject_rows, REJECTS_SCHEMA), join(parts, f"{self.part}.rejects.parquet"))
         self._closed = True
@@ -271,20 +281,27 @@ def shard_problem(fs, path: str, want: dict[str, Any], checksum: bool) -> str | 
 def damaged_parts(out_dir: str, parts: set[str], checksums: bool = True) -> dict[str, str]:
     """Complete parts whose shards no longer match their ``.shards.json``: part -> what is wrong.
 
-    Size and existence are checked always; with ``checksums`` every shard is read and hashed (what finds a
-    flipped byte). A part written before shard records existed cannot be checked and counts as intact.
+    Every shard the part's index names must be in the record, and every recorded shard must be there with its
+    size (and, with ``checksums``, its SHA-256: what finds a flipped byte). A record that is missing, emptied or
+    not a record of shards damages its part too: nothing else says which shards the part wrote, so the part is
+    redone rather than trusted.
     """
     fs, root = url_to_fs(out_dir)
     damaged: dict[str, str] = {}
     for part in sorted(parts):
-        record = posixpath.join(root, PARTS_DIR, f"{part}.shards.json")
-        if not fs.exists(record):
+        shards = _read_record(fs, posixpath.join(root, PARTS_DIR, f"{part}.shards.json"))
+        if isinstance(shards, str):
+            damaged[part] = f"{PARTS_DIR}/{part}.shards.json {shards}"
             continue
         try:
-            with fs.open(record, "r") as f:
-                shards = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            damaged[part] = f"{PARTS_DIR}/{part}.shards.json is unreadable"
+            index = read_table(join(out_dir, PARTS_DIR, f"{part}.index.parquet"), INDEX_SCHEMA)
+            indexed = set(index.column("shard").to_pylist())
+        except (SchemaError, OSError) as e:
+            damaged[part] = f"{PARTS_DIR}/{part}.index.parquet is unreadable ({e})"
+            continue
+        unrecorded = sorted(indexed - shards.keys())
+        if unrecorded:
+            damaged[part] = f"{unrecorded[0]} holds indexed samples but is not in {PARTS_DIR}/{part}.shards.json"
             continue
         for name, want in sorted(shards.items()):
             problem = shard_problem(fs, posixpath.join(root, name), want, checksums)
@@ -294,12 +311,33 @@ def damaged_parts(out_dir: str, parts: set[str], checksums: bool = True) -> dict
     return damaged
 
 
+def _read_record(fs, path: str) -> dict[str, dict[str, Any]] | str:
+    """A part's shard record, or why it is not one."""
+    if not fs.isfile(path):
+        return "is missing" if not fs.exists(path) else "is not a file"
+    try:
+        with fs.open(path, "rb") as f:
+            shards = json.loads(f.read())
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON or bad UTF-8
+        return "is unreadable"
+    ok = isinstance(shards, dict) and all(
+        isinstance(name, str) and posixpath.basename(name) == name and name.endswith(".tar")
+        and isinstance(w, dict) and isinstance(w.get("bytes"), int) and isinstance(w.get("sha256"), str)
+        for name, w in shards.items()
+    )  # fmt: skip
+    return shards if ok else "is not a record of shards ({name: {bytes, sha256}})"
+
+
 def forget_part(out_dir: str, part: str) -> None:
-    """Mark a part incomplete (its index and rejects files go) so the next run redoes it."""
+    """Mark a part incomplete so the next run redoes it: its index, rejects and shard record go (an empty folder
+    at the record's name too; anything else there is left for the redo to refuse, named)."""
     fs, root = url_to_fs(out_dir)
-    for suffix in (".index.parquet", ".rejects.parquet"):
+    for suffix in (".index.parquet", ".rejects.parquet", ".shards.json"):
         path = posixpath.join(root, PARTS_DIR, f"{part}{suffix}")
-        if fs.exists(path):
+        if fs.isdir(path):
+            if not fs.ls(path):
+                fs.rmdir(path)
+        elif fs.exists(path):
             fs.rm(path)
 
 

@@ -106,6 +106,34 @@ def test_a_rerun_repairs_deleted_truncated_and_altered_shards(local_ray, corpus,
     assert quiet.repaired == 0 and quiet.skipped == quiet.partitions
 
 
+def test_a_rerun_trusts_no_emptied_deleted_or_malformed_shard_record(local_ray, corpus, tmp_path):
+    """Each part's shards are missing and its record no longer says so (emptied, deleted, replaced by a list or
+    a folder): the part is redone, not reported complete with its samples still in the index."""
+    from vidrd.cli import main
+
+    _, manifest = corpus
+    out = tmp_path / "out"
+    runner = RunnerConfig(rows_per_partition=4)
+    run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
+    original = {t.name: t.read_bytes() for t in out.glob("*.tar")}
+    records = sorted((out / "_parts").glob("*.shards.json"))
+    assert len(records) >= 4
+    for record, damage in zip(records, ("{}", None, "[]", "dir"), strict=False):
+        import json
+
+        for name in json.loads(record.read_text()):
+            (out / name).unlink()
+        record.unlink()
+        if damage == "dir":
+            record.mkdir()
+        elif damage is not None:
+            record.write_text(damage)
+    again = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
+    assert again.ok and again.repaired == 4
+    assert {t.name: t.read_bytes() for t in out.glob("*.tar")} == original
+    assert main(["shards", "verify", str(out)]) == 0
+
+
 def test_curate_settings_are_checked_before_ray_starts(tmp_path, capsys, monkeypatch):
     """A wrong setting is one line naming it, exit 2, and no Ray cluster is started for it."""
     import ray as ray_module

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -24,7 +25,7 @@ from curation.dedup import (
     simhash,
 )
 from media.video import encode_mp4
-from shards.reader import load_index
+from shards.reader import find_sample, load_index
 from shards.sidecars import DUPS, StaleSidecarError, with_derived_columns
 from shards.writer import Sample, ShardWriter, finalize
 from training.data import ShardSet
@@ -126,9 +127,69 @@ def test_a_stale_duplicates_list_is_refused_and_a_damaged_shard_reported(sets, t
     capsys.readouterr()
     assert vidrd_main(["curate", "dedup", "--shards", str(damaged), "--num-cpus", "2"]) == 0  # finishes
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert any(e.startswith(f"{tar.name}: shard unreadable") for e in summary["not_hashed"])
+    in_tar = set(load_index(str(damaged)).filter(pc.field("shard") == tar.name).column("key").to_pylist())
+    unreadable = {e.split(": ")[0] for e in summary["not_hashed"] if ": shard unreadable" in e}
+    assert unreadable and unreadable <= in_tar  # the samples the damage took, each named
+    assert summary["samples"] == load_index(str(damaged)).num_rows  # the counts add up to the index
     assert vidrd_main(["curate", "dedup", "--num-cpus", "2"]) == 2
     assert vidrd_main(["curate", "dedup", "--shards", str(tmp_path), "--num-cpus", "2"]) == 2
+
+
+def test_a_set_named_twice_is_refused(sets, capsys):
+    a, _ = sets
+    assert vidrd_main(["curate", "dedup", "--shards", str(a), f"{a}/", "--num-cpus", "2"]) == 2
+    assert "same shard set" in capsys.readouterr().err
+    assert not (a / DUPS).exists() or pq.read_table(a / DUPS).num_rows == 0  # nothing marked
+
+
+def test_only_indexed_samples_are_judged_and_a_missing_shard_is_named(sets, tmp_path, capsys):
+    """A sample in a tar that the index does not list never becomes the kept copy (the indexed one would be
+    marked a duplicate and neither would survive ``not is_dup``); samples of a shard the index names but the
+    set lost are each reported, and the counts add up to the index."""
+    a, _ = sets
+    work = tmp_path / "set"
+    shutil.copytree(a, work)
+    first = load_index(str(work)).sort_by("key").slice(0, 1).to_pylist()[0]
+    stray = tmp_path / "stray"
+    with ShardWriter(str(stray), "aaa") as w:  # sorts before the set's own shards
+        w.write(sample("aaa-stray-copy", find_sample(str(work), first["key"])[1]["mp4"]))
+    shutil.copy(next(stray.glob("*.tar")), work / "aaa-000000.tar")
+    gone = sorted(work.glob("webvid-*.tar"))[-1]
+    gone_keys = set(load_index(str(work)).filter(pc.field("shard") == gone.name).column("key").to_pylist())
+    gone.unlink()
+    capsys.readouterr()
+    assert vidrd_main(["curate", "dedup", "--shards", str(work), "--num-cpus", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    errors = dict(e.split(": ", 1) for e in summary["not_hashed"])
+    assert "not in _index.parquet" in errors.pop("aaa-stray-copy")
+    assert set(errors) == gone_keys and all("missing" in e for e in errors.values())
+    assert summary["hashed"] + len(gone_keys) == load_index(str(work)).num_rows
+    assert first["key"] in ShardSet(path=str(work), where="not is_dup").kept().column("key").to_pylist()
+
+
+def test_the_duplicates_list_replaces_a_planted_link_and_never_writes_through_it(sets, tmp_path, capsys):
+    from shards.sidecars import DUPS_SCHEMA, write_sidecar
+
+    a, _ = sets
+    work = tmp_path / "set"
+    shutil.copytree(a, work)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (work / DUPS).unlink(missing_ok=True)
+    (work / DUPS).symlink_to(victim)
+    write_sidecar(str(work), DUPS, DUPS_SCHEMA.empty_table(), load_index(str(work)), {})
+    assert victim.read_text() == "precious" and not (work / DUPS).is_symlink()
+    assert pq.read_table(work / DUPS).num_rows == 0
+    (work / DUPS).unlink()
+    (work / DUPS).symlink_to(tmp_path, target_is_directory=True)  # a link to a folder: not written into either
+    write_sidecar(str(work), DUPS, DUPS_SCHEMA.empty_table(), load_index(str(work)), {})
+    assert not (tmp_path / DUPS).exists() and (work / DUPS).is_file() and not (work / DUPS).is_symlink()
+    (work / DUPS).unlink()
+    (work / DUPS).mkdir()  # a folder where the table goes: one line, for the reader and the job alike
+    with pytest.raises(ValueError, match=r"_dups\.parquet is not a readable table"):
+        with_derived_columns(str(work), load_index(str(work)), ["is_dup"])
+    assert vidrd_main(["curate", "dedup", "--shards", str(work), "--num-cpus", "2"]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def unit_pairs(cos: float, n: int, dim: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -167,9 +228,11 @@ def test_semantic_duplicates_by_clip_embedding_on_ray(tmp_path, capsys):
     videos = {"webvid-a-orig": original, "webvid-b-mirror": original[:, :, ::-1].copy(),
               "webvid-c-other": clip(40, "yellow", "down")}  # fmt: skip
     out = tmp_path / "set"
-    with ShardWriter(str(out), "webvid") as w:
+    with ShardWriter(str(out), "webvid", max_samples=3) as w:  # the broken sample alone in the second shard
         for key, v in videos.items():
             w.write(sample(key, encode_mp4(v, FPS, crf=18)))
+        broken = encode_mp4(clip(7), FPS)
+        w.write(sample("webvid-d-broken", broken[: len(broken) // 4]))  # its reject, never the job's end
     finalize(str(out))
     mp4s = {k: encode_mp4(v, FPS, crf=18) for k, v in videos.items()}
     assert bits_apart(*(hash_sample(mp4s[k], FRAMES, 4)[1] for k in ("webvid-a-orig", "webvid-b-mirror"))) > 8
@@ -183,6 +246,7 @@ def test_semantic_duplicates_by_clip_embedding_on_ray(tmp_path, capsys):
                        "--device", "cpu", "--num-cpus", "2"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["duplicates"] == {"exact": 0, "near": 0, "semantic": 1}
+    assert [e.split(":")[0] for e in summary["not_hashed"]] == ["webvid-d-broken"] and summary["samples"] == 4
     (row,) = pq.read_table(out / DUPS).to_pylist()
     assert (row["key"], row["duplicate_of"], row["kind"]) == ("webvid-b-mirror", "webvid-a-orig", "semantic")
     assert row["distance"] == round(1000 * (1 - mirror))

@@ -78,3 +78,15 @@ def test_the_gallery_in_headless_chromium(shards, tmp_path):
     assert len(images) == 6 and all(done and width > 0 for _, done, width in images)  # every thumbnail loads
     assert "a green square moving left" in text and "motion 0.5" in text and "where motion >= 0.3" in text
     assert kept[:3] == ["webvid-id2", "webvid-id4", "webvid-id1"] == sections(page_html)["kept"]
+
+
+def test_paths_and_filters_enter_the_page_as_text_never_as_markup(shards, tmp_path):
+    """A set folder named like markup and a ``--where`` text with markup in it show as text: the page holds no
+    element the data made."""
+    hostile = tmp_path / "<img src=x onerror=alert(1)>"
+    shutil.copytree(shards, hostile)
+    for extra in ((), ("--where", "motion >= 0.3 or '<script>x</script>' == key")):
+        page = gallery(hostile, tmp_path / f"g{len(extra)}", *extra)
+        assert "<img src=x" not in page and "<script>" not in page
+        assert "shards: " + str(tmp_path).replace("&", "&amp;") + "/&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;script&gt;" in page

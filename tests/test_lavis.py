@@ -97,6 +97,35 @@ def test_a_missing_or_broken_lavis_environment_says_how_to_make_it(tmp_path, mon
         lavis_env.python()
 
 
+def test_force_remakes_only_an_environment_the_command_made(tmp_path, capsys):
+    """`vidrd env lavis --path DIR --force` once deleted DIR whatever it held."""
+    import subprocess
+
+    from vidrd.cli import main
+
+    theirs = tmp_path / "theirs"
+    (theirs / "bin").mkdir(parents=True)
+    (theirs / "bin" / "python").write_text("someone's file")
+    (theirs / "notes.txt").write_text("keep me")
+    assert main(["env", "lavis", "--path", str(theirs), "--force"]) == 2
+    assert "did not make" in capsys.readouterr().err
+    with pytest.raises(lavis_env.LavisEnvError, match="did not make"):
+        lavis_env.create(theirs, force=True)
+    assert (theirs / "notes.txt").read_text() == "keep me" and (theirs / "bin" / "python").exists()
+    link = tmp_path / "link"
+    link.symlink_to(theirs)
+    with pytest.raises(lavis_env.LavisEnvError, match="symbolic link"):
+        lavis_env.create(link, force=True)
+    # A folder this command made is removed and remade (the remake fails here on purpose: no real interpreter).
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / lavis_env.MARKER).write_text("")
+    (ours / "old").write_text("from the last make")
+    with pytest.raises(subprocess.CalledProcessError):
+        lavis_env.create(ours, force=True, base_python="false")
+    assert not (ours / "old").exists() and (ours / lavis_env.MARKER).is_file()
+
+
 def test_short_videos_through_lavis_on_ray_and_a_server_that_dies(lavis_model, tmp_path, monkeypatch):
     """``stage.blip2: lavis:...`` on Ray: every labelled clip captioned by LAVIS with the same accounting as the
     transformers backend; then a LAVIS server that dies after one batch: those rows are ``model_failed`` rejects,

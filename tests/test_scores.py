@@ -91,3 +91,37 @@ def test_a_file_that_is_not_an_aesthetic_head_is_named(scored, tmp_path, capsys)
     assert "--clip" in capsys.readouterr().err
     assert vidrd_main(["curate", "scores", "--shards", str(shards), "--clip", str(tmp_path / "no-such-clip")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_unreadable_sample_is_its_own_reject(scored, tmp_path, capsys):
+    """A shard of only unreadable samples (its keyframe column empty) joins the others' batches: each such
+    sample is listed as not scored, the rest are scored."""
+    _, clip, _ = scored
+    shards = tmp_path / "shards"
+    with ShardWriter(str(shards), "webvid", max_samples=2) as w:
+        for i in range(2):
+            w.write(make_sample(i, frames=12))
+        for i in (2, 3):
+            s = make_sample(i, frames=12)
+            s.mp4 = s.mp4[: len(s.mp4) // 4]
+            w.write(s)
+    finalize(str(shards))
+    args = ["curate", "scores", "--shards", str(shards), "--clip", str(clip), "--device", "cpu", "--num-cpus", "2"]
+    assert vidrd_main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["samples"], summary["scored"]) == (4, 2)
+    assert sorted(e.split(":")[0] for e in summary["not_scored"]) == ["webvid-id2", "webvid-id3"]
+    assert sorted(pq.read_table(shards / SCORES).column("key").to_pylist()) == ["webvid-id0", "webvid-id1"]
+
+
+def test_model_files_that_are_not_what_they_claim_are_named(scored, tmp_path, capsys):
+    shards, clip, _ = scored
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    args = ["curate", "scores", "--shards", str(shards), "--device", "cpu"]
+    assert vidrd_main([*args, "--clip", str(clip), "--aesthetic", str(text)]) == 2
+    assert "notes.pth: not a LAION aesthetic predictor" in capsys.readouterr().err
+    assert vidrd_main([*args, "--clip", str(tmp_path)]) == 2  # a folder without a CLIP in it
+    assert "not a CLIP" in capsys.readouterr().err
+    assert vidrd_main([*args, "--clip", f"open_clip:ViT-B-32:{text}"]) == 2
+    assert "not a CLIP" in capsys.readouterr().err

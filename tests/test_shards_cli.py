@@ -268,3 +268,36 @@ def test_verify_flags_a_member_stored_twice(shard_dir, capsys):
     assert code == 1
     dup = [p for p in problems if p["problem"] == "duplicate_member"]
     assert len(dup) == len(members)
+
+
+TERMINAL_CONTROLS = "\x1b\x07\x9b\u202e\r"
+
+
+def test_show_and_tables_print_data_as_text_never_as_terminal_commands(tmp_path, capsys, monkeypatch):
+    """A caption that retitles the window, clears the screen, hides text or forges a line, a source name with a
+    C1 control, a malformed long-video timeline: printed escaped, drawn only when well formed, never a crash."""
+    s = make_sample(0, caption="ok\x1b]0;pwned\x07\x1b[2J\x9b31m\u202etxt.exe\r\nmetadata: forged")
+    s.meta.update(source="web\x1b[2Jvid", note="\x1b[8mhidden", timeline={"times": [0, "x"], "keep": [1], "clip_score": [], "p_yes": [None]})
+    root = tmp_path / "shards"
+    with ShardWriter(str(root), "webvid") as w:
+        w.write(s)
+    finalize(str(root))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "shards", "show", str(root), s.key)
+    assert code == 0 and not set(TERMINAL_CONTROLS) & set(out + err)
+    assert "ok\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202etxt.exe\\x0d\\x0ametadata: forged" in out
+    assert "warning: timeline metadata not drawn: times holds something that is not a non-negative number" in err
+    for args in (("stats", str(root)), ("stats", str(root), "--scan")):
+        code, out, err = run(capsys, "shards", *args)
+        assert code == 0 and "web\\x1b[2Jvid" in out and not set(TERMINAL_CONTROLS) & set(out + err)
+    code, out, _ = run(capsys, "shards", "stats", str(root), "--json")
+    assert json.loads(out)["by_source"] == {"web\x1b[2Jvid": 1}  # JSON keeps the data exact (and escaped)
+    nested = tmp_path / "nested"
+    deep = make_sample(1)
+    with ShardWriter(str(nested), "webvid") as w:
+        w.write(deep)
+    finalize(str(nested))
+    rewrite_member(next(nested.glob("*.tar")), "json", b"[" * 100_000 + b"]" * 100_000)  # deeper than Python recurses
+    for args in (("show", str(nested), deep.key), ("stats", str(nested), "--scan"), ("verify", str(nested))):
+        code, _, err = run(capsys, "shards", *args)
+        assert "Traceback" not in err and code in (0, 1), args

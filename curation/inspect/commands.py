@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import posixpath
 import re
@@ -32,8 +31,9 @@ from shards.reader import (
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Plain aligned text table."""
-    cells = [[str(c) for c in columns]] + [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    """Plain aligned text table; cells come from data, so they are made terminal-safe."""
+    text = render.terminal_text
+    cells = [[text(c) for c in columns]] + [["" if r.get(c) is None else text(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -102,14 +102,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if "duplicates" in out:
         print(f'\n{out["duplicates"]} duplicates listed in _dups.parquet (train with where: "not is_dup")')
     for note in out.get("sidecar_problems", []):
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"warning: {render.terminal_text(note)}", file=sys.stderr)
     if "rejects" in out:
         print(f"\n{out['rejects']} rejects")
         if out["rejects_by_reason"]:
             rr = [{"stage/reason": k, "count": v} for k, v in out["rejects_by_reason"].items()]
             print(format_table(rr, ["stage/reason", "count"]))
     for b in broken:
-        print(f"broken shard: {b}", file=sys.stderr)
+        print(f"broken shard: {render.terminal_text(b)}", file=sys.stderr)
     return 0
 
 
@@ -144,18 +144,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 def show_sample(path: str, key: str, frames: int = 8, out: str | None = None) -> int:
     """``vidrd shards show``: print a sample's metadata and save its contact sheet (``out``, default from the key);
     the exit status."""
+    text = render.terminal_text
     found = find_sample(path, key)
     if found is None:
-        print(f"error: no sample with key {key!r} under {path}", file=sys.stderr)
+        print(f"error: no sample with key {text(repr(key))} under {text(path)}", file=sys.stderr)
         return 1
     url, members = found
     meta = sample_meta(members)
     caption = members.get("txt", b"").decode("utf-8", "replace")
-    print(f"key:     {key}\nshard:   {url}\ncaption: {caption}\nmetadata:")
+    print(f"key:     {text(key)}\nshard:   {text(url)}\ncaption: {text(caption)}\nmetadata:")
     shown = dict(meta)
-    if isinstance(meta.get("timeline"), dict):  # hundreds of numbers: drawn on the sheet instead
-        shown["timeline"] = f"<{len(meta['timeline'].get('times', []))} sampled frames; drawn on the contact sheet>"
-    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    tl = meta.get("timeline")
+    tl_problem = None if tl is None else render.timeline_problem(tl)
+    if tl is not None and tl_problem is None:  # hundreds of numbers: drawn on the sheet instead
+        shown["timeline"] = f"<{len(tl['times'])} sampled frames; drawn on the contact sheet>"
+    # Line by line: the JSON's own newlines are layout; any inside a value are already escaped by json.
+    print("\n".join(text(line) for line in json.dumps(shown, indent=2, ensure_ascii=False).split("\n")))
     if "mp4" not in members:
         print("error: sample has no .mp4", file=sys.stderr)
         return 1
@@ -164,7 +168,7 @@ def show_sample(path: str, key: str, frames: int = 8, out: str | None = None) ->
         idx = render.even_indices(info.frames, frames)
         shown_frames, _ = decode_frames(members["mp4"], indices=idx)
     except VideoDecodeError as e:
-        print(f"error: video does not decode: {e}", file=sys.stderr)
+        print(f"error: video does not decode: {text(e)}", file=sys.stderr)
         return 1
     sheet = render.contact_sheet(
         shown_frames,
@@ -173,16 +177,18 @@ def show_sample(path: str, key: str, frames: int = 8, out: str | None = None) ->
         f"{key}  ({info.frames} frames, {info.width}x{info.height}, {info.fps:.2f} fps)",
         caption,
     )
-    tl = meta.get("timeline")
-    if isinstance(tl, dict) and tl.get("times"):  # a long-videos segment: draw where it came from
-        current = (meta["start"], meta["end"]) if meta.get("start") is not None else None
+    if tl_problem is not None:
+        print(f"warning: timeline metadata not drawn: {tl_problem}", file=sys.stderr)
+    elif tl is not None and tl["times"]:  # a long-videos segment: draw where it came from
+        start, end = number(meta.get("start")), number(meta.get("end"))
+        current = (start, end) if start is not None and end is not None else None
         sheet = render.stack([sheet, render.timeline(tl, current, width=max(sheet.width, 640))])
         kept = sum(1 for k in tl["keep"] if k)
         print(f"timeline: {kept} of {len(tl['keep'])} sampled frames kept, {len(tl.get('segments', []))} segments")
     # Default name from the key with only [A-Za-z0-9_-] kept, short: a key is data, not a path.
     out = out or f"{re.sub(r'[^A-Za-z0-9_-]', '_', key)[:100]}.png"
     render.save_image(sheet, out)
-    print(f"contact sheet: {out}")
+    print(f"contact sheet: {text(out)}")
     return 0
 
 
@@ -260,7 +266,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 n += 1
                 parts.append(_entry(args, key, members, n))
             bar.update()
-    page = render.GALLERY_HEAD.format(title=f"shards: {args.path}", summary=f"{n} samples from {len(shards)} shards")
+    page = render.gallery_head(f"shards: {args.path}", f"{n} samples from {len(shards)} shards")
     path = _write_page(args.out, page + "".join(parts) + "</body></html>\n")
     print(f"gallery: {path} ({n} samples)")
     return 0
@@ -325,7 +331,7 @@ def filtered_gallery(args: argparse.Namespace) -> int:
     )
     if args.sort:
         summary += f"; sorted by {args.sort}" + (" (largest first)" if args.desc else "")
-    page = render.GALLERY_HEAD.format(title=f"shards: {args.path}", summary=html.escape(summary))
+    page = render.gallery_head(f"shards: {args.path}", summary)
     path = _write_page(args.out, page + "".join(html_parts) + "</body></html>\n")
     print(f"gallery: {path} ({counts['kept']} kept, {counts['dropped']} dropped; {n} shown)")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import io
+import math
 import posixpath
 import textwrap
 from collections.abc import Iterable
@@ -13,6 +14,24 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from manifests.io import url_to_fs
+
+
+def terminal_text(text: object) -> str:
+    """``text`` safe to print to a terminal: every control and format character (ESC sequences that retitle the
+    window, clear the screen or hide what follows; carriage returns and newlines that forge other lines; C1
+    controls; bidirectional overrides) is shown as its Python escape instead of acting. Captions, keys and shard
+    paths are data, and anyone who made the shard chose them."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() or c == " " else _escape_char(c) for c in s)
+
+
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def even_indices(total: int, n: int) -> list[int]:
@@ -72,10 +91,40 @@ def strip(frames: Iterable[np.ndarray], height: int = 96) -> Image.Image:
 KEPT, LOW_CLIP, NOT_RELEVANT = (46, 160, 67), (190, 190, 190), (230, 140, 40)
 
 
+def _finite(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def timeline_problem(tl: object) -> str | None:
+    """Why ``tl`` is not a drawable ``timeline`` record (None when it is). Metadata is data: a shard can hold any
+    JSON under that name, and ``show`` must say so in a line rather than fail inside the drawing."""
+    if not isinstance(tl, dict):
+        return f"not an object but {type(tl).__name__}"
+    lists = {name: tl.get(name) for name in ("times", "keep", "clip_score", "p_yes")}
+    for name, v in lists.items():
+        if not isinstance(v, list):
+            return f"{name} is not a list"
+    n = len(lists["times"])
+    if not all(_finite(t) and t >= 0 for t in lists["times"]):
+        return "times holds something that is not a non-negative number"
+    if len(lists["keep"]) != n or len(lists["p_yes"]) != n or len(lists["clip_score"]) not in (0, n):
+        return f"times, keep, clip_score and p_yes differ in length ({', '.join(str(len(v)) for v in lists.values())})"
+    if not all(isinstance(k, bool | int) for k in lists["keep"]):
+        return "keep holds something that is not a flag"
+    if not all(_finite(v) for v in lists["clip_score"]) or not all(p is None or _finite(p) for p in lists["p_yes"]):
+        return "clip_score or p_yes holds something that is not a number"
+    segments = tl.get("segments", [])
+    if not isinstance(segments, list) or not all(
+        isinstance(g, dict) and _finite(g.get("start")) and _finite(g.get("end")) for g in segments
+    ):
+        return "segments is not a list of {start, end} numbers"
+    return None
+
+
 def timeline(tl: dict, current: tuple[float, float] | None = None, width: int = 800) -> Image.Image:
     """A long video's segmentation (``long-videos``' ``timeline`` record): one bar per sampled frame,
     green kept, grey dropped by CLIP, orange dropped by MiniGPT-4; the CLIP score as a line over it;
-    segments boxed, ``current`` (start, end) in blue."""
+    segments boxed, ``current`` (start, end) in blue. ``tl`` must pass :func:`timeline_problem`."""
     times, keep = tl["times"], tl["keep"]
     scores, p_yes = tl["clip_score"], tl["p_yes"]
     end = max([*times, *(s["end"] for s in tl.get("segments", []))], default=1.0) or 1.0
@@ -134,7 +183,7 @@ def save_image(img: Image.Image, path: str, fmt: str | None = None) -> None:
         f.write(buf.getvalue())
 
 
-GALLERY_HEAD = """<!doctype html>
+_GALLERY_HEAD = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body{{font-family:sans-serif;margin:16px;background:#fafafa}}
@@ -143,6 +192,13 @@ body{{font-family:sans-serif;margin:16px;background:#fafafa}}
 .bad{{color:#b00}}
 </style></head><body><h1>{title}</h1><p>{summary}</p>
 """
+
+
+def gallery_head(title: str, summary: str) -> str:
+    """The page's head and heading. Both texts are escaped here, the one place they enter the page: the title
+    carries the set's path and the summary a ``--where`` text, and a folder named ``<img src=x onerror=...>``
+    must show as text, not run."""
+    return _GALLERY_HEAD.format(title=html.escape(title), summary=html.escape(summary))
 
 
 def thumb_name(key: str, n: int) -> str:

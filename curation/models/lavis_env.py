@@ -18,6 +18,8 @@ REQUIREMENTS = Path(__file__).with_name("lavis_requirements.txt")
 SIDE = Path(__file__).with_name("lavis_side.py")
 PYTHON_ENV = "VIDRD_LAVIS_PYTHON"
 CREATE = "vidrd env lavis"
+# Written into every environment `vidrd env lavis` makes: `--force` deletes only a folder that holds it.
+MARKER = ".vidrd-lavis-env"
 
 
 class LavisEnvError(RuntimeError):
@@ -45,18 +47,35 @@ def python(check: bool = True) -> Path:
     return exe
 
 
+def _refuse_foreign(path: Path) -> None:
+    """LavisEnvError unless ``path`` is absent, an empty folder, or an environment this command made (its marker)."""
+    if path.is_symlink():
+        raise LavisEnvError(f"{path} is a symbolic link: give the folder itself")
+    if not path.exists() or (path / MARKER).is_file():
+        return
+    if not path.is_dir():
+        raise LavisEnvError(f"{path} is a file, not a folder")
+    if any(path.iterdir()):
+        raise LavisEnvError(f"{path} holds files `{CREATE}` did not make (no {MARKER} there): it will not write into "
+                            "or delete them; give another --path, or remove the folder yourself")  # fmt: skip
+
+
 def create(path: Path | None = None, force: bool = False, base_python: str | None = None) -> Path:
     """Make the pinned LAVIS environment at ``path`` (default :func:`default_path`) and check that LAVIS imports;
-    returns its interpreter. Several minutes: it installs torch again."""
+    returns its interpreter. Several minutes: it installs torch again. ``force`` remakes an environment this
+    command made; a folder it did not make is never written into or deleted (LavisEnvError)."""
     path = path or default_path()
     exe = path / "bin" / "python"
     if exe.exists() and not force:
         print(f"{path}: already there (--force remakes it)")
     else:
-        if force and path.exists():
+        _refuse_foreign(path)
+        if path.exists():
             import shutil
 
             shutil.rmtree(path)
+        path.mkdir(parents=True)
+        (path / MARKER).write_text(f"made by `{CREATE}`; `{CREATE} --force` may delete this folder\n")
         subprocess.run([base_python or sys.executable, "-m", "venv", str(path)], check=True)
         subprocess.run([str(exe), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)], check=True)
     done = subprocess.run([str(exe), "-c", "import lavis.models"], capture_output=True, text=True, timeout=300)
