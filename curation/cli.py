@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     import ray
     import yaml
 
+    from curation.model_stage import ModelUnavailableError
+    from curation.output_lock import OutputBusyError
     from curation.runner import RunMismatchError, build_stage, run_stage
 
     if args.stage in (DEDUP, SCORES):
@@ -99,9 +101,13 @@ def run(args: argparse.Namespace) -> int:
     ray.init(**ray_init_args(args))
     try:
         summary = run_stage(args.stage, args.manifest, args.out, stage_cfg, runner, progress=not args.no_progress)
-    except (RunMismatchError, FileNotFoundError, ValueError, TypeError) as e:
+    except (RunMismatchError, OutputBusyError, FileNotFoundError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ModelUnavailableError as e:  # partitions not reached stay undone: the same command resumes
+        print(f"error: {e}\nnothing was written for the partitions it did not reach; fix that and run the same "
+              "command again", file=sys.stderr)  # fmt: skip
+        return 1
     print(summary.line())
     return 0 if summary.ok else 1
 

@@ -12,7 +12,10 @@ partition's part files are still written by one task, last, exactly as for CPU-o
 3. ``write_model_partition`` (CPU task): ``stage.finish`` per row and the shard writer.
 
 A model call that fails (after ``run_batched`` has already halved the batch on out-of-memory) marks
-each of its rows ``model_failed`` with the error, so nothing is dropped silently.
+each of its rows ``model_failed`` with the error, so nothing is dropped silently. Models that cannot be loaded
+at all are no property of the rows: the actor passes the partitions on marked, their writer writes nothing and
+returns the error, and the runner stops with it (:class:`~curation.model_stage.ModelUnavailableError`), so
+a rerun once the weights or the environment are fixed does those partitions.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from curation.model_stage import ModelUnavailableError
 from curation.partition import Partition, RunnerConfig, StageSpec, stage_for, write_partition
 from curation.stage import Rejected
 from manifests.schema import RejectReason
@@ -49,10 +53,18 @@ class InferActor:
 
     def __init__(self, spec: StageSpec):
         self.stage = stage_for(spec)
-        self.models = self.stage.models()
+        self.unavailable = ""
+        try:
+            self.models = self.stage.models()
+        except ModelUnavailableError as e:  # said once per partition, not as a reject per row (see module doc)
+            self.unavailable = str(e)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         payloads = [pickle.loads(p) for p in batch[PAYLOAD]]
+        if self.unavailable:
+            for pay in payloads:
+                pay["unavailable"] = self.unavailable
+            return {**batch, PAYLOAD: np.array([pickle.dumps(p) for p in payloads], dtype=object)}
         items, where = [], []
         for pi, (part, pay) in enumerate(zip(batch["partition"], payloads, strict=True)):
             for ri, (row, prep) in enumerate(zip(part.rows, pay["prepared"], strict=True)):
@@ -78,6 +90,9 @@ def write_model_partition(item: dict[str, Any]) -> dict[str, Any]:
     p: Partition = item["partition"]
     stage = stage_for(p.stage)
     pay = pickle.loads(item[PAYLOAD])
+    if pay.get("unavailable"):  # nothing written: the partition stays undone for the next run
+        return {"part": p.part, "inputs": len(p.rows), "samples": 0, "rejects": 0, "counters_json": "{}",
+                "error": pay["unavailable"]}  # fmt: skip
 
     def produce(row: dict[str, Any], k: int) -> list:
         for got in (pay["prepared"][k], pay["results"][k]):

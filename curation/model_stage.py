@@ -40,6 +40,12 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return dtypes[name]
 
 
+class ModelUnavailableError(RuntimeError):
+    """A stage's models could not be loaded (missing weights, a LAVIS server that does not start, no memory):
+    the run stops with this message and writes no reject for the rows it could not reach, so the next run
+    retries them."""
+
+
 class ModelStage(StageBase):
     """Base of the stages whose middle step is a model; subclasses set ``name``, ``config_class`` and the four
     abstract methods below."""
@@ -65,7 +71,11 @@ class ModelStage(StageBase):
     def models(self) -> Any:
         """The loaded models, loaded on first use."""
         if self._models is None:
-            self._models = self.load_models()
+            try:
+                self._models = self.load_models()
+            except Exception as e:
+                msg = f"{self.name}: its models could not be loaded ({type(e).__name__}: {e})"
+                raise ModelUnavailableError(msg[:2000]) from e
         return self._models
 
     def process(self, row: dict[str, Any]) -> list[Sample]:

@@ -189,4 +189,4 @@ def write_partition(p: Partition, produce: Callable[[dict[str, Any], int], list]
     if len(w.shards) > SHARDS_PER_PARTITION:
         raise RuntimeError(f"partition {p.part} wrote {len(w.shards)} shards; raise max_shard_bytes/samples")
     return {"part": p.part, "inputs": len(p.rows), "samples": samples, "rejects": rejects,
-            "counters_json": json.dumps(counters)}  # fmt: skip
+            "counters_json": json.dumps(counters), "error": ""}  # fmt: skip

@@ -26,7 +26,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.model_stage import ModelStage
+from curation.model_stage import ModelStage, ModelUnavailableError
+from curation.output_lock import exclusive_output
 from curation.partition import (
     Faults,
     Partition,
@@ -41,7 +42,7 @@ from curation.partition import (
     write_partition,
 )
 from curation.stage import Rejected
-from manifests.io import join, read_table, url_to_fs
+from manifests.io import join, read_table, url_to_fs, write_atomic
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
 from shards.writer import PARTS_DIR, complete_parts, damaged_parts, finalize, forget_part
 
@@ -105,12 +106,14 @@ def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     return write_partition(p, lambda row, _k: process_row(stage, row, p.faults))
 
 
-def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | None]:
+def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | ModelUnavailableError | None]:
     """One row alone (the isolation fallback): samples, or the stage's reject."""
     try:
         return process_row(stage_for(p.stage), row, p.faults), None
     except Rejected as r:
         return [], r
+    except ModelUnavailableError as e:  # no property of this row: handed back, never a reject
+        return [], e
     except Exception as e:
         return [], Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
@@ -130,6 +133,8 @@ def isolate_partition(p: Partition, max_retries: int, num_cpus: float = 1.0, num
                 samples, rej = ray.get(ref)
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError, ray.exceptions.RayError) as e:
                 samples, rej = [], Rejected(RejectReason.WORKER_CRASHED, f"the worker died on this input: {e}"[:2000])
+            if isinstance(rej, ModelUnavailableError):
+                raise rej  # the writer aborts: the partition stays undone for the next run
             for s in samples:
                 w.write(s)
             if rej is not None:
@@ -151,8 +156,6 @@ def _fingerprint(table: pa.Table, stage: str, stage_config: dict, runner: Runner
 
 def _check_run_file(out: str, fp: dict[str, Any], source: str) -> None:
     fs, root = url_to_fs(out)
-    if fs.exists(root) and not fs.isdir(root):
-        raise RunMismatchError(f"--out {out} is a file; give a folder (new or made by this command)")
     path = posixpath.join(root, RUN_FILE)
     runs: dict[str, Any] = {}
     if fs.exists(path):
@@ -172,9 +175,8 @@ def _check_run_file(out: str, fp: dict[str, Any], source: str) -> None:
             "use a new --out, or delete the folder to start over"
         )
     runs[key] = fp
-    fs.makedirs(root, exist_ok=True)
-    with fs.open(path, "w") as f:
-        json.dump(runs, f, indent=2, sort_keys=True)
+    record = json.dumps(runs, indent=2, sort_keys=True).encode()
+    write_atomic(join(out, RUN_FILE), lambda f: f.write(record))
 
 
 def check_protocols(manifest: str, uris: list[str | None]) -> None:
@@ -205,13 +207,28 @@ def run_stage(
     progress: bool = True,
     faults: Faults | None = None,
 ) -> RunSummary:
-    """Run ``stage`` over ``manifest`` into ``out`` on the current Ray cluster (``ray.init`` first).
+    """Run ``stage`` over ``manifest`` into ``out`` on the current Ray cluster (``ray.init`` first), holding
+    ``out``'s lock (:class:`~curation.output_lock.OutputBusyError` while another run writes there).
     ``faults``: for tests only (:class:`curation.partition.Faults`)."""
+    fs, root = url_to_fs(out)
+    if fs.exists(root) and not fs.isdir(root):
+        raise RunMismatchError(f"--out {out} is a file; give a folder (new or made by this command)")
+    with exclusive_output(out):
+        return _run_stage(stage, manifest, out, stage_config or {}, runner or RunnerConfig(), progress, faults)
+
+
+def _run_stage(
+    stage: str,
+    manifest: str,
+    out: str,
+    stage_config: dict[str, Any],
+    runner: RunnerConfig,
+    progress: bool,
+    faults: Faults | None,
+) -> RunSummary:
     import ray
 
     t0 = time.perf_counter()
-    runner = runner or RunnerConfig()
-    stage_config = stage_config or {}
     stage_obj = build_stage(stage, stage_config, runner.seed)  # fail fast on a bad stage name or config
     table = read_table(manifest, SOURCE_SCHEMA).sort_by("id")
     check_protocols(manifest, table.column("uri").to_pylist())
@@ -253,16 +270,24 @@ def run_stage(
                         ray_remote_args_fn=remote_args)  # fmt: skip
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
+        unavailable = ""
         try:
             for r in ds.iter_rows():
+                unavailable = unavailable or r["error"]
                 for k, v in json.loads(r["counters_json"]).items():
                     events[k] = events.get(k, 0) + v
+            if unavailable:
+                raise ModelUnavailableError(unavailable)
+            failed = []
+        except ModelUnavailableError:
+            finalize(out)  # the index matches the partitions done
+            raise
         except Exception as e:  # a partition whose task failed every retry (e.g. an input that kills FFmpeg)
             finished = complete_parts(out)
             failed = [p for p in parts if p.part not in finished]
             print(f"{len(failed)} partition(s) failed ({type(e).__name__}); redoing them one row per task")
-            for p in failed:
-                isolate_partition(p, max_retries=0, num_cpus=runner.num_cpus_per_task, num_gpus=gpus)
+        for p in failed:
+            isolate_partition(p, max_retries=0, num_cpus=runner.num_cpus_per_task, num_gpus=gpus)
     finalize(out)
     ours = [p for p in names if p in complete_parts(out)]
     missing = sorted(set(names) - set(ours))

@@ -29,6 +29,29 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base.rstrip("/"), *parts)
 
 
+def _resolved(path: str) -> tuple[str, str]:
+    if any(c in path for c in "*?["):  # a glob: the folder it matches in
+        path = posixpath.dirname(path)
+    fs, p = url_to_fs(path)
+    if isinstance(fs, LocalFileSystem):
+        return "file", os.path.realpath(p)
+    return str(fs.protocol), p.rstrip("/")
+
+
+def check_output_apart(out: str, **inputs: str | None) -> None:
+    """ValueError when the output folder ``out`` is one of the ``inputs`` (by option name) or lies inside one:
+    writing there would overwrite what the command reads (``--out`` equal to ``--sd`` rewrites Stable
+    Diffusion's own files). Local paths are compared resolved (links, ``..``, a trailing slash)."""
+    proto, o = _resolved(out)
+    for name, path in inputs.items():
+        if not path:
+            continue
+        iproto, i = _resolved(path)
+        if proto == iproto and (o == i or o.startswith(i.rstrip("/") + "/")):
+            where = "is" if o == i else "lies inside"
+            raise ValueError(f"--out {out} {where} --{name.replace('_', '-')} {path}: give an output folder of its own")
+
+
 def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Build a table from dict rows; missing optional fields become null, unknown fields are an error."""
     rows = list(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,19 +62,22 @@ def _video_stream(
 def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.ndarray, VideoInfo]:
     """Decode RGB frames ``[F, H, W, 3]`` uint8 (all, or the given frame indices) and the stream info.
 
-    Frame counts come from decoding, not from the container header, which is often wrong.
+    Frame counts come from decoding, not from the container header, which is often wrong. Frames and sizes are
+    upright, as a player shows them (the display matrix applied), here and in every decoder of this module.
     """
     wanted = None if indices is None else set(indices)
     frames: list[np.ndarray] = []
-    count = 0
+    count = turns = 0
     try:
         with _open(src) as container:
             stream, fps = _video_stream(container)
             for frame in container.decode(stream):
+                if count == 0:
+                    turns = _turns(frame)
                 if wanted is None or count in wanted:
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                    frames.append(_upright(frame.to_ndarray(format="rgb24"), turns))
                 count += 1
-            width, height = stream.codec_context.width, stream.codec_context.height
+            width, height = _display_size(stream.codec_context.width, stream.codec_context.height, turns)
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
@@ -191,6 +195,22 @@ def fit_size(width: int, height: int, short_side: int, max_aspect: float) -> tup
     return (x0, y0, x1, y1), ow, oh
 
 
+def _turns(frame: Any) -> int:
+    """Quarter turns counter-clockwise that show ``frame`` upright, from its display matrix (phones record
+    portrait video as landscape pixels plus "rotate by 90" metadata; players rotate, and so must we, or the clip
+    is curated and trained on sideways). Other angles round to the nearest quarter turn; flips are not read."""
+    rotation = getattr(frame, "rotation", 0) or 0
+    return round(rotation / 90) % 4
+
+
+def _upright(rgb: np.ndarray, turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _display_size(w: int, h: int, turns: int) -> tuple[int, int]:
+    return (h, w) if turns % 2 else (w, h)
+
+
 class _Window:
     """Frames of a decoded stream inside [start, end) seconds; counts every frame decoded."""
 
@@ -229,6 +249,12 @@ class _Window:
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError)
 
 
+def _peek(frames: Iterator[Any]) -> tuple[Iterator[Any], Any]:
+    """(the same frames, the first of them or None): the first frame carries the display matrix."""
+    first = next(frames, None)
+    return (frames if first is None else itertools.chain([first], frames)), first
+
+
 def _frame_size(stream: Any) -> tuple[int, int]:
     w, h = stream.codec_context.width, stream.codec_context.height
     if not w or not h:
@@ -260,15 +286,17 @@ def decode_resized(
     scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
-        w, h = _frame_size(stream)
+        frames, first = _peek(window.frames(container, stream, fps))
+        turns = _turns(first) if first is not None else 0
+        w, h = _display_size(*_frame_size(stream), turns)
         box, ow, oh = fit_size(w, h, short_side, max_aspect)
         whole = box == (0, 0, w, h)
-        for frame in window.frames(container, stream, fps):
-            if whole and (frame.width, frame.height) == (w, h):
+        for frame in frames:
+            if whole and not turns and (frame.width, frame.height) == (w, h):
                 rgb = scale.reformat(frame, width=ow, height=oh, format="rgb24", interpolation="BILINEAR")
                 out.append(rgb.to_ndarray())
             else:
-                rgb = frame.to_ndarray(format="rgb24")[box[1] : box[3], box[0] : box[2]]
+                rgb = _upright(frame.to_ndarray(format="rgb24"), turns)[box[1] : box[3], box[0] : box[2]]
                 out.append(cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA))
             if max_frames is not None and len(out) >= max_frames:
                 break
@@ -294,7 +322,7 @@ def transcode_resized(
 
     The fast path of :func:`decode_resized` + :func:`encode_mp4` when nothing needs RGB pixels (no
     crop, no watermark step); the same output size, frame selection and encoder settings. Returns
-    None when the video needs a crop (the caller takes the RGB path). ``on_frame`` sees every kept
+    None when the video needs a crop or is stored rotated (the caller takes the RGB path). ``on_frame`` sees every kept
     source frame as decoded (e.g. to keep a small copy for analysis, without decoding again).
     """
     buf = io.BytesIO()
@@ -307,10 +335,13 @@ def transcode_resized(
         box, ow, oh = fit_size(w, h, short_side, max_aspect)
         if box != (0, 0, w, h) or not fps:
             return None
+        frames, first = _peek(window.frames(container, stream, fps))
+        if first is not None and _turns(first):
+            return None  # shown rotated: the RGB path turns it upright
         with av.open(buf, mode="w", format="mp4") as out:
             ost = _add_h264(out, ow, oh, fps, crf, preset, threads)
             frame_time = 1 / Fraction(fps).limit_denominator(1001)
-            for frame in window.frames(container, stream, fps):
+            for frame in frames:
                 if (frame.width, frame.height) != (w, h):
                     return None  # the size changes mid-stream: let the RGB path handle it
                 if on_frame is not None:
@@ -348,7 +379,7 @@ def decode_clip(src: Source, indices: list[int], fps: float) -> np.ndarray:
         for n, frame in enumerate(window.frames(container, stream, fps)):
             idx = round(float(frame.time) * fps) if frame.time is not None else n
             if idx in wanted:
-                got[idx] = frame.to_ndarray(format="rgb24")
+                got[idx] = _upright(frame.to_ndarray(format="rgb24"), _turns(frame))
             if idx >= wanted[-1]:
                 break
     missing = [i for i in wanted if i not in got]
@@ -374,18 +405,22 @@ def decode_sampled(
     scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
-        w, h = _frame_size(stream)
+        frames, first = _peek(window.frames(container, stream, fps))
+        turns = _turns(first) if first is not None else 0
+        w, h = _frame_size(stream)  # as stored; resized so, then turned upright
         factor = short_side / min(w, h)
         ow, oh = max(2, round(w * factor / 2) * 2), max(2, round(h * factor / 2) * 2)
         nxt = 0.0
-        for frame in window.frames(container, stream, fps):
+        for frame in frames:
             t = float(frame.time) if frame.time is not None else (window.decoded - 1) / fps
             if t + 1e-6 < nxt:
                 continue
-            out.append(scale.reformat(frame, width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray())
+            small = scale.reformat(frame, width=ow, height=oh, format="rgb24", interpolation="BICUBIC").to_ndarray()
+            out.append(_upright(small, turns))
             times.append(t)
             if max_samples and len(out) > max_samples:
                 out, times, every = out[::2], times[::2], 2 * every
             nxt = (int(t / every + 1e-6) + 1) * every
     window.require_frames()
+    w, h = _display_size(w, h, turns)
     return np.stack(out), np.asarray(times, dtype=np.float64), VideoInfo(window.decoded, fps, w, h)

@@ -122,3 +122,20 @@ def image_corpus(d: Path) -> list[dict[str, Any]]:
 
 def tiny_mp4(frames: int = 32) -> bytes:
     return encode_mp4(moving_square("red", "right", frames), 24.0)
+
+
+def stored_rotated(upright: np.ndarray, degrees: int, fps: float = 8.0) -> bytes:
+    """``upright`` frames stored as a phone stores them: pixels turned, plus a display matrix saying how to turn
+    them back (``degrees`` counter-clockwise, as FFmpeg reads it)."""
+    import av
+
+    stored = np.rot90(upright, -degrees // 90, axes=(1, 2))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=int(fps))
+        s.width, s.height, s.pix_fmt = stored.shape[2], stored.shape[1], "yuv420p"
+        s.set_display_rotation(degrees)
+        for f in stored:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode())
+    return buf.getvalue()

@@ -134,6 +134,41 @@ def test_a_rerun_trusts_no_emptied_deleted_or_malformed_shard_record(local_ray, 
     assert main(["shards", "verify", str(out)]) == 0
 
 
+def test_a_second_run_into_the_same_out_is_refused_while_another_holds_it(corpus, tmp_path):
+    """Refused at once, naming the holder, before any Ray work; free again the moment the holder dies; a link
+    planted at the lock's name is refused, not followed."""
+    import subprocess
+    import sys
+
+    from curation.output_lock import LOCK_FILE, OutputBusyError, exclusive_output
+
+    _, manifest = corpus
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from curation.output_lock import exclusive_output as x\n"
+         f"with x({str(out)!r}):\n print('held', flush=True); sys.stdin.read()"],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputBusyError, match=rf"being written by another run \(pid {holder.pid} on "):
+            run_stage("captioned", str(manifest), str(out), STAGE_CFG, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not list(out.glob("*.tar")) and not (out / "_run.json").exists()  # the refused run wrote nothing
+    # The kernel released the dead holder's lock; a second holder in this process is refused too.
+    with exclusive_output(str(out)), pytest.raises(OutputBusyError), exclusive_output(str(out)):
+        pass
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (out / LOCK_FILE).unlink()
+    (out / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(OutputBusyError, match="is a symbolic link"):
+        run_stage("captioned", str(manifest), str(out), STAGE_CFG, progress=False)
+    assert victim.read_text() == "precious"
+
+
 def test_curate_settings_are_checked_before_ray_starts(tmp_path, capsys, monkeypatch):
     """A wrong setting is one line naming it, exit 2, and no Ray cluster is started for it."""
     import ray as ray_module

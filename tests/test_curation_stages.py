@@ -56,6 +56,22 @@ def test_captioned_outputs(videos):
     assert g.meta["frames"] == 32 and g.meta["fps"] == pytest.approx(12.0, rel=0.1)
 
 
+def test_a_phone_video_stored_rotated_is_curated_upright(tmp_path):
+    """Portrait pixels stored as landscape plus a display matrix: the sample is portrait, the square where a
+    player shows it."""
+    from tests.curation_inputs import row, stored_rotated
+    from vidrd.synthetic import moving_square
+
+    upright = moving_square("green", "down", 32, width=48, height=96)
+    (tmp_path / "phone.mp4").write_bytes(stored_rotated(upright, -90, fps=24))
+    (s,) = CaptionedStage(SMALL_VIDEO).process(row("phone", str(tmp_path / "phone.mp4")))
+    frames, info = decode_frames(s.mp4)
+    assert (s.meta["width"], s.meta["height"]) == (info.width, info.height) == (32, 64)
+    green = frames[..., 1].astype(int) - frames[..., 0]  # the square: far greener than the grey background
+    rows = [np.argwhere(g > 60)[:, 0].mean() for g in green[[0, -1]]]
+    assert rows[1] > rows[0] + 10  # it moves down the portrait frame, as recorded
+
+
 def test_captioned_is_deterministic(videos):
     r = videos[0]
     a, b = CaptionedStage(SMALL_VIDEO).process(r)[0], CaptionedStage(SMALL_VIDEO).process(r)[0]

@@ -144,6 +144,14 @@ def test_cli_names_bad_arguments(sets, tmp_path, capsys):
     assert vidrd_main([*args[:4], str(tmp_path / "nothing"), *args[5:], "--size", "32"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert part("1/4") == (1, 4)
+    for size in ("0", "-8"):
+        assert vidrd_main([*args, "--size", size]) == 2 and "--size must be" in capsys.readouterr().err
+    for out in (src, src / "sub", f"{src}/"):  # the input set itself, or inside it: its shards would be overwritten
+        before = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
+        assert vidrd_main(["latents", "--pretrained", "tiny", "--shards", str(src), "--out", str(out), "--size", "32",
+                           "--device", "cpu"]) == 2  # fmt: skip
+        assert "give an output folder of its own" in capsys.readouterr().err
+        assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == before
 
 
 def test_the_vae_alone_is_the_one_the_trainer_loads(tmp_path):

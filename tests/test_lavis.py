@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from curation.model_stage import ModelUnavailableError
 from curation.models import lavis_env
 from curation.models.blip2_convert import NotBlip2Checkpoint, convert, load_lavis_state
 
@@ -163,6 +165,19 @@ def test_short_videos_through_lavis_on_ray_and_a_server_that_dies(lavis_model, t
         d = run_stage("short-videos", str(manifest), str(tmp_path / "dies"), cfg, runner, progress=False)
         assert d.ok and d.inputs == len(rows) == d.samples + sum(d.reasons.values())  # nothing lost
         assert d.reasons.get("model_failed", 0) >= 1 and d.samples >= 1
+        # A server that cannot start (its weights not there yet): the run stops with that error and writes no
+        # reject; the same command, once the weights are there, captions every row.
+        ray.shutdown()
+        monkeypatch.delenv("VIDRD_LAVIS_DIE_AFTER")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        late = tmp_path / "late"
+        cfg_late = dict(cfg, blip2=f"lavis:tiny:{late / 'model'}")
+        with pytest.raises(ModelUnavailableError, match="did not start"):
+            run_stage("short-videos", str(manifest), str(tmp_path / "late-out"), cfg_late, runner, progress=False)
+        assert not list((tmp_path / "late-out").glob("*.tar")) and not list((tmp_path / "late-out").glob("_parts/*"))
+        shutil.copytree(lavis_model / "model", late / "model", dirs_exist_ok=True)  # the server made hf/ there
+        again = run_stage("short-videos", str(manifest), str(tmp_path / "late-out"), cfg_late, runner, progress=False)
+        assert again.ok and again.samples == len(rows) and not again.reasons and again.skipped == 0
     finally:
         ray.shutdown()
 

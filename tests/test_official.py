@@ -396,6 +396,19 @@ def test_a_wrong_release_file_is_a_clear_error(tmp_path, kind, match, capsys):
     assert "vidrd convert vidrd-release:" in capsys.readouterr().err
 
 
+def test_an_output_folder_that_is_an_input_is_refused(tmp_path, capsys):
+    """``--out`` equal to ``--sd`` (or inside it) would overwrite Stable Diffusion's own files."""
+    from vidrd.cli import main
+
+    parts = write_release(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in parts["sd"].rglob("*")}
+    for out in (parts["sd"], parts["sd"] / "unet", parts["vae"]):
+        argv = ["convert", "vidrd-release", "--ckpt", str(parts["ckpt"]), "--sd", str(parts["sd"]),
+                "--temporal-vae", str(parts["vae"]), "--out", str(out)]  # fmt: skip
+        assert main(argv) == 2 and "give an output folder of its own" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in parts["sd"].rglob("*")} == before
+
+
 def test_trust_pickle_loads_a_checkpoint_with_other_objects(tmp_path):
     ckpt = tmp_path / "m.pth"
     torch.save({"state_dict": {"unet.x": torch.ones(2)}, "callbacks": [Path("x")]}, ckpt)

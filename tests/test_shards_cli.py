@@ -277,7 +277,8 @@ def test_show_and_tables_print_data_as_text_never_as_terminal_commands(tmp_path,
     """A caption that retitles the window, clears the screen, hides text or forges a line, a source name with a
     C1 control, a malformed long-video timeline: printed escaped, drawn only when well formed, never a crash."""
     s = make_sample(0, caption="ok\x1b]0;pwned\x07\x1b[2J\x9b31m\u202etxt.exe\r\nmetadata: forged")
-    s.meta.update(source="web\x1b[2Jvid", note="\x1b[8mhidden", timeline={"times": [0, "x"], "keep": [1], "clip_score": [], "p_yes": [None]})
+    timeline = {"times": [0, "x"], "keep": [1], "clip_score": [], "p_yes": [None]}
+    s.meta.update(source="web\x1b[2Jvid", note="\x1b[8mhidden", timeline=timeline)
     root = tmp_path / "shards"
     with ShardWriter(str(root), "webvid") as w:
         w.write(s)
@@ -301,3 +302,28 @@ def test_show_and_tables_print_data_as_text_never_as_terminal_commands(tmp_path,
     for args in (("show", str(nested), deep.key), ("stats", str(nested), "--scan"), ("verify", str(nested))):
         code, _, err = run(capsys, "shards", *args)
         assert "Traceback" not in err and code in (0, 1), args
+
+
+def test_stats_skip_nan_signals_and_verify_names_a_metadata_number_that_is_not_one(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "shards"
+    with ShardWriter(str(root), "webvid", max_samples=1) as w:
+        for i in range(3):
+            w.write(make_sample(i))
+    finalize(str(root))
+    motions = [0.5, float("nan"), float("inf")]  # what a hostile or buggy writer leaves; this project's refuses
+    index = pq.read_table(root / "_index.parquet").sort_by("key")
+    pq.write_table(index.set_column(index.schema.get_field_index("motion"), "motion", pa.array(motions)),
+                   root / "_index.parquet")  # fmt: skip
+    for tar, motion in zip(sorted(root.glob("*.tar")), motions, strict=True):
+        rewrite_member(tar, "json", json.dumps({**make_sample(0).meta, "motion": motion}).encode())
+    for extra in ((), ("--scan",)):
+        code, out, _ = run(capsys, "shards", "stats", str(root), "--json", *extra)
+        got = json.loads(out)  # strict JSON: NaN would not parse in most readers
+        assert code == 0 and got["motion"]["count"] == 1 and got["motion"]["mean"] == 0.5, extra
+    rewrite_member(sorted(root.glob("*.tar"))[0], "json", json.dumps({**make_sample(0).meta, "fps": "fast"}).encode())
+    code, out, _ = run(capsys, "shards", "verify", str(root), "--json", "--no-decode")
+    problems = {(p["problem"], p["detail"]) for p in json.loads(out)["problems"]}
+    assert code == 1 and ("bad_json", ".json fps is not a positive number: 'fast'") in problems

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from media.video import VideoDecodeError, decode_frames, encode_mp4
+from tests.curation_inputs import stored_rotated
 from vidrd.synthetic import moving_square
 
 
@@ -90,3 +91,31 @@ def test_x264_is_kept_to_avx2_only_where_the_cpu_has_avx512():
     # Never a set the CPU lacks: naming one to x264 would run instructions the CPU cannot (SIGILL).
     assert x264_asm({"sse", "sse2", "avx512f"}) == "MMX2,SSE,SSE2"
     assert h264_options(23, "fast")["crf"] == "23" and h264_options(23, "fast")["preset"] == "fast"
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_a_video_stored_rotated_decodes_upright_in_every_decoder(degrees):
+    """A portrait clip with a bright block at its top left, stored turned (as phones do): every decoder gives
+    portrait frames with the block at the top left, and the fast YUV transcode steps aside for the RGB path."""
+    from media.video import decode_clip, decode_resized, decode_sampled, transcode_resized
+
+    upright = np.full((8, 64, 48, 3), 30, np.uint8)
+    upright[:, :16, :12] = 230
+    mp4 = stored_rotated(upright, degrees)
+
+    def upright_ok(frames: np.ndarray, w: int, h: int) -> None:
+        assert frames.shape[1:3] == (h, w), frames.shape
+        top_left = frames[:, : h // 4, : w // 4].mean()
+        assert top_left > 180 and frames[:, h // 2 :, w // 2 :].mean() < 80, (degrees, top_left)
+
+    frames, info = decode_frames(mp4)
+    upright_ok(frames, 48, 64)
+    assert (info.width, info.height) == (48, 64)
+    resized, src, out = decode_resized(mp4, short_side=24)
+    upright_ok(resized, 24, 32)
+    assert (src.width, src.height, out.width, out.height) == (48, 64, 24, 32)
+    assert transcode_resized(mp4, short_side=24) is None
+    upright_ok(decode_clip(mp4, [0, 3], 8.0), 48, 64)
+    sampled, _, sinfo = decode_sampled(mp4, every=0.25, short_side=24)
+    upright_ok(sampled, 24, 32)
+    assert (sinfo.width, sinfo.height) == (48, 64)

@@ -50,9 +50,18 @@ def run(args: argparse.Namespace) -> int:
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    import posixpath
+
+    from manifests.io import check_output_apart
+
     try:
         if args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+        if args.size < 8:
+            raise ValueError(f"--size must be a short side in pixels, a multiple of 8 of at least 8, got {args.size}")
+        one_tar = args.shards.endswith(".tar")  # then its folder is what an output must stay out of
+        shards = posixpath.dirname(args.shards) if one_tar else args.shards
+        check_output_apart(args.out, shards=shards, pretrained=args.pretrained)
         summary = cache_latents(args.pretrained, args.shards, args.out, args.size, device, dtype, args.chunk, args.part)
     except (ValueError, FileNotFoundError, WeightLoadError) as e:  # WeightLoadError: a VAE that does not fit
         print(f"vidrd latents: error: {e}", file=sys.stderr)

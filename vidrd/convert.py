@@ -60,8 +60,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_blip2_lavis(args: argparse.Namespace) -> int:
     from curation.models.blip2_convert import NotBlip2Checkpoint, convert, convert_vision
+    from manifests.io import check_output_apart
 
     try:
+        check_output_apart(args.out, ckpt=args.ckpt, opt=args.opt, vit=args.vit)
         if args.vision_only:
             out = convert_vision(args.ckpt, args.out, args.vit, args.vision_heads, args.qformer_heads)
             print(f"{out}: BLIP-2 vision side; use it as stage.minigpt4_blip2: {out}")
@@ -69,7 +71,7 @@ def run_blip2_lavis(args: argparse.Namespace) -> int:
         if not args.opt:
             raise NotBlip2Checkpoint("--opt OPT_FOLDER is needed (or --vision-only)")
         out = convert(args.ckpt, args.opt, args.out, args.vit, args.vision_heads, args.qformer_heads)
-    except (FileNotFoundError, NotBlip2Checkpoint, OSError) as e:
+    except (FileNotFoundError, NotBlip2Checkpoint, OSError, ValueError) as e:
         print(f"vidrd convert blip2-lavis: {e}", file=sys.stderr)
         return 2
     print(f"{out}: transformers BLIP-2; use it as stage.blip2: {out}")
@@ -77,10 +79,12 @@ def run_blip2_lavis(args: argparse.Namespace) -> int:
 
 
 def run_release(args: argparse.Namespace) -> int:
+    from manifests.io import check_output_apart
     from training.model.loading import WeightLoadError
     from training.model.official import convert_release
 
     try:
+        check_output_apart(args.out, sd=args.sd, temporal_vae=args.temporal_vae, ckpt=args.ckpt)
         report = convert_release(args.ckpt, args.sd, args.out, args.temporal_vae, args.trust_pickle)
     except (FileNotFoundError, WeightLoadError, ValueError, OSError) as e:
         print(f"vidrd convert vidrd-release: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -12,8 +13,9 @@ from shards.reader import ShardScan, cut_count, number, sample_meta, scan_shard
 
 
 def describe(values: list[float]) -> dict[str, float | int | None]:
-    """count, mean, min, p5, p50, p95, max of the non-null values."""
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    """count, mean, min, p5, p50, p95, max of the finite values (null, NaN and infinity are no measurement:
+    one NaN would make every figure NaN, and NaN is not JSON)."""
+    v = np.asarray([x for x in values if _finite(x)], dtype=np.float64)
     if v.size == 0:
         return {"count": 0, "mean": None, "min": None, "p5": None, "p50": None, "p95": None, "max": None}
     q = np.percentile(v, [5, 50, 95])
@@ -26,6 +28,10 @@ def describe(values: list[float]) -> dict[str, float | int | None]:
         "p95": round(float(q[2]), 3),
         "max": round(float(v.max()), 3),
     }
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def ls_row(scan: ShardScan) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ def check_sample(
     meta = sample_meta(members)
     if "json" in members and not meta:
         report.add(shard, key, "bad_json", ".json is not a JSON object")
+    for name in ("frames", "fps", "width", "height"):
+        v = meta.get(name)
+        if meta and not (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            report.add(shard, key, "bad_json", f".json {name} is not a positive number: {v!r}")
     if "txt" in members:
         try:
             members["txt"].decode("utf-8")
@@ -67,9 +72,7 @@ def check_sample(
         report.add(shard, key, "undecodable", str(e))
         return
     report.decoded += 1
-    if meta.get("frames") is not None and number(meta["frames"]) is None:
-        report.add(shard, key, "bad_json", f".json frames is not a number: {meta['frames']!r}")
-    elif meta.get("frames") is not None and number(meta["frames"]) != info.frames:
+    if isinstance(meta.get("frames"), int | float) and number(meta["frames"]) not in (None, info.frames):
         report.add(shard, key, "frame_count", f"decoded {info.frames} frames, .json says {meta['frames']}")
     if index_frames is not None and index_frames != info.frames:
         report.add(shard, key, "frame_count", f"decoded {info.frames} frames, _index.parquet says {index_frames}")
