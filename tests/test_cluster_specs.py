@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -71,27 +75,62 @@ def test_launch_scripts_are_valid_shell():
         assert "vidrd" in f.read_text() and "train fit" in f.read_text()
 
 
+def _node_ports(head: bool) -> list[str]:
+    """Every port a node would otherwise take at a fixed default (6379, 10001, 52365, ...), chosen free, so no
+    other Ray on the machine can clash with this cluster or be joined by it."""
+    names = ["node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent",
+             "metrics-export"] + (["ray-client-server"] if head else [])  # fmt: skip
+    return [f"--{n}-port={free_port()}" for n in names]
+
+
+def _stop_cluster(temp_dir: Path) -> None:
+    """Kill this cluster's processes only (each names its temp folder): `ray stop` would stop every Ray on the
+    machine, another test run's or the user's included."""
+    import psutil
+
+    mine = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(temp_dir) in arg for arg in p.info["cmdline"] or []):
+                mine.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for p in mine:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(mine, timeout=30)
+
+
 @pytest.mark.slow
 def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
+    """The cluster is this test's own (its temp folder, every port chosen free), it is waited for with the
+    project's own `vidrd cluster wait` before the job is submitted (the job agent registers after `ray start`
+    returns), and only its processes are stopped afterwards."""
+    from vidrd.cluster import wait_for_jobs
+
     _, manifest = corpus
     ray_bin = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
     port, dash = free_port(), free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     common = ["--num-cpus=1", "--object-store-memory=200000000"]
     try:
-        head = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", *common,
-                               "--resources", json.dumps({"head_node": 1}), "--dashboard-host=127.0.0.1",
-                               f"--dashboard-port={dash}", "--include-dashboard=true"],
+        head = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", *common, *_node_ports(True),
+                               f"--temp-dir={temp_dir}", "--resources", json.dumps({"head_node": 1}),
+                               "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],
                               capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
         assert head.returncode == 0, head.stderr[-2000:]
-        worker = subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", *common,
+        worker = subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", *common, *_node_ports(False),
                                  "--resources", json.dumps({"worker_node": 1})],
                                 capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
         assert worker.returncode == 0, worker.stderr[-2000:]
+        address = f"http://127.0.0.1:{dash}"
+        wait_for_jobs(address, timeout=300, nodes=2)
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text("stage:\n  short_side: 32\nrunner:\n  rows_per_partition: 1\n")
         out = tmp_path / "job_out"
-        cmd = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
+        cmd = [str(ray_bin), "job", "submit", "--address", address, "--working-dir", str(REPO),
                "--runtime-env-json", json.dumps({"excludes": [".venv", ".git", "demo-out", "runs", ".whl"]}), "--",
                sys.executable, "-m", "vidrd.cli", "curate", "captioned", "--manifest", str(manifest), "--out", str(out),
                "--config", str(cfg), "--no-progress"]  # fmt: skip
@@ -101,7 +140,6 @@ def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
 
         from ray.util.state import list_nodes, list_tasks
 
-        address = f"http://127.0.0.1:{dash}"
         nodes = {n.node_id: n.resources_total for n in list_nodes(address=address)}
         assert len(nodes) == 2 and any("head_node" in r for r in nodes.values())
         assert any("worker_node" in r for r in nodes.values())
@@ -109,4 +147,16 @@ def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
         used = {t.node_id for t in tasks if t.type == "NORMAL_TASK"}
         assert used == set(nodes), f"curation tasks ran on {len(used)} of 2 nodes"
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_cluster_wait_gives_up_in_time_and_names_why(capsys):
+    """Nothing listens at the address: `vidrd cluster wait` exits 1 within its limit, with the reason."""
+    from vidrd.cli import main
+
+    t0 = time.monotonic()
+    assert main(["cluster", "wait", "--address", f"http://127.0.0.1:{free_port()}", "--timeout", "3"]) == 1
+    assert time.monotonic() - t0 < 30
+    err = capsys.readouterr().err
+    assert "did not run a job within 3 s (" in err and "Unavailable" in err  # the last reason it saw

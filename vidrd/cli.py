@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.eval import cli as eval_cli
     from manifests import cli as manifest_cli
     from training import latents_cli
-    from vidrd import convert, demo, env
+    from vidrd import cluster, convert, demo, env
 
     parser = argparse.ArgumentParser(
         prog="vidrd",
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cli.add_parser(sub)
     convert.add_parser(sub)
     env.add_parser(sub)
+    cluster.add_parser(sub)
     latents_cli.add_parser(sub)
     train = sub.add_parser(
         "train",
