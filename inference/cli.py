@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from inference.pipeline import GenerationSettings, VidRDPipeline
     from inference.prompts import PromptError, VideoRequest, read_prompts_file
     from inference.video_out import FrameSink
-    from training.model.loading import check_checkpoint_folder
+    from training.model.loading import WeightLoadError, check_checkpoint_folder
 
     device = args.device or default_device()
     dtype = torch_dtype(args.dtype or ("bf16" if device.startswith("cuda") else "fp32"))
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(why)
         pipe = VidRDPipeline.from_checkpoint(args.checkpoint, device, dtype, decode_chunk=args.decode_chunk, fast=fast)
         pipe.check_size(settings)
-    except (PromptError, ValueError, FileNotFoundError) as e:
+    except (PromptError, ValueError, FileNotFoundError, WeightLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     paths = out_paths(args.out, len(requests))

@@ -21,6 +21,10 @@ from training.model.temporal import TempConv
 from training.model.vae import TemporalVAE
 
 MAX_STEPS = 1000  # DDIM cannot take more steps than the schedule's training timesteps
+# Past these a request is a typo, not a video: 100k frames is over an hour at 24 fps (days of sampling), and one
+# 8192-pixel frame is 64x the area SD 2.1 was trained at. They fail in a line instead of after hours or at allocation.
+MAX_FRAMES = 100_000
+MAX_SIDE = 8192
 
 
 @dataclass
@@ -39,16 +43,16 @@ class GenerationSettings:
     guidance_rescale: float = 0.0  # 0: plain CFG; ~0.7 for a zero-terminal-SNR model (inference.sampler)
 
     def __post_init__(self) -> None:
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if not 1 <= self.frames <= MAX_FRAMES:
+            raise ValueError(f"frames must be in [1, {MAX_FRAMES}], got {self.frames}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be in [1, {MAX_STEPS}] (the schedule's training timesteps), got {self.steps}")
         if not math.isfinite(self.guidance) or self.guidance <= 0:
             raise ValueError(f"guidance must be a finite number > 0, got {self.guidance}")
         if not 0.0 <= self.guidance_rescale <= 1.0:
             raise ValueError(f"guidance_rescale must be in [0, 1], got {self.guidance_rescale}")
-        if self.height < 1 or self.width < 1:
-            raise ValueError(f"height and width must be positive, got {self.height}x{self.width}")
+        if not (1 <= self.height <= MAX_SIDE and 1 <= self.width <= MAX_SIDE):
+            raise ValueError(f"height and width must be in [1, {MAX_SIDE}], got {self.height}x{self.width}")
 
     def check_requests(self, requests: Sequence[VideoRequest]) -> None:
         """Every request has exactly one prompt per clip (a clear error before any model work)."""

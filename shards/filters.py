@@ -31,6 +31,8 @@ def parse_where(text: str, columns: Sequence[str]) -> pc.Expression:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise FilterError(f"where {text!r} does not parse: {e.msg}") from e
+    except (RecursionError, MemoryError) as e:  # nested thousands deep
+        raise FilterError(f"where {text[:80]!r}...: nested too deeply to parse") from e
     known = set(columns)
 
     def constant(node: ast.AST) -> object:
@@ -82,6 +84,8 @@ def parse_where(text: str, columns: Sequence[str]) -> pc.Expression:
             if not (isinstance(right, ast.Constant) and right.value is None):
                 raise FilterError(f"where {text!r}: 'is' only compares with None")
             field = value(left)
+            if not isinstance(field, pc.Expression):
+                raise FilterError(f"where {text!r}: the left side of 'is' must be a column")
             return field.is_null() if isinstance(op, ast.Is) else field.is_valid()
         if type(op) not in _COMPARE:
             raise FilterError(f"where {text!r}: unsupported operator {type(op).__name__}")
@@ -92,7 +96,14 @@ def parse_where(text: str, columns: Sequence[str]) -> pc.Expression:
         b = b if isinstance(b, pc.Expression) else pc.scalar(b)
         return _COMPARE[type(op)](a, b)
 
-    return expr(tree.body)
+    try:
+        return expr(tree.body)
+    except FilterError:
+        raise
+    # Constants Arrow cannot hold (an integer past 64 bits, a lone surrogate, a list of mixed types) and nesting
+    # past Python's recursion limit: the filter's own error, never a traceback.
+    except (pa.ArrowException, OverflowError, UnicodeError, TypeError, RecursionError, MemoryError) as e:
+        raise FilterError(f"where {text[:200]!r} cannot be translated: {type(e).__name__}: {e}") from e
 
 
 def filter_index(index: pa.Table, where: str | None) -> pa.Table:
@@ -102,5 +113,5 @@ def filter_index(index: pa.Table, where: str | None) -> pa.Table:
     e = parse_where(where, index.column_names)
     try:
         return index.filter(e)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+    except (pa.ArrowException, TypeError) as err:
         raise FilterError(f"where {where!r} cannot be applied to the index: {err}") from err

@@ -81,6 +81,10 @@ def test_unwritable_or_damaged_folders_warn_and_never_crash(tmp_path, capsys):
     assert "kernel.bin changed since it was written" in capsys.readouterr().err
     (folder / cc.MANIFEST).write_text("{not json")
     assert cc.open_folder(folder).state == "rebuilt"
+    for shape in ("[1, 2]", '{"k": 5}', '{"k": [1]}', '{"../../etc/passwd": [1, "x"]}', "[" * 50_000):
+        (folder / "kernel.bin").write_bytes(b"1")
+        (folder / cc.MANIFEST).write_text(shape)  # valid JSON (but the last) of another shape: damaged, not a crash
+        assert cc.open_folder(folder).state == "rebuilt", shape
 
 
 def test_auto_compiles_only_when_the_work_repays_it(tmp_path, monkeypatch):

@@ -160,6 +160,12 @@ def test_eval_cli_end_to_end_and_resumable(ucf, ckpt, tmp_path, capsys):
     capsys.readouterr()
     assert main(eval_args(ucf, ckpt, out, "--seed", "1")) == 2  # other settings never mix into the same folder
     assert "other settings" in capsys.readouterr().err
+    plan = tmp_path / "ucf101-work" / "plan.json"
+    kept = plan.read_text()
+    plan.write_text("[1, 2]")  # a plan that is not one: named, never a traceback
+    assert main(eval_args(ucf, None, tmp_path / "plan.json")) == 2
+    assert "plan.json is not this command's plan" in capsys.readouterr().err
+    plan.write_text(kept)
     videos[0].write_bytes(videos[0].read_bytes()[:300])  # a damaged saved video is named, not skipped
     assert main(eval_args(ucf, None, tmp_path / "damaged.json")) == 2
     assert videos[0].name in capsys.readouterr().err

@@ -99,11 +99,13 @@ def test_prompt_specs(tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--frames", "0"], "frames must be >= 1"),
+        (["--frames", "0"], "frames must be in [1, 100000]"),
+        (["--frames", "100000000"], "frames must be in [1, 100000]"),
+        (["--height", "1048576"], "height and width must be in [1, 8192]"),
         (["--steps", "0"], "steps must be in"),
         (["--steps", "5000"], "steps must be in"),
         (["--height", "60"], "multiples of"),
-        (["--height", "0"], "height and width must be positive"),
+        (["--height", "0"], "height and width must be in [1, 8192]"),
         (["--decode-chunk", "0"], "--decode-chunk must be >= 1"),
         (["--guidance", "nan"], "guidance must be a finite number"),
         (["--guidance-rescale", "1.5"], "guidance_rescale must be in [0, 1]"),
@@ -117,6 +119,35 @@ def test_generate_refuses_bad_settings_before_any_model_work(ckpt, tmp_path, cap
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("empty-weights", "unet: cannot be loaded"),
+        ("config-list", "unet/config.json: a JSON list, not a config object"),
+        ("config-garbage", "unet/config.json: not a readable JSON config"),
+        ("scheduler-values", "num_train_timesteps = 'x' is not a usable value"),
+    ],
+)
+def test_generate_names_a_damaged_checkpoint_in_one_line(ckpt, tmp_path, capsys, damage, message):
+    import shutil
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(ckpt, broken)
+    if damage == "empty-weights":
+        next((broken / "unet").glob("diffusion_pytorch_model.*")).write_bytes(b"")
+    elif damage == "config-list":
+        (broken / "unet" / "config.json").write_text("[1, 2]")
+    elif damage == "config-garbage":
+        (broken / "unet" / "config.json").write_text("{not json")
+    else:
+        (broken / "scheduler" / "scheduler_config.json").write_text('{"num_train_timesteps": "x"}')
+    args = ["generate", "--checkpoint", str(broken), "--prompt", "x", "--clip-frames", "8", "--height", "32",
+            "--width", "32", "--steps", "2", "--out", str(tmp_path / "v.mp4")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_generate_names_a_missing_checkpoint_part_without_the_network(ckpt, tmp_path, capsys):

@@ -85,6 +85,22 @@ def test_not_a_blip2_checkpoint_is_named(tmp_path):
     junk.write_bytes(b"not a torch file")
     with pytest.raises(NotBlip2Checkpoint, match="not readable as a weights-only torch checkpoint"):
         load_lavis_state(str(junk))
+    # A checkpoint without its ViT and a --vit that is not EVA ViT-g weights: named, for each way it is not.
+    from curation.models.blip2_convert import REQUIRED
+
+    no_vit = tmp_path / "no_vit.pth"
+    torch.save({"model": {k: torch.zeros(1) for k in REQUIRED}}, no_vit)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    other = tmp_path / "other.pth"
+    torch.save({"model": {"encoder.weight": torch.zeros(2)}}, other)
+    odd = tmp_path / "odd.pth"
+    torch.save({"cls_token": [0.0], "pos_embed": 1, "patch_embed.proj.weight": 2, "blocks.0.mlp.fc1.weight": 3}, odd)
+    cases = ((junk, "not readable"), (empty, "not readable"), (other, "not EVA ViT-g weights .*no 'cls_token'"),
+             (odd, "not EVA ViT-g weights .*'cls_token' is not a named tensor"))  # fmt: skip
+    for vit, match in cases:
+        with pytest.raises(NotBlip2Checkpoint, match=match):
+            convert(str(no_vit), str(tmp_path), str(tmp_path / "out"), str(vit))
 
 
 def test_a_missing_or_broken_lavis_environment_says_how_to_make_it(tmp_path, monkeypatch):

@@ -371,6 +371,8 @@ def test_negative_prompt_is_the_unconditional_branch(converted):
         ("no-unet", "no 'unet.\\*' weights"),
         ("garbage", "not a PyTorch checkpoint"),
         ("pickled-object", "pickles pathlib.PosixPath, .*--trust-pickle"),
+        ("empty", "an empty file"),
+        ("not-a-tensor", "'unet.x' in its state_dict is not a named tensor"),
     ],
 )
 def test_a_wrong_release_file_is_a_clear_error(tmp_path, kind, match, capsys):
@@ -388,6 +390,10 @@ def test_a_wrong_release_file_is_a_clear_error(tmp_path, kind, match, capsys):
         ckpt.write_bytes(b"\x00not a checkpoint" * 50)
     elif kind == "pickled-object":
         torch.save({"state_dict": {"unet.x": torch.zeros(1)}, "callbacks": [Path("x")]}, ckpt)
+    elif kind == "empty":
+        ckpt.write_bytes(b"")
+    elif kind == "not-a-tensor":
+        torch.save({"state_dict": {"unet.x": [1, 2]}}, ckpt)
     with pytest.raises(WeightLoadError, match=match):
         convert_release(str(ckpt), str(parts["sd"]), str(tmp_path / "out"), str(parts["vae"]))
     assert not (tmp_path / "out").exists()  # nothing half-written

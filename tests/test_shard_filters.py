@@ -37,6 +37,13 @@ def test_the_grammar(where, keys):
         ("1 < 2", "both constants"),
         ("source in source", "needs a list of constants"),
         ("frames is 3", "only compares with None"),
+        # They parse, but Arrow or Python cannot hold them: still the filter's own one-line error.
+        ("1 is None", "left side of 'is' must be a column"),
+        ("source in [1, 'a']", "cannot be translated"),
+        ("frames == 99999999999999999999999999", "cannot be translated"),
+        ("source == '\\ud800'", "cannot be translated"),
+        ("not " * 5000 + "is_dup", "nested too deeply|cannot be translated"),
+        ("frames and source", "cannot be applied to the index"),
     ],
 )
 def test_what_is_refused_is_named(where, match):

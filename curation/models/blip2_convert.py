@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import re
 from pathlib import Path
@@ -76,16 +77,32 @@ class NotBlip2Checkpoint(ValueError):
 def load_lavis_state(path: str, required: tuple[str, ...] = REQUIRED) -> dict[str, torch.Tensor]:
     """The state dict in a LAVIS checkpoint (``{"model": ...}`` as LAVIS saves, or bare); NotBlip2Checkpoint names
     the first of ``required`` (default: what a BLIP-2 OPT checkpoint must have) that this one lacks."""
+    return _state_dict(path, "a LAVIS BLIP-2 OPT checkpoint", required)
+
+
+# What every EVA ViT-g file (eva_vit_g.pth, as LAVIS downloads it) holds, and the converter reads.
+EVA_REQUIRED = ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight")
+
+
+def _state_dict(path: str, what: str, required: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The named tensors in ``path`` (under ``model`` as LAVIS saves, or bare); NotBlip2Checkpoint saying the
+    file is not ``what`` when it cannot be read, holds something else, or lacks one of ``required``."""
+    if not os.path.isfile(path):
+        raise NotBlip2Checkpoint(f"{path}: no such file")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # not a torch file, truncated, or holds objects
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, IndexError, OSError) as e:
+        # not a torch file, empty, truncated, or holding objects
         raise NotBlip2Checkpoint(f"{path}: not readable as a weights-only torch checkpoint ({e})") from e
     state = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
-        raise NotBlip2Checkpoint(f"{path}: not a LAVIS checkpoint (no state dict)")
+        raise NotBlip2Checkpoint(f"{path}: not {what} (no state dict)")
     missing = [k for k in required if k not in state]
     if missing:
-        raise NotBlip2Checkpoint(f"{path}: not a LAVIS BLIP-2 OPT checkpoint (no {missing[0]!r})")
+        raise NotBlip2Checkpoint(f"{path}: not {what} (no {missing[0]!r})")
+    odd = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise NotBlip2Checkpoint(f"{path}: not {what} ({odd!r} is not a named tensor)")
     return state
 
 
@@ -145,8 +162,7 @@ def _with_vit(state: dict[str, torch.Tensor], ckpt: str, vit: str | None, depth:
         return state
     if vit is None:
         raise NotBlip2Checkpoint(f"{ckpt} holds no ViT weights: give --vit eva_vit_g.pth")
-    eva = torch.load(vit, map_location="cpu", weights_only=True)
-    eva = eva.get("model", eva)
+    eva = _state_dict(vit, "EVA ViT-g weights (eva_vit_g.pth)", EVA_REQUIRED)
     return state | {f"visual_encoder.{k}": v for k, v in eva.items()
                     if not (m := re.match(r"blocks\.(\d+)\.", k)) or int(m.group(1)) < depth}  # fmt: skip
 

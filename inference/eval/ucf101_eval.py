@@ -163,7 +163,12 @@ def real_stats(ucf_root: str, i3d, num_real: int, seed: int, cache_dir: Path, i3
     cache = cache_dir / f"real_i3d_{key[:12]}.npz"
     rejected_file = cache.with_suffix(".rejected.json")
     if cache.exists():
-        return FeatureStats.load(cache), json.loads(rejected_file.read_text())
+        try:
+            rejected = json.loads(rejected_file.read_text())
+            if isinstance(rejected, dict):
+                return FeatureStats.load(cache), rejected
+        except (OSError, ValueError, RecursionError, KeyError):  # a torn cache entry: computed again below
+            pass
     feats, rejected, batch = [], {}, []
     for i in tqdm(pick, desc="real videos (I3D)", unit="video"):
         try:
@@ -240,7 +245,12 @@ def check_work_folder(work: Path, checkpoint: str | None, settings: EvalSettings
     key["counts"] = dict(sorted(counts.items()))
     f = work / "plan.json"
     if f.exists():
-        old = json.loads(f.read_text())
+        try:
+            old = json.loads(f.read_text())
+        except (OSError, ValueError, RecursionError) as e:
+            raise ValueError(f"{f} is not this command's plan ({type(e).__name__}); use another --work") from e
+        if not isinstance(old, dict):
+            raise ValueError(f"{f} is not this command's plan (a JSON {type(old).__name__}); use another --work")
         if {k: v for k, v in old.items() if k != "checkpoint"} != key:
             raise ValueError(f"{work} holds videos made with other settings ({f}); use another --work")
         if checkpoint is not None and old.get("checkpoint") not in (None, str(Path(checkpoint).resolve())):

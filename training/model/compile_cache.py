@@ -131,8 +131,10 @@ def damage(folder: Path) -> str | None:
         return None
     try:
         entries = json.loads(manifest.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         return f"unreadable manifest ({type(e).__name__})"
+    if not _is_manifest(entries):  # valid JSON of another shape: as damaged as a torn file
+        return "manifest is not a record of {file: [size, sha256]}"
     for rel, (size, digest) in entries.items():
         p = folder / rel
         try:
@@ -143,6 +145,14 @@ def damage(folder: Path) -> str | None:
         except OSError as e:
             return f"{rel} unreadable ({e})"
     return None
+
+
+def _is_manifest(entries: object) -> bool:
+    return isinstance(entries, dict) and all(
+        isinstance(rel, str) and not os.path.isabs(rel) and ".." not in Path(rel).parts
+        and isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and isinstance(e[1], str)
+        for rel, e in entries.items()
+    )  # fmt: skip
 
 
 def open_folder(folder: Path) -> CompileCache:

@@ -66,7 +66,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         if path.endswith(".safetensors"):
             return load_file(path)
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError, ValueError, IndexError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise WeightLoadError(f"{path}: not a weights file this loader reads ({first})") from e
     if not isinstance(sd, dict):
@@ -89,6 +89,8 @@ def load_into(
     the first missing and the first unexpected key."""
     expected = model.state_dict()
     for k, v in state.items():
+        if k in expected and not isinstance(v, torch.Tensor):
+            raise WeightLoadError(f"{part}: {k} is a {type(v).__name__}, not a tensor")
         if k in expected and tuple(v.shape) != tuple(expected[k].shape):
             raise WeightLoadError(f"{part}: {k} has shape {tuple(v.shape)}, the model {tuple(expected[k].shape)}")
     result = model.load_state_dict(state, strict=False)
@@ -158,10 +160,33 @@ def weights_file(folder: str, stem: str = "diffusion_pytorch_model") -> str:
 
 
 def read_json(path: str) -> dict[str, Any]:
+    """A config file's JSON object; FileNotFoundError when missing, WeightLoadError when it is not one."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: missing (expected a Stable Diffusion folder in diffusers layout)")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError) as e:  # a folder, bad UTF-8 or JSON, nested thousands deep
+        raise WeightLoadError(f"{path}: not a readable JSON config ({type(e).__name__}: {e})") from e
+    if not isinstance(data, dict):
+        raise WeightLoadError(f"{path}: a JSON {type(data).__name__}, not a config object")
+    return data
+
+
+def check_scheduler_config(cfg: dict[str, Any], path: str) -> dict[str, Any]:
+    """``cfg`` when the fields the samplers read have usable values; WeightLoadError naming the first that has
+    not (a config edited by hand fails here, in a line, not as a TypeError inside a sampling step)."""
+    checks = {
+        "num_train_timesteps": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "beta_start": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1,
+        "beta_end": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1,
+        "beta_schedule": lambda v: isinstance(v, str),
+        "prediction_type": lambda v: v in (EPSILON, V_PREDICTION),
+    }
+    for name, ok in checks.items():
+        if name in cfg and not ok(cfg[name]):
+            raise WeightLoadError(f"{path}: {name} = {cfg[name]!r} is not a usable value")
+    return cfg
 
 
 def load_sd_folder(path: str, text_encoder: bool = True, torch_dtype: torch.dtype | None = None) -> SDComponents:
@@ -169,7 +194,8 @@ def load_sd_folder(path: str, text_encoder: bool = True, torch_dtype: torch.dtyp
     scheduler/); the prediction type is the scheduler's."""
     ucfg = read_json(os.path.join(path, "unet", "config.json"))
     vcfg = read_json(os.path.join(path, "vae", "config.json"))
-    scfg = read_json(os.path.join(path, "scheduler", "scheduler_config.json"))
+    spath = os.path.join(path, "scheduler", "scheduler_config.json")
+    scfg = check_scheduler_config(read_json(spath), spath)
     unet = unet_from_config(ucfg)
     vae = vae_from_config(vcfg)
     reports = [
@@ -339,9 +365,17 @@ def check_checkpoint_folder(folder: str, text: bool = True) -> None:
 def load_vidrd(folder: str, torch_dtype: torch.dtype | None = None) -> SDComponents:
     """Read a folder written by :func:`save_vidrd`."""
     check_checkpoint_folder(folder, text=False)
-    scfg = read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
-    unet = VidRDUNet.from_pretrained(os.path.join(folder, "unet"), torch_dtype=torch_dtype)
-    vae = TemporalVAE.from_pretrained(os.path.join(folder, "vae"), torch_dtype=torch_dtype)
+    spath = os.path.join(folder, "scheduler", "scheduler_config.json")
+    scfg = check_scheduler_config(read_json(spath), spath)
+    parts = []
+    for name, cls in (("unet", VidRDUNet), ("vae", TemporalVAE)):
+        read_json(os.path.join(folder, name, "config.json"))  # an object, before diffusers reads it
+        try:
+            parts.append(cls.from_pretrained(os.path.join(folder, name), torch_dtype=torch_dtype))
+        except (OSError, ValueError, TypeError, KeyError) as e:  # diffusers' errors for weights that do not fit
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise WeightLoadError(f"{folder}/{name}: cannot be loaded ({type(e).__name__}: {first})") from e
+    unet, vae = parts
     te = None
     if os.path.isdir(os.path.join(folder, "text_encoder")):
         te = FrozenTextEncoder.from_pretrained(folder, torch_dtype)

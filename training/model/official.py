@@ -133,6 +133,8 @@ def read_release_checkpoint(path: str, trust_pickle: bool = False) -> dict[str, 
     unless ``trust_pickle`` (a checkpoint whose hyper-parameters pickle other objects needs it)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise WeightLoadError(f"{path}: an empty file (0 bytes), not a PyTorch checkpoint")
     try:
         try:  # memory-mapped: the release's file is about 6 GB
             ckpt = torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=True)
@@ -148,11 +150,14 @@ def read_release_checkpoint(path: str, trust_pickle: bool = False) -> dict[str, 
             f"{path}: pickles {found.group(1)}, which a weights-only load refuses. If you trust the file, pass "
             "--trust-pickle"
         ) from e
-    except (RuntimeError, EOFError) as e:
-        raise WeightLoadError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from e
+    except (RuntimeError, EOFError, ValueError, IndexError, OSError) as e:  # zip, mmap and legacy-format errors
+        raise WeightLoadError(f"{path}: not a PyTorch checkpoint ({(str(e).splitlines() or [''])[0][:200]})") from e
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not any(k.startswith("unet.") for k in state):
+    if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("unet.") for k in state):
         raise WeightLoadError(f"{path}: no 'unet.*' weights in its state_dict: not a VidRD release checkpoint")
+    odd = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise WeightLoadError(f"{path}: {odd!r} in its state_dict is not a named tensor: not a VidRD release")
     return state
 
 
