@@ -144,7 +144,7 @@ def test_cli_names_bad_arguments(sets, tmp_path, capsys):
     assert vidrd_main([*args[:4], str(tmp_path / "nothing"), *args[5:], "--size", "32"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert part("1/4") == (1, 4)
-    for size in ("0", "-8"):
+    for size in ("0", "-8", "1048576"):
         assert vidrd_main([*args, "--size", size]) == 2 and "--size must be" in capsys.readouterr().err
     for out in (src, src / "sub", f"{src}/"):  # the input set itself, or inside it: its shards would be overwritten
         before = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}

@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
-        if args.size < 8:
-            raise ValueError(f"--size must be a short side in pixels, a multiple of 8 of at least 8, got {args.size}")
+        if not 8 <= args.size <= 4096:  # past 4096 px a frame's latents alone outgrow any GPU: a typo
+            raise ValueError(f"--size must be a short side in pixels in [8, 4096], a multiple of 8, got {args.size}")
         one_tar = args.shards.endswith(".tar")  # then its folder is what an output must stay out of
         shards = posixpath.dirname(args.shards) if one_tar else args.shards
         check_output_apart(args.out, shards=shards, pretrained=args.pretrained)
