@@ -121,7 +121,8 @@ def build_model_pipeline(ds: Any, spec: StageSpec, runner: RunnerConfig, remote_
 
     per_actor, actors = model_resources(runner)
     tasks = ray.data.TaskPoolStrategy(size=runner.concurrency)
-    ds = ds.map(prepare_partition, num_cpus=runner.num_cpus_per_task, compute=tasks, ray_remote_args_fn=remote_args)
+    ds = ds.map(prepare_partition, num_cpus=runner.num_cpus_per_task, num_gpus=runner.num_gpus_per_task,
+                compute=tasks, ray_remote_args_fn=remote_args)  # fmt: skip
     ds = ds.map_batches(
         InferActor, fn_constructor_kwargs={"spec": spec},
         batch_size=runner.partitions_per_model_call, batch_format="numpy",

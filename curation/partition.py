@@ -30,6 +30,7 @@ class RunnerConfig:
     max_shard_samples: int = 1000
     seed: int = 0
     num_cpus_per_task: float = 1.0
+    num_gpus_per_task: float = 0.0  # a GPU share for each decode task (cut_detector: transnetv2 on cut_device: cuda)
     concurrency: int | None = None
     max_retries: int = 3
     # On a re-run, read and hash every finished shard against its record (finds flipped bytes); False checks
@@ -54,6 +55,8 @@ class RunnerConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"runner.{name} must be a number > 0, got {v!r}")
+        if not isinstance(self.num_gpus_per_task, (int, float)) or not 0 <= self.num_gpus_per_task <= 1:
+            raise ValueError(f"runner.num_gpus_per_task must be a number in [0, 1], got {self.num_gpus_per_task!r}")
         if self.gpus_per_actor is not None and (
             not isinstance(self.gpus_per_actor, (int, float)) or self.gpus_per_actor < 0
         ):

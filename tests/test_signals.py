@@ -25,7 +25,7 @@ from shards.writer import ShardWriter, finalize
 from tests.conftest import make_sample
 from tests.curation_inputs import row
 from vidrd.cli import main as vidrd_main
-from vidrd.synthetic import moving_square
+from vidrd.synthetic import footage_texture, moving_square
 
 FPS = 24.0
 
@@ -34,6 +34,13 @@ def two_shots(first: int = 30, second: int = 30) -> np.ndarray:
     """A red square moving right, then a hard cut to a blue square moving up on another background."""
     a = moving_square("red", "right", frames=first, width=96, height=64, seed=1)
     b = moving_square("blue", "up", frames=second, width=96, height=64, seed=7)
+    return np.concatenate([a, b])
+
+
+def two_pans(first: int = 40, second: int = 40) -> np.ndarray:
+    """A pan over one texture, then a hard cut to a zoom into another."""
+    a = render(footage_texture(1), CameraPath("pan", first, 0.7, 0.7, 0.0, 0.5, 1.0, 0.5), 96, 64)
+    b = render(footage_texture(2), CameraPath("zoom_in", second, 0.95, 0.6, 0.5, 0.5, 0.5, 0.5), 96, 64)
     return np.concatenate([a, b])
 
 
@@ -72,6 +79,27 @@ def test_cuts_are_pyscenedetects_and_a_flash_is_one_cut():
     flash[20:22] = 255  # two white frames, then the second shot
     assert detect_cuts(small_frames(flash)) == [20]
     assert detect_cuts(small_frames(flash), min_shot=1) == [20, 22]
+
+
+def test_transnetv2_finds_the_cut_between_two_pans_and_none_inside_one(tmp_path):
+    """The learned detector (published weights, from its package) on footage-like texture: the cut where it is,
+    none in a continuous pan; the captioned stage splits on it; a missing package is a setting error."""
+    from curation.models.transnet import available
+    from curation.signals import find_cuts
+
+    assert available()  # installed with the transnet extra, as CI does
+    video = two_pans()
+    assert find_cuts(small_frames(video), "transnetv2") == [40] == detect_cuts(small_frames(video))
+    one = render(footage_texture(3), CameraPath("pan", 60, 0.7, 0.7, 0.0, 0.5, 1.0, 0.5), 96, 64)
+    assert find_cuts(small_frames(one), "transnetv2") == []
+    cfg = CaptionedConfig(short_side=32, cuts="split", cut_detector="transnetv2", min_frames=16)
+    a, b = CaptionedStage(cfg).process(write(tmp_path, "pans", video))
+    assert (a.meta["start"], b.meta["start"]) == (0.0, pytest.approx(40 / FPS))
+    import torch
+
+    assert not torch.are_deterministic_algorithms_enabled()  # the package's global switch was put back
+    with pytest.raises(ValueError, match="cut_detector must be one of"):
+        CaptionedConfig(cut_detector="magic")
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,9 @@ class CaptionedStage(StageBase):
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
         small = analysis_frames(cfg, thumbs if fast is not None else None, None if fast else frames, out.frames)
-        pieces, events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames)
+        pieces, events = plan_pieces(
+            small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames, cfg.cut_detector, cfg.cut_device
+        )
         whole = is_whole(pieces, out.frames)
         if fast is not None and not whole:  # split: decode our own small output, not the source again
             frames = decode_frames(mp4)[0]

@@ -252,7 +252,7 @@ class LongVideosStage(ModelStage):
             try:
                 small = analysis_frames(cfg, thumbs if got is not None else None, frames, out.frames)
                 pieces, piece_events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion,
-                                                   cfg.min_frames)  # fmt: skip
+                                                   cfg.min_frames, cfg.cut_detector, cfg.cut_device)  # fmt: skip
             except Rejected as e:
                 left_out.append(e)
                 continue

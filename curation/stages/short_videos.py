@@ -138,7 +138,9 @@ class ShortVideosStage(ModelStage):
         if not src.fps or src.fps <= 0:
             raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
         small = analysis_frames(cfg, thumbs if fast is not None else None, frames, out.frames)
-        pieces, events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames)
+        pieces, events = plan_pieces(
+            small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames, cfg.cut_detector, cfg.cut_device
+        )
         h, w = (frames.shape[1], frames.shape[2]) if frames is not None else (out.height, out.width)
         clips = encode_pieces(pieces, out.frames, src.fps, (row.get("start"), row.get("end")), cfg, mp4=mp4,
                               frames=frames, size=(w - w % 2, h - h % 2))  # fmt: skip
