@@ -83,12 +83,17 @@ def read_prompts_file(path: str | Path) -> list[VideoRequest]:
     p = Path(path)
     if not p.exists():
         raise PromptError(f"{p}: no such prompts file")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:  # a folder, unreadable, not UTF-8
+        raise PromptError(f"{p}: not a readable UTF-8 text file ({type(e).__name__})") from e
     if p.suffix == ".json":
         try:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise PromptError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from e
+        except RecursionError as e:
+            raise PromptError(f"{p}: JSON nested too deeply to read") from e
         if not isinstance(items, list):
             raise PromptError(f"{p}: expected a JSON list")
         reqs = [_item(x, f"{p}[{i}]") for i, x in enumerate(items)]

@@ -94,6 +94,12 @@ def test_prompt_specs(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(PromptError, match="invalid JSON"):
         read_prompts_file(tmp_path / "bad.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PromptError, match="nested too deeply"):
+        read_prompts_file(tmp_path / "deep.json")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(PromptError, match="not a readable UTF-8 text file"):
+        read_prompts_file(tmp_path / "latin1.txt")
 
 
 @pytest.mark.parametrize(

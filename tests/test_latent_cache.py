@@ -75,6 +75,20 @@ def test_a_second_run_skips_done_shards_and_refuses_other_settings(sets):
         cache_latents("tiny", str(src), str(out), 16, device="cpu", progress=False)
 
 
+@pytest.mark.parametrize("record", ["[1, 2]", '{"spec": [1]}', '{"spec": {"size": "big"}}', "{torn"])
+def test_a_latents_record_of_another_shape_is_named(sets, tmp_path, record):
+    import shutil
+
+    from training.latent_cache import LATENTS_INFO, set_spec
+
+    _, out, _ = sets
+    work = tmp_path / "set"
+    shutil.copytree(out, work)
+    (work / LATENTS_INFO).write_text(record)
+    with pytest.raises(ValueError, match=r"_latents\.json is not a `vidrd latents` record"):
+        set_spec(str(work))
+
+
 def test_a_damaged_shard_keeps_what_came_before_it_and_is_a_reject(sets, tmp_path):
     import shutil
 

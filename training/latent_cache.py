@@ -50,8 +50,24 @@ class LatentSpec:
     vae: str  # sha256 of the VAE encoder's weights
 
     @classmethod
-    def of(cls, meta: dict[str, Any]) -> LatentSpec:
+    def of(cls, meta: Any) -> LatentSpec:
+        """The spec recorded as ``meta``; ValueError when it is not one (a damaged or foreign record)."""
+        types = {"size": int, "factor": int, "scaling_factor": (int, float), "vae": str}
+        if not isinstance(meta, dict) or set(meta) != set(types):
+            raise ValueError(f"not a latent spec {{{', '.join(types)}}}: {str(meta)[:200]}")
+        bad = [k for k, t in types.items() if not isinstance(meta[k], t) or isinstance(meta[k], bool)]
+        if bad:
+            raise ValueError(f"latent spec field {bad[0]} is {meta[bad[0]]!r}")
         return cls(**meta)
+
+
+def read_spec(fs: Any, info_path: str) -> LatentSpec:
+    """The spec in a set's ``_latents.json``; ValueError naming the file when it is not this command's record."""
+    try:
+        return LatentSpec.of(json.loads(fs.cat(info_path))["spec"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise ValueError(f"{info_path} is not a `vidrd latents` record ({type(e).__name__}: {e}); "
+                         "use another --out, or make the set again") from e  # fmt: skip
 
 
 def vae_fingerprint(vae: torch.nn.Module) -> str:
@@ -162,7 +178,7 @@ def cache_latents(
     fs.makedirs(root, exist_ok=True)
     info_path = posixpath.join(root, LATENTS_INFO)
     if fs.exists(info_path):
-        old = LatentSpec.of(json.loads(fs.cat(info_path))["spec"])
+        old = read_spec(fs, info_path)
         if old != spec:
             raise ValueError(f"{out} holds latents made with {old}, not {spec}: use another --out")
     else:
@@ -186,4 +202,4 @@ def set_spec(path: str) -> LatentSpec | None:
     """The :class:`LatentSpec` of a shard set made by :func:`cache_latents`, None for a set without latents."""
     fs, root = url_to_fs(path)
     info = posixpath.join(root, LATENTS_INFO)
-    return LatentSpec.of(json.loads(fs.cat(info))["spec"]) if fs.exists(info) else None
+    return read_spec(fs, info) if fs.exists(info) else None

@@ -47,6 +47,8 @@ def build(root: str) -> BuildResult:
             items = json.loads(read_text(path, root))
         except json.JSONDecodeError as e:
             raise ManifestBuildError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        except RecursionError as e:
+            raise ManifestBuildError(f"{path}: JSON nested too deeply to read") from e
         if not isinstance(items, list):
             raise ManifestBuildError(f"{path}: expected a JSON list of {{videoID, enCap}} objects")
         split = _split_of(path.rsplit("/", 1)[-1])
