@@ -184,6 +184,14 @@ def test_gallery_and_show_write_only_inside_their_output(tmp_path, capsys, monke
     assert len(thumbs) == len(keys) and all(len(t.name) < 40 for t in thumbs)
     page = (out_dir / "index.html").read_text()
     assert "../../../escaped/evil" in page and "k" * 300 in page  # shown, escaped, as text only
+    # Links planted in the output folder, at the page's and a thumbnail's names, are replaced, never written through.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for planted in (out_dir / "index.html", thumbs[0]):
+        planted.unlink()
+        planted.symlink_to(victim)
+    assert run(capsys, "shards", "gallery", str(root), "--out", str(out_dir))[0] == 0
+    assert victim.read_text() == "precious" and not (out_dir / "index.html").is_symlink() and not thumbs[0].is_symlink()
     # `show` names its default output from the key with path characters replaced, short enough for any disk.
     monkeypatch.chdir(tmp_path)
     code, _out, _ = run(capsys, "shards", "show", str(root), "k" * 300)

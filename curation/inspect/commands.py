@@ -14,7 +14,7 @@ from tqdm import tqdm
 from curation.inspect import render
 from curation.inspect.stats import describe, ls_row, rows_from_scan, stats
 from curation.inspect.verify import verify
-from manifests.io import SchemaError, join, url_to_fs
+from manifests.io import SchemaError, join, url_to_fs, write_atomic
 from media.video import VideoDecodeError, decode_frames
 from shards.reader import (
     ShardPathError,
@@ -242,11 +242,10 @@ def _entry(args: argparse.Namespace, key: str, members: dict[str, Any], n: int, 
 
 
 def _write_page(out: str, page: str) -> str:
-    fs, p = url_to_fs(join(out, "index.html"))
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
-    with fs.open(p, "w", encoding="utf-8") as f:
-        f.write(page)
-    return join(out, "index.html")
+    path = join(out, "index.html")
+    data = page.encode("utf-8")
+    write_atomic(path, lambda f: f.write(data))  # a link planted at index.html is replaced, not written through
+    return path
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:

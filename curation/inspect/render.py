@@ -6,14 +6,13 @@ import hashlib
 import html
 import io
 import math
-import posixpath
 import textwrap
 from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from manifests.io import url_to_fs
+from manifests.io import write_atomic
 
 
 def terminal_text(text: object) -> str:
@@ -172,15 +171,11 @@ def stack(images: list[Image.Image]) -> Image.Image:
 
 
 def save_image(img: Image.Image, path: str, fmt: str | None = None) -> None:
-    """Write a PIL image to a local path or fsspec URL."""
-    fs, p = url_to_fs(path)
-    parent = posixpath.dirname(p)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
+    """Write a PIL image to a local path or fsspec URL, whole, replacing (never writing through) a link there."""
     buf = io.BytesIO()
-    img.save(buf, format=fmt or ("PNG" if p.lower().endswith(".png") else "JPEG"), quality=85)
-    with fs.open(p, "wb") as f:
-        f.write(buf.getvalue())
+    img.save(buf, format=fmt or ("PNG" if path.lower().endswith(".png") else "JPEG"), quality=85)
+    data = buf.getvalue()
+    write_atomic(path, lambda f: f.write(data))
 
 
 _GALLERY_HEAD = """<!doctype html>
