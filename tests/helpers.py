@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +52,34 @@ def settings(**kw):
 def collect(pipe, reqs, s) -> np.ndarray:
     """Every clip's frames of ``pipe.generate`` joined along time."""
     return np.concatenate([f for _, f in pipe.generate(reqs, s, progress=False)], axis=1)
+
+
+def ray_temp_dir() -> Path:
+    """A temp folder for a test's own Ray cluster (short: Ray's socket paths must fit in 107 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))
+
+
+def ray_node_ports(head: bool) -> list[str]:
+    """`ray start` options for every port a node would otherwise take at a fixed default (6379, 10001, 52365, ...),
+    each chosen free, so no other Ray on the machine clashes with a test's cluster or is joined by it."""
+    names = ["node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent",
+             "metrics-export"] + (["ray-client-server"] if head else [])  # fmt: skip
+    return [f"--{n}-port={free_port()}" for n in names]
+
+
+def stop_ray_under(temp_dir: Path) -> None:
+    """Kill the processes of the Ray cluster started with ``--temp-dir=temp_dir`` (each names it) and remove the
+    folder. Never `ray stop`: it stops every Ray on the machine, another test run's (whose driver then dies) or
+    the user's included."""
+    import psutil
+
+    mine = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if any(str(temp_dir) in arg for arg in p.info["cmdline"] or []):
+                mine.append(p)
+    for p in mine:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(mine, timeout=30)
+    shutil.rmtree(temp_dir, ignore_errors=True)

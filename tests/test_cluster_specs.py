@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, ray_node_ports, ray_temp_dir, stop_ray_under
 
 CLUSTER = REPO / "cluster"
 
@@ -75,32 +72,6 @@ def test_launch_scripts_are_valid_shell():
         assert "vidrd" in f.read_text() and "train fit" in f.read_text()
 
 
-def _node_ports(head: bool) -> list[str]:
-    """Every port a node would otherwise take at a fixed default (6379, 10001, 52365, ...), chosen free, so no
-    other Ray on the machine can clash with this cluster or be joined by it."""
-    names = ["node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent",
-             "metrics-export"] + (["ray-client-server"] if head else [])  # fmt: skip
-    return [f"--{n}-port={free_port()}" for n in names]
-
-
-def _stop_cluster(temp_dir: Path) -> None:
-    """Kill this cluster's processes only (each names its temp folder): `ray stop` would stop every Ray on the
-    machine, another test run's or the user's included."""
-    import psutil
-
-    mine = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any(str(temp_dir) in arg for arg in p.info["cmdline"] or []):
-                mine.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    for p in mine:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(mine, timeout=30)
-
-
 @pytest.mark.slow
 def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
     """The cluster is this test's own (its temp folder, every port chosen free), it is waited for with the
@@ -113,15 +84,15 @@ def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     port, dash = free_port(), free_port()
-    temp_dir = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    temp_dir = ray_temp_dir()
     common = ["--num-cpus=1", "--object-store-memory=200000000"]
     try:
-        head = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", *common, *_node_ports(True),
+        head = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", *common, *ray_node_ports(True),
                                f"--temp-dir={temp_dir}", "--resources", json.dumps({"head_node": 1}),
                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],
                               capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
         assert head.returncode == 0, head.stderr[-2000:]
-        worker = subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", *common, *_node_ports(False),
+        worker = subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", *common, *ray_node_ports(False),
                                  "--resources", json.dumps({"worker_node": 1})],
                                 capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
         assert worker.returncode == 0, worker.stderr[-2000:]
@@ -147,8 +118,7 @@ def test_two_node_ray_cluster_runs_a_stage_on_both_nodes(corpus, tmp_path):
         used = {t.node_id for t in tasks if t.type == "NORMAL_TASK"}
         assert used == set(nodes), f"curation tasks ran on {len(used)} of 2 nodes"
     finally:
-        _stop_cluster(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        stop_ray_under(temp_dir)
 
 
 def test_cluster_wait_gives_up_in_time_and_names_why(capsys):

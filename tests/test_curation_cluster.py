@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import REPO, free_port, index_keys
+from tests.helpers import REPO, free_port, index_keys, ray_node_ports, ray_temp_dir, stop_ray_under
+from vidrd.cluster import wait_for_jobs
 
 
 def _curate_cmd(manifest: Path, out: Path) -> list[str]:
@@ -52,12 +53,16 @@ def test_ray_job_submit_against_a_real_head(corpus, tmp_path):
     ray_bin = Path(sys.executable).parent / "ray"
     # A throwaway loopback cluster: no token auth (real clusters should keep RAY_AUTH_MODE=token).
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
     port, dash = free_port(), free_port()
+    temp_dir = ray_temp_dir()  # this test's own cluster: its folder and ports, and only its processes stopped
     try:
         start = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
-                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],
+                                *ray_node_ports(True), f"--temp-dir={temp_dir}", "--dashboard-host=127.0.0.1",
+                                f"--dashboard-port={dash}", "--include-dashboard=true"],
                                capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
         assert start.returncode == 0, start.stderr[-2000:]
+        wait_for_jobs(f"http://127.0.0.1:{dash}", timeout=300)  # the job agent registers after `ray start` returns
         out = tmp_path / "job_out"
         cmd = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
                "--runtime-env-json", json.dumps({"excludes": [".venv", ".git", "demo-out"]}), "--",
@@ -68,4 +73,4 @@ def test_ray_job_submit_against_a_real_head(corpus, tmp_path):
         assert "[OK]" in r.stdout and f"{len(rows)} inputs" in r.stdout
         assert len(index_keys(out)) == sum(x["expect"] == "ok" for x in rows)
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        stop_ray_under(temp_dir)
