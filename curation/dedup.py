@@ -44,10 +44,9 @@ from curation.shard_jobs import (
     NO_FRAMES,
     decode_keyframes,
     finalized_indexes,
-    missing_shard_rows,
+    indexed_shard_items,
     resize_short,
     sample_rows,
-    shard_items,
 )
 from shards.sidecars import DUPS, DUPS_SCHEMA, write_sidecar
 
@@ -272,13 +271,13 @@ def dedup(sets: list[str], cfg: DedupConfig | None = None) -> dict[str, Any]:
 
         check_clip_spec(cfg.clip)  # a wrong path is an error now, not a crash in every actor
     size = cfg.size if cfg.clip else None
-    items = shard_items(sets, indexes)
+    items, missing = indexed_shard_items(sets, indexes, {})
     hashed = ray.data.from_items(items).flat_map(lambda it: hash_shard(it, cfg.keyframes, size))
     if cfg.clip:
         hashed = _embedded(hashed, cfg)
     hashed = hashed.materialize()
     failed = hashed.filter(lambda r: bool(r["error"])).select_columns(["key", "error"]).take_all()
-    failed += missing_shard_rows(sets, indexes, {})
+    failed += missing
     good = hashed.filter(lambda r: not r["error"]).materialize()
     hashed_count = good.count()
     # Shuffle partitions by size: one for a small run (a shuffle's fixed cost is per partition), up to Ray's

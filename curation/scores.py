@@ -29,10 +29,9 @@ from curation.shard_jobs import (
     NO_FRAMES,
     decode_keyframes,
     finalized_indexes,
-    missing_shard_rows,
+    indexed_shard_items,
     resize_short,
     sample_rows,
-    shard_items,
 )
 from shards.sidecars import SCORES, write_sidecar
 
@@ -211,8 +210,9 @@ def scores(
         AestheticMLP.from_file(aesthetic)
     indexes = finalized_indexes(sets, "scores")
     per_actor, actors = model_resources(RunnerConfig())
+    items, missing = indexed_shard_items(sets, indexes, {"aesthetic": np.nan, "clip_score": np.nan})
     rows = (
-        ray.data.from_items(shard_items(sets, indexes))
+        ray.data.from_items(items)
         .flat_map(lambda it: read_keyframes(it, keyframes, size))
         .map_batches(
             ScoreActor,
@@ -230,7 +230,7 @@ def scores(
         )
         .take_all()
     )
-    rows += missing_shard_rows(sets, indexes, {"aesthetic": np.nan, "clip_score": np.nan})
+    rows += missing
     failed = [f"{r['key']}: {r['error']}" for r in rows if r["error"]]
     settings = {
         "clip": clip,

@@ -49,32 +49,31 @@ def finalized_indexes(sets: list[str], job: str) -> dict[str, pa.Table]:
     return indexes
 
 
-def shard_items(sets: list[str], indexes: dict[str, pa.Table] | None = None) -> list[dict[str, Any]]:
-    """One work item per shard: its set, the set's position (the order duplicates are kept in), its URL and,
-    with ``indexes``, the keys the set's index lists in it (a sample the index does not list is no sample of
-    the set: it is reported, never judged)."""
-    items = []
+def shard_items(sets: list[str]) -> list[dict[str, Any]]:
+    """One work item per shard: its set, the set's position (the order duplicates are kept in) and its URL."""
+    return [{"set": s, "order": o, "url": u} for o, s in enumerate(sets) for u in list_shards(s)]
+
+
+def indexed_shard_items(
+    sets: list[str], indexes: dict[str, pa.Table], blank: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(:func:`shard_items` with the keys each set's index lists in that shard, rows for what the index lists but
+    the set lost). A sample the index does not list is no sample of the set: it is reported, never judged; each
+    sample of a shard the index names but the set no longer holds is ``blank`` with its error, so the job's
+    counts still add up to the index. Each set is listed once."""
+    items, missing = [], []
     for o, s in enumerate(sets):
-        by_shard = _keys_by_shard(indexes[s]) if indexes is not None else None
+        by_shard = _keys_by_shard(indexes[s])
+        present = set()
         for u in list_shards(s):
-            item = {"set": s, "order": o, "url": u}
-            if by_shard is not None:
-                item["keys"] = by_shard.get(posixpath.basename(u), [])
-            items.append(item)
-    return items
-
-
-def missing_shard_rows(sets: list[str], indexes: dict[str, pa.Table], blank: dict[str, Any]) -> list[dict[str, Any]]:
-    """An error row for each sample whose shard the set's index names but the set no longer holds, so the
-    job's counts still add up to the index."""
-    rows = []
-    for o, s in enumerate(sets):
-        present = {posixpath.basename(u) for u in list_shards(s)}
-        for shard, keys in _keys_by_shard(indexes[s]).items():
+            name = posixpath.basename(u)
+            present.add(name)
+            items.append({"set": s, "order": o, "url": u, "keys": by_shard.get(name, [])})
+        for shard, keys in by_shard.items():
             if shard not in present:
                 err = f"its shard {shard} is listed in _index.parquet but missing from the set"
-                rows += [{"set": s, "order": o, **blank, "key": k, "error": err} for k in keys]
-    return rows
+                missing += [{"set": s, "order": o, **blank, "key": k, "error": err} for k in keys]
+    return items, missing
 
 
 def _keys_by_shard(index: pa.Table) -> dict[str, list[str]]:

@@ -159,6 +159,12 @@ def sample_meta(members: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}  # a list or a number carries no fields
 
 
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (not a bool, not a numeric string): what a field must be to be
+    drawn or summed as it is."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def number(value: Any) -> float | None:
     """A finite number from a ``.json`` field, else None (a sample's metadata may hold anything)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):

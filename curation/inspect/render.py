@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import html
 import io
-import math
 import textwrap
 from collections.abc import Iterable
 
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from manifests.io import write_atomic
+from shards.reader import is_number
 
 
 def terminal_text(text: object) -> str:
@@ -90,10 +90,6 @@ def strip(frames: Iterable[np.ndarray], height: int = 96) -> Image.Image:
 KEPT, LOW_CLIP, NOT_RELEVANT = (46, 160, 67), (190, 190, 190), (230, 140, 40)
 
 
-def _finite(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def timeline_problem(tl: object) -> str | None:
     """Why ``tl`` is not a drawable ``timeline`` record (None when it is). Metadata is data: a shard can hold any
     JSON under that name, and ``show`` must say so in a line rather than fail inside the drawing."""
@@ -104,17 +100,17 @@ def timeline_problem(tl: object) -> str | None:
         if not isinstance(v, list):
             return f"{name} is not a list"
     n = len(lists["times"])
-    if not all(_finite(t) and t >= 0 for t in lists["times"]):
+    if not all(is_number(t) and t >= 0 for t in lists["times"]):
         return "times holds something that is not a non-negative number"
     if len(lists["keep"]) != n or len(lists["p_yes"]) != n or len(lists["clip_score"]) not in (0, n):
         return f"times, keep, clip_score and p_yes differ in length ({', '.join(str(len(v)) for v in lists.values())})"
     if not all(isinstance(k, bool | int) for k in lists["keep"]):
         return "keep holds something that is not a flag"
-    if not all(_finite(v) for v in lists["clip_score"]) or not all(p is None or _finite(p) for p in lists["p_yes"]):
+    if not all(is_number(v) for v in lists["clip_score"]) or not all(p is None or is_number(p) for p in lists["p_yes"]):
         return "clip_score or p_yes holds something that is not a number"
     segments = tl.get("segments", [])
     if not isinstance(segments, list) or not all(
-        isinstance(g, dict) and _finite(g.get("start")) and _finite(g.get("end")) for g in segments
+        isinstance(g, dict) and is_number(g.get("start")) and is_number(g.get("end")) for g in segments
     ):
         return "segments is not a list of {start, end} numbers"
     return None

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from shards.reader import ShardScan, cut_count, number, sample_meta, scan_shard
+from shards.reader import ShardScan, cut_count, is_number, number, sample_meta, scan_shard
 
 
 def describe(values: list[float]) -> dict[str, float | int | None]:
     """count, mean, min, p5, p50, p95, max of the finite values (null, NaN and infinity are no measurement:
     one NaN would make every figure NaN, and NaN is not JSON)."""
-    v = np.asarray([x for x in values if _finite(x)], dtype=np.float64)
+    v = np.asarray([x for x in values if is_number(x)], dtype=np.float64)
     if v.size == 0:
         return {"count": 0, "mean": None, "min": None, "p5": None, "p50": None, "p95": None, "max": None}
     q = np.percentile(v, [5, 50, 95])
@@ -28,10 +27,6 @@ def describe(values: list[float]) -> dict[str, float | int | None]:
         "p95": round(float(q[2]), 3),
         "max": round(float(v.max()), 3),
     }
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def ls_row(scan: ShardScan) -> dict[str, Any]:

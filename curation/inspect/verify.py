@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from manifests.io import SchemaError
 from manifests.keys import is_valid_key
 from manifests.schema import INDEX_FILE
 from media.video import VideoDecodeError, decode_frames
-from shards.reader import ShardScan, load_index, number, sample_meta, scan_shard, split_name
+from shards.reader import ShardScan, is_number, load_index, number, sample_meta, scan_shard, split_name
 
 REQUIRED_EXTS = ("mp4", "txt", "json")
 
@@ -57,7 +56,7 @@ def check_sample(
         report.add(shard, key, "bad_json", ".json is not a JSON object")
     for name in ("frames", "fps", "width", "height"):
         v = meta.get(name)
-        if meta and not (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+        if meta and not (is_number(v) and v > 0):
             report.add(shard, key, "bad_json", f".json {name} is not a positive number: {v!r}")
     if "txt" in members:
         try:
