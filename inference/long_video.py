@@ -70,7 +70,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -224,6 +224,7 @@ def video_index(i: int, j: int, n: int) -> int:
     return i * (n - 1) + j
 
 
+@runtime_checkable
 class NoiseSource(Protocol):
     """Where the loop's random draws come from (tests inject recorded ones)."""
 
@@ -274,7 +275,7 @@ def fnr_pns(
     ``sources[j]``: the previous frame that frame j reuses (None: N-1-j, the paper's reversal). ``pns`` False: no
     new noise at all (eq. 6 alone).
     """
-    if not hasattr(noise, "fresh"):
+    if not isinstance(noise, NoiseSource):
         noise = GeneratorNoise(noise)
     _, c, n, h, w = prev_zT.shape
     rev = prev_zT.flip(2) if sources is None else prev_zT[:, :, list(sources)]
@@ -295,6 +296,22 @@ def dsg_holds(t: int, j: int, m: int, beta: float, num_train_timesteps: int) -> 
     reversal)."""
     big_t = num_train_timesteps
     return j < m and t > (1 - beta) * big_t + beta * big_t * j / m
+
+
+class Guide(Protocol):
+    """DSG for one long video, clip by clip (:class:`DSGGuide`: the paper's eq. 8; :class:`OfficialDSGGuide`: the
+    release's). ``copy_plan[k]``: the prompt frames that step k holds to the previous clip (none in clip 0)."""
+
+    copy_plan: list[list[int]]
+
+    def begin_clip(self, z_T: torch.Tensor) -> torch.Tensor:
+        """The clip's initial latents as the sampler should start from them."""
+
+    def hook(self, k: int, t: int, z: torch.Tensor) -> torch.Tensor:
+        """The latents to keep after step ``k`` (timestep ``t``)."""
+
+    def next_clip(self, z0: torch.Tensor | None = None) -> None:
+        """Close the clip whose final latents are ``z0``."""
 
 
 class DSGGuide:
@@ -421,8 +438,8 @@ def generate_latent_clips(
     c, n, h, w = latent_shape
     if n != cfg.clip_frames:
         raise ValueError(f"latent_shape has {n} frames but clip_frames is {cfg.clip_frames}")
-    noise = generators if hasattr(generators, "fresh") else GeneratorNoise(generators, frame_major=cfg.official)
-    guide: DSGGuide | OfficialDSGGuide
+    noise = generators if isinstance(generators, NoiseSource) else GeneratorNoise(generators, frame_major=cfg.official)
+    guide: Guide
     if cfg.official:
         guide = OfficialDSGGuide(len(sampler.timesteps), cfg)
     else:

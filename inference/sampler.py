@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from diffusers import DDIMScheduler
@@ -29,8 +29,6 @@ StepHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 Repeats = Callable[[int], int]
 Renoise = Callable[[torch.Tensor, int], torch.Tensor]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-# (z, t, coef = (a, b, w), cond, uncond or None) -> z_prev
-Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def make_scheduler(config: dict[str, Any] | None = None, prediction_type: str | None = None) -> DDIMScheduler:
@@ -93,8 +91,39 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: torch.Tensor
     return guided + phi * (guided * ratio - guided)
 
 
+def guided_output(
+    denoiser: Denoiser,
+    z: torch.Tensor,
+    t: torch.Tensor,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    scale: torch.Tensor | float,
+    rescale: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """The classifier-free guided model output in float32, ``u + scale (c - u)``: the one guidance implementation.
+
+    ``t`` is a 0-dim timestep tensor; ``uncond=None``: no guidance, one pass on ``cond``. ``rescale``: pull the
+    guided output's spread back towards the conditional one's (:func:`rescale_guidance`); None: none. Tensor
+    arguments keep every value on the device, so a CUDA graph can capture the call.
+    """
+    if uncond is None:
+        return denoiser(z, t.expand(z.shape[0]), cond).float()
+    u, c = (o.float() for o in guidance_pass(denoiser, z, t, cond, uncond))
+    out = u + scale * (c - u)
+    return out if rescale is None else rescale_guidance(out, c, rescale)
+
+
+class SamplerStep(Protocol):
+    """One denoising step ``(z, t, coef = (a, b, w[, phi]), cond, uncond or None) -> z_prev``, every argument a
+    tensor (:class:`GuidedStep`, or a CUDA-graphed replay of it)."""
+
+    def __call__(
+        self, z: torch.Tensor, t: torch.Tensor, coef: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None
+    ) -> torch.Tensor: ...
+
+
 class GuidedStep:
-    """One guided DDIM step as tensor arithmetic only: ``z_prev = a z + b (u + w (c - u))``.
+    """One guided DDIM step as tensor arithmetic only: ``z_prev = a z + b guided_output(...)``.
 
     ``coef`` is ``(a, b, w)`` or ``(a, b, w, phi)`` with a guidance rescale ``phi`` (:func:`rescale_guidance`),
     float32 on z's device, and ``t`` a 0-dim timestep tensor, so the step has no host-side values and one CUDA
@@ -108,13 +137,8 @@ class GuidedStep:
     def __call__(
         self, z: torch.Tensor, t: torch.Tensor, coef: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None
     ) -> torch.Tensor:
-        if uncond is None:
-            out = self.denoiser(z, t.expand(z.shape[0]), cond).float()
-        else:
-            u, c = (o.float() for o in guidance_pass(self.denoiser, z, t, cond, uncond))
-            out = u + coef[2] * (c - u)
-            if coef.shape[0] > 3:
-                out = rescale_guidance(out, c, coef[3])
+        rescale = coef[3] if coef.shape[0] > 3 else None  # a shape, not a value: the same graph every step
+        out = guided_output(self.denoiser, z, t, cond, uncond, coef[2], rescale)
         return (coef[0] * z.float() + coef[1] * out).to(z.dtype)
 
 
@@ -132,7 +156,7 @@ class DDIMSampler:
         scheduler: DDIMScheduler,
         steps: int = 50,
         guidance: float = 10.0,
-        step: Step | None = None,
+        step: SamplerStep | None = None,
         guidance_rescale: float = 0.0,
     ):
         if steps < 1:
@@ -164,12 +188,11 @@ class DDIMSampler:
         return int(self.scheduler.config.num_train_timesteps)
 
     def predict(self, z: torch.Tensor, t: int, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
-        """Guided model output: ``uncond + w * (cond - uncond)``; one UNet call for both halves."""
-        if self.guidance == 1.0:
-            return self.denoiser(z, torch.full((z.shape[0],), t, device=z.device), cond)
-        u, c = guidance_pass(self.denoiser, z, torch.tensor(t, device=z.device), cond, uncond)
-        out = u + self.guidance * (c - u)
-        return rescale_guidance(out, c, self.guidance_rescale) if self.guidance_rescale else out
+        """Guided model output (:func:`guided_output`) in the latents' dtype; one UNet call for both halves."""
+        out = guided_output(self.denoiser, z, torch.tensor(t, device=z.device), cond,
+                            None if self.guidance == 1.0 else uncond, self.guidance,
+                            self.guidance_rescale or None)  # fmt: skip
+        return out.to(z.dtype)
 
     @torch.no_grad()
     def sample(

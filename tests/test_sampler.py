@@ -193,3 +193,31 @@ def test_guidance_rescale_moves_the_spread_to_the_conditional_ones():
 def test_epsilon_on_a_zero_snr_schedule_is_refused():
     with pytest.raises(ValueError, match="v_prediction"):
         make_scheduler({"rescale_betas_zero_snr": True}, "epsilon")
+
+
+def test_one_guidance_implementation_serves_the_linear_step_and_the_scheduler_step():
+    """``guided_output`` is what both paths use: the linear step is ``a z + b guided_output`` and ``predict`` (the
+    scheduler-step path) returns it in the latents' dtype; ``uncond=None`` is the conditional output alone."""
+    from inference.long_video import GeneratorNoise, NoiseSource
+    from inference.sampler import guided_output
+
+    g = torch.Generator().manual_seed(4)
+    z, cond, uncond = torch.randn(2, 4, 3, 5, 5, generator=g), torch.randn(2, 5, 8, generator=g), torch.zeros(2, 5, 8)
+    t = torch.tensor(500)
+
+    def per_sample(z, t, ctx):  # each sample's output depends on its own text only
+        return torch.tanh(z) + t.view(-1, 1, 1, 1, 1) / 1000 + ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1)
+
+    alone = guided_output(per_sample, z, t, cond, None, 7.0)
+    assert torch.equal(alone, per_sample(z, t.expand(2), cond))
+    guided = guided_output(per_sample, z, t, cond, uncond, 7.0, 0.5)
+    u, c = per_sample(z, t.expand(2), uncond), per_sample(z, t.expand(2), cond)
+    assert torch.allclose(guided, rescale_guidance(u + 7.0 * (c - u), c, 0.5), atol=1e-6)
+    coef = torch.tensor([0.9, -0.2, 7.0, 0.5])
+    assert torch.allclose(GuidedStep(per_sample)(z, t, coef, cond, uncond), 0.9 * z - 0.2 * guided, atol=1e-6)
+    sampler = DDIMSampler(per_sample, make_scheduler(), steps=4, guidance=7.0, guidance_rescale=0.5)
+    assert torch.allclose(sampler.predict(z.bfloat16(), 500, cond, uncond).float(), guided, atol=0.1)
+    assert sampler.predict(z.bfloat16(), 500, cond, uncond).dtype == torch.bfloat16
+    # The long-video loop tells a noise source from a list of generators by the protocol, not by an attribute.
+    assert isinstance(GeneratorNoise([torch.Generator()]), NoiseSource)
+    assert not isinstance([torch.Generator()], NoiseSource)
