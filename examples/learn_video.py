@@ -202,9 +202,13 @@ def make_base(
     vae: dict | None = None,
     check_clips: int = 32,
     zero_terminal_snr: bool = True,
+    vae_from: Path | None = None,
 ) -> dict:
     """A small random VidRD checkpoint folder with an autoencoder-fitted VAE; returns the VAE's round-trip check
     (also written to ``out/autoencoder_check.json``).
+
+    ``vae_from``: a VAE folder fitted by an earlier ``base`` (``BASE/vae``), used as it is: its latents
+    (``vidrd latents``) and a model trained on them stay valid, and the fit's minutes are saved.
 
     ``zero_terminal_snr`` (default): v-prediction on the zero-terminal-SNR schedule. With SD's own schedule
     (epsilon, False) runs 1 and 2 learned colour and shape but moved the object wherever the seed's noise
@@ -221,17 +225,22 @@ def make_base(
     torch.manual_seed(0)
     tok = write_char_tokenizer(out / "_tok")
     text_model = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), **(text or TEXT)))
-    autoencoder = TemporalVAE(**(vae or SMALL_VAE))
-    # Every third frame of 4 source videos per combination: all positions, both speeds and backgrounds.
-    clips = [source_video(c, d, s, k, 70_000 + 8 * n + k)[::3] for n, (c, d, s) in enumerate(all_combos())
-             for k in range(4)]  # fmt: skip
-    frames = torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    losses = fit_vae(autoencoder, frames, vae_steps, device)
-    print(f"VAE autoencoder fit: L1 {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f} in {vae_steps} steps")
-    autoencoder.eval()
-    with torch.no_grad():  # SD's recipe: latents scaled to unit variance (SD 2.1's VAE uses 0.18215)
-        std = float(autoencoder.vae.encode(frames[:256].to(device)).latent_dist.mode().std())
-    autoencoder.register_to_config(scaling_factor=1.0 / std)
+    if vae_from is not None:
+        autoencoder = TemporalVAE.from_pretrained(str(vae_from)).to(device)
+        std = 1.0 / float(autoencoder.config.scaling_factor)
+        print(f"VAE: {vae_from} as fitted earlier")
+    else:
+        autoencoder = TemporalVAE(**(vae or SMALL_VAE))
+        # Every third frame of 4 source videos per combination: all positions, both speeds and backgrounds.
+        clips = [source_video(c, d, s, k, 70_000 + 8 * n + k)[::3] for n, (c, d, s) in enumerate(all_combos())
+                 for k in range(4)]  # fmt: skip
+        frames = torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        losses = fit_vae(autoencoder, frames, vae_steps, device)
+        print(f"VAE autoencoder fit: L1 {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f} in {vae_steps} steps")
+        autoencoder.eval()
+        with torch.no_grad():  # SD's recipe: latents scaled to unit variance (SD 2.1's VAE uses 0.18215)
+            std = float(autoencoder.vae.encode(frames[:256].to(device)).latent_dist.mode().std())
+        autoencoder.register_to_config(scaling_factor=1.0 / std)
     check = autoencoder_check(autoencoder, device, check_clips)
     print(f"VAE round trip on unseen clips: {json.dumps(check)}")
     autoencoder.cpu()
@@ -422,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("base", help="small random VidRD with an autoencoder-fitted VAE")
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--vae-steps", type=int, default=3000)
+    b.add_argument("--vae-from", type=Path, help="an earlier base's fitted VAE folder (BASE/vae), used instead of "
+                   "fitting one: latents made with it stay valid")  # fmt: skip
     b.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     b.add_argument("--schedule", choices=("zero-snr", "sd"), default="zero-snr",
                    help="zero-snr: v-prediction on the zero-terminal-SNR schedule (default); sd: SD 2.1 base's "
@@ -441,7 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "data":
         print(f"{make_data(a.out, a.per_combo)} clips in WebVid layout under {a.out}")
     elif a.cmd == "base":
-        check = make_base(a.out, a.vae_steps, a.device, zero_terminal_snr=a.schedule == "zero-snr")
+        if a.vae_from is not None and not (a.vae_from / "config.json").is_file():
+            print(f"learn_video base: {a.vae_from} is not a VAE folder (no config.json)", file=sys.stderr)
+            return 2
+        check = make_base(a.out, a.vae_steps, a.device, zero_terminal_snr=a.schedule == "zero-snr",
+                          vae_from=a.vae_from)  # fmt: skip
         short = {k: check[k] for k in ("colour_ok", "direction_ok", "present") if check[k] < AUTOENCODER_MIN}
         if short:  # the report could never exceed what the autoencoder itself preserves
             print(

@@ -217,3 +217,19 @@ def test_report_refuses_bad_input(tiny_run, tmp_path, capsys):
     assert (tmp_path / "c" / "report.json").read_text() == "{}"  # untouched
     with pytest.raises(lv.ReportError, match="not 'a <colour> <shape> moving <direction>'"):
         lv.parse_caption("a dog running")
+
+
+def test_a_base_can_reuse_an_earlier_fitted_vae(tiny_run, tmp_path, capsys):
+    """``base --vae-from``: the earlier VAE as it was (weights and scaling), so latents made with it stay valid; a
+    folder that is not a VAE is refused with a message naming it."""
+    from training.latent_cache import vae_fingerprint
+    from training.model.vae import TemporalVAE
+
+    again = tmp_path / "base"
+    lv.make_base(again, vae_steps=0, device="cpu", unet=TINY_EXAMPLE_UNET, text=TINY_TEXT, check_clips=1,
+                 vae_from=tiny_run / "base" / "vae")  # fmt: skip
+    old, new = (TemporalVAE.from_pretrained(str(p / "vae")) for p in (tiny_run / "base", again))
+    assert new.config.scaling_factor == old.config.scaling_factor
+    assert vae_fingerprint(new) == vae_fingerprint(old)
+    assert lv.main(["base", "--out", str(tmp_path / "b2"), "--vae-from", str(tmp_path)]) == 2
+    assert "not a VAE folder" in capsys.readouterr().err
