@@ -79,6 +79,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def announce_models(stage: Any) -> None:
+    """Name, on the driver and before any worker starts, the models a stage will load; a random tiny one loudly
+    (workers' output does not reach this console)."""
+    from curation.model_stage import ModelStage, is_tiny
+
+    specs = stage.model_specs() if isinstance(stage, ModelStage) else {}
+    for role, spec in specs.items():
+        note = "  <- TINY RANDOM model: its output is noise (tests and the demo only)" if is_tiny(spec) else ""
+        print(f"{stage.name}: {role} = {spec}{note}", file=sys.stderr if note else sys.stdout)
+
+
 def run(args: argparse.Namespace) -> int:
     import ray
     import yaml
@@ -94,10 +105,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         stage_cfg, runner = load_config(args.config)
-        build_stage(args.stage, stage_cfg, runner.seed)  # every setting checked before Ray starts
+        stage = build_stage(args.stage, stage_cfg, runner.seed)  # every setting checked before Ray starts
     except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    announce_models(stage)
     ray.init(**ray_init_args(args))
     try:
         summary = run_stage(args.stage, args.manifest, args.out, stage_cfg, runner, progress=not args.no_progress)

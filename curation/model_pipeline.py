@@ -27,7 +27,7 @@ import numpy as np
 
 from curation.model_stage import ModelUnavailableError
 from curation.partition import Partition, RunnerConfig, StageSpec, stage_for, write_partition
-from curation.stage import Rejected
+from curation.stage import Rejected, describe_error, internal_error
 from manifests.schema import RejectReason
 
 PAYLOAD = "payload"
@@ -44,7 +44,7 @@ def prepare_partition(item: dict[str, Any]) -> dict[str, Any]:
         except Rejected as r:
             prepared.append(r)
         except Exception as e:  # decoded nothing nobody foresaw: a reject, never a lost row
-            prepared.append(Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}"))
+            prepared.append(internal_error(e))
     return {"partition": p, PAYLOAD: pickle.dumps({"prepared": prepared, "results": None})}
 
 
@@ -76,7 +76,7 @@ class InferActor:
             try:
                 results = self.stage.infer(self.models, items)
             except Exception as e:  # out-of-memory was already retried with smaller batches
-                failed = Rejected(RejectReason.MODEL_FAILED, f"{type(e).__name__}: {e}"[:2000])
+                failed = Rejected(RejectReason.MODEL_FAILED, describe_error(e))
                 results = [failed] * len(items)
             for (pi, ri), res in zip(where, results, strict=True):
                 payloads[pi]["results"][ri] = res

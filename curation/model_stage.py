@@ -46,6 +46,21 @@ class ModelUnavailableError(RuntimeError):
     retries them."""
 
 
+TINY_SPECS = ("tiny", "tiny-t5")  # random tiny models: the tests' and the demo's, whose outputs are noise
+
+
+def is_tiny(spec: str) -> bool:
+    """Whether a model setting names a random tiny model (``tiny``, ``tiny-t5``, ``lavis:tiny:DIR``)."""
+    return spec in TINY_SPECS or spec.startswith("lavis:tiny:")
+
+
+def require_model(field: str, spec: str, what: str) -> None:
+    """Refuse an empty model setting: a curation stage never falls back to a random model unasked."""
+    if not spec:
+        raise ValueError(f"{field}: name the {what} to load ({field}: tiny for a random test model whose output is "
+                         "noise)")  # fmt: skip
+
+
 class ModelStage(StageBase):
     """Base of the stages whose middle step is a model; subclasses set ``name``, ``config_class`` and the four
     abstract methods below."""
@@ -67,6 +82,11 @@ class ModelStage(StageBase):
     @abstractmethod
     def finish(self, row: dict[str, Any], prepared: Any, result: Any) -> list[Sample]:
         """The samples of one row from its prepared inputs and model result; raise ``Rejected`` for none."""
+
+    @abstractmethod
+    def model_specs(self) -> dict[str, str]:
+        """What each model role will load (as configured: a folder, hub id, ``tiny``...), for the driver to name
+        before any worker starts."""
 
     def models(self) -> Any:
         """The loaded models, loaded on first use."""

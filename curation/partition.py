@@ -13,9 +13,8 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
-from curation.stage import Rejected
+from curation.stage import Rejected, internal_error
 from manifests.io import url_to_fs
-from manifests.schema import RejectReason
 from shards.writer import ShardWriter
 
 SHARDS_PER_PARTITION = 1000
@@ -181,8 +180,8 @@ def write_partition(p: Partition, produce: Callable[[dict[str, Any], int], list]
                 w.reject(row["id"], p.stage.name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1
             except Exception as e:  # a bug or an input nobody foresaw: recorded, never fatal
-                msg = f"{type(e).__name__}: {e}"
-                w.reject(row["id"], p.stage.name, RejectReason.INTERNAL_ERROR, msg, row["source"], row["uri"])
+                r = internal_error(e)
+                w.reject(row["id"], p.stage.name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1
             if p.faults.crash_once_dir and k == len(p.rows) // 2:
                 marker = os.path.join(p.faults.crash_once_dir, p.part)

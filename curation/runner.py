@@ -41,7 +41,7 @@ from curation.partition import (
     stage_for,
     write_partition,
 )
-from curation.stage import Rejected
+from curation.stage import Rejected, internal_error
 from manifests.io import join, read_table, url_to_fs, write_atomic
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
 from shards.writer import PARTS_DIR, complete_parts, damaged_parts, finalize, forget_part
@@ -115,7 +115,7 @@ def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | Model
     except ModelUnavailableError as e:  # no property of this row: handed back, never a reject
         return [], e
     except Exception as e:
-        return [], Rejected(RejectReason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+        return [], internal_error(e)
 
 
 def isolate_partition(p: Partition, max_retries: int, num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import traceback
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -27,6 +29,29 @@ class Rejected(Exception):
 
     def __reduce__(self):  # crosses process boundaries (Ray) with both arguments
         return type(self), (self.reason, self.message)
+
+
+# A reject message stays readable in a table and a terminal; the place it was raised is kept whatever the length.
+MAX_ERROR_MESSAGE = 1000
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: message (at folder/file.py:line)`` for an exception nobody foresaw: the message cut once to
+    :data:`MAX_ERROR_MESSAGE` characters, the place the innermost frame of its traceback (where it was raised)."""
+    text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if len(text) > MAX_ERROR_MESSAGE:
+        text = text[: MAX_ERROR_MESSAGE - 1] + "…"
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return text
+    where = frames[-1]
+    path = os.path.join(os.path.basename(os.path.dirname(where.filename)), os.path.basename(where.filename))
+    return f"{text} (at {path}:{where.lineno})"
+
+
+def internal_error(e: BaseException) -> Rejected:
+    """The ``internal_error`` reject for an exception a stage did not foresee (:func:`describe_error`)."""
+    return Rejected(RejectReason.INTERNAL_ERROR, describe_error(e))
 
 
 class StageBase(ABC):

@@ -191,3 +191,29 @@ def test_curate_settings_are_checked_before_ray_starts(tmp_path, capsys, monkeyp
         assert main(args) == 2
         assert message in capsys.readouterr().err
     assert not started and not (tmp_path / "o").exists()
+
+
+def _deep_failure(n: int) -> None:
+    raise ValueError("bad input " + "x" * n)
+
+
+def test_an_unforeseen_exception_is_a_reject_with_its_type_message_and_place(tmp_path):
+    """``internal_error`` rejects keep the exception's type, its message (cut once) and the file:line that raised it."""
+    from curation.partition import Partition, StageSpec, write_partition
+    from curation.stage import MAX_ERROR_MESSAGE, describe_error
+
+    def produce(row, _k):
+        _deep_failure(5 if row["id"] == "a" else 5000)
+
+    rows = [{"id": i, "source": "webvid", "uri": f"/v/{i}.mp4"} for i in ("a", "b")]
+    (tmp_path / "o").mkdir()
+    written = write_partition(Partition(0, "p0", "webvid", str(tmp_path / "o"), rows, StageSpec("captioned")), produce)
+    assert written["samples"] == 0 and written["rejects"] == 2
+    rej = {r["input_id"]: r for r in pq.read_table(tmp_path / "o" / "_parts" / "p0.rejects.parquet").to_pylist()}
+    line = _deep_failure.__code__.co_firstlineno + 1
+    assert rej["a"]["reason"] == "internal_error"
+    assert rej["a"]["message"] == f"ValueError: bad input xxxxx (at tests/test_curation_runner.py:{line})"
+    long, where = rej["b"]["message"], f" (at tests/test_curation_runner.py:{line})"
+    assert long.startswith("ValueError: bad input xxx") and long.endswith(f"…{where}")
+    assert len(long.split(" (at ")[0]) == MAX_ERROR_MESSAGE
+    assert describe_error(KeyError()) == "KeyError"  # never raised: no place; no message: the type alone

@@ -178,11 +178,15 @@ def test_every_stage_shares_one_config_base_and_one_seed_rule():
     from curation.video_settings import VideoOutputConfig
     from shards.clips import MIN_CLIP_FRAMES
 
+    # The model stages load only models they are told to (tiny: random test models).
+    models = {"short-videos": {"blip2": "tiny"},
+              "long-videos": dict.fromkeys(("clip", "minigpt4_blip2", "minigpt4_llm", "minigpt4_checkpoint"), "tiny")}
     seeds = set()
     for name, (cls, cfg_cls) in STAGES.items():
         assert issubclass(cfg_cls, VideoOutputConfig) and issubclass(cls, StageBase)
-        assert cfg_cls().min_frames == MIN_CLIP_FRAMES  # the trainer's clip span, written once
-        stage = cls(seed=7)
+        cfg = cfg_cls(**models.get(name, {}))
+        assert cfg.min_frames == MIN_CLIP_FRAMES  # the trainer's clip span, written once
+        stage = cls(cfg, seed=7)
         assert stage.name == name and stage.rng_seed("x") == sample_seed(7, name, "x")
         seeds.add(stage.rng_seed("x"))
     assert len(seeds) == len(STAGES)  # the same input id draws independently in each stage
@@ -193,9 +197,31 @@ def test_short_and_long_video_settings_are_checked_too():
     from curation.stages.short_videos import ShortVideosConfig
 
     with pytest.raises(ValueError, match=r"not accepted by the H\.264 encoder"):
-        ShortVideosConfig(preset="warp9")
+        ShortVideosConfig(preset="warp9", blip2="tiny")
     with pytest.raises(ValueError, match="max_aspect"):
         LongVideosConfig(max_aspect=0.5)
+
+
+def test_a_model_stage_loads_no_model_it_was_not_told_to_and_names_them_on_the_driver(capsys):
+    """A curation stage never falls back to a random tiny model: each model is named in its settings, and the
+    driver prints what will load before any worker starts, a tiny one loudly (on stderr)."""
+    from curation.cli import announce_models
+    from curation.runner import build_stage
+    from curation.stages.long_videos import LongVideosConfig
+    from curation.stages.short_videos import ShortVideosConfig
+
+    with pytest.raises(ValueError, match="blip2: name the BLIP-2 captioner"):
+        ShortVideosConfig()
+    tiny_long = dict(clip="tiny", minigpt4_blip2="tiny", minigpt4_llm="tiny", minigpt4_checkpoint="tiny")
+    for missing in tiny_long:
+        with pytest.raises(ValueError, match=f"{missing}: name the"):
+            LongVideosConfig(**{**tiny_long, missing: ""})
+    announce_models(build_stage("short-videos", {"blip2": "/w/blip2-opt-2.7b"}, 0))
+    announce_models(build_stage("long-videos", tiny_long, 0))
+    announce_models(build_stage("captioned", {}, 0))  # no models: nothing to say
+    out, err = capsys.readouterr()
+    assert out == "short-videos: blip2 = /w/blip2-opt-2.7b\n"
+    assert err.count("TINY RANDOM") == 4 and "long-videos: clip = tiny" in err
 
 
 def test_a_trim_time_that_is_not_a_number_is_its_own_reject(videos):

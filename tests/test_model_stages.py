@@ -27,7 +27,8 @@ from media.video import decode_frames, decode_sampled
 from tests.curation_inputs import outcome, video_corpus, write_manifest
 from vidrd.synthetic import moving_square, write_video
 
-SHORT = dict(short_side=32, device="cpu")
+SHORT = dict(short_side=32, device="cpu", blip2="tiny")
+TINY_LONG = dict(clip="tiny", minigpt4_blip2="tiny", minigpt4_llm="tiny", minigpt4_checkpoint="tiny")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_short_videos_fallbacks_are_documented_and_counted(labelled):
 
 
 def test_short_videos_with_the_t5_variant(labelled, tmp_path):
-    stage = ShortVideosStage(ShortVideosConfig(**SHORT, blip2=str(tiny_blip2(tmp_path / "t5", "t5"))))
+    stage = ShortVideosStage(ShortVideosConfig(**{**SHORT, "blip2": str(tiny_blip2(tmp_path / "t5", "t5"))}))
     row = next(r for r in labelled if r["expect"] == "ok")
     (s,) = stage.process(row)
     assert s.meta["caption_model"] == "t5" and s.meta["raw_answer"]
@@ -311,8 +312,8 @@ def test_decode_sampled_one_frame_per_interval(long_video):
 
 
 def test_long_videos_keep_relevant_runs_and_record_the_timeline(long_video):
-    cfg = LongVideosConfig(device="cpu", clip_threshold=0.005, min_segment_seconds=2, max_segment_seconds=6,
-                           short_side=32, min_frames=8)  # fmt: skip
+    cfg = LongVideosConfig(**TINY_LONG, device="cpu", clip_threshold=0.005, min_segment_seconds=2,
+                           max_segment_seconds=6, short_side=32, min_frames=8)  # fmt: skip
     stage = LongVideosStage(cfg)
     mg = RedMiniGPT4()
     stage._models = (RedClip(), mg)
@@ -342,7 +343,7 @@ def test_long_videos_split_keep_or_drop_a_segment_across_cuts(long_video):
     row = {"id": "v", "uri": str(long_video), "source": "videolt", "label": "guitar", "kind": "video"}
 
     def stage(cuts: str) -> LongVideosStage:
-        st = LongVideosStage(LongVideosConfig(device="cpu", min_segment_seconds=2, max_segment_seconds=20,
+        st = LongVideosStage(LongVideosConfig(**TINY_LONG, device="cpu", min_segment_seconds=2, max_segment_seconds=20,
                                               short_side=32, min_frames=8, cuts=cuts))  # fmt: skip
         st._models = (clip, Everything())
         return st
@@ -361,7 +362,7 @@ def test_long_videos_split_keep_or_drop_a_segment_across_cuts(long_video):
 
 
 def test_long_videos_reject_reasons(long_video, tmp_path):
-    stage = LongVideosStage(LongVideosConfig(device="cpu", clip_threshold=0.9, short_side=32))
+    stage = LongVideosStage(LongVideosConfig(**TINY_LONG, device="cpu", clip_threshold=0.9, short_side=32))
     stage._models = (RedClip(), RedMiniGPT4())
     row = {"id": "v", "uri": str(long_video), "source": "videolt", "label": "guitar", "kind": "video"}
     got, msg = outcome(stage, row)
@@ -372,7 +373,7 @@ def test_long_videos_reject_reasons(long_video, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(long_video.read_bytes()[:3000])
     assert outcome(stage, {**row, "uri": str(tmp_path / "bad.mp4")})[0] == "undecodable"
     with pytest.raises(ValueError, match="max_segment_seconds"):
-        LongVideosConfig(min_segment_seconds=5, max_segment_seconds=6)
+        LongVideosConfig(**TINY_LONG, min_segment_seconds=5, max_segment_seconds=6)
 
 
 # -- on Ray, with the tiny random models ------------------------------------------------------------
@@ -410,7 +411,7 @@ def test_long_videos_on_ray_with_the_open_clip_backend(ray_local, long_video, op
     rows = [row("a", str(long_video), source="videolt", label="guitar"),
             row("b", str(tmp_path / "missing.mp4"), source="videolt", label="guitar")]  # fmt: skip
     m = write_manifest(tmp_path / "m.parquet", rows)
-    cfg = {"clip": f"open_clip:local-dir:{folder}", "device": "cpu", "clip_threshold": -1.0,
+    cfg = {**TINY_LONG, "clip": f"open_clip:local-dir:{folder}", "device": "cpu", "clip_threshold": -1.0,
            "relevance_threshold": 0.0, "min_segment_seconds": 2, "max_segment_seconds": 8, "short_side": 32,
            "min_frames": 8}  # fmt: skip
     s = run_stage("long-videos", str(m), str(tmp_path / "out"), cfg, RunnerConfig(rows_per_partition=2), False)
@@ -433,8 +434,8 @@ def test_long_videos_on_ray_with_tiny_models_and_the_timeline_picture(ray_local,
             row("b", str(long_video), source="videolt", label=None),
             row("c", str(tmp_path / "missing.mp4"), source="videolt", label="guitar")]  # fmt: skip
     m = write_manifest(tmp_path / "m.parquet", rows)
-    cfg = {"device": "cpu", "clip_threshold": -1.0, "relevance_threshold": 0.0, "min_segment_seconds": 2,
-           "max_segment_seconds": 8, "short_side": 32, "min_frames": 8}  # fmt: skip
+    cfg = {**TINY_LONG, "device": "cpu", "clip_threshold": -1.0, "relevance_threshold": 0.0,
+           "min_segment_seconds": 2, "max_segment_seconds": 8, "short_side": 32, "min_frames": 8}  # fmt: skip
     s = run_stage("long-videos", str(m), str(tmp_path / "out"), cfg, RunnerConfig(rows_per_partition=2), False)
     assert s.ok and s.produced == 1 and s.samples == 3 and s.reasons == {"no_label": 1, "missing_file": 1}
     show = subprocess.run(

@@ -212,7 +212,7 @@ def test_short_videos_split_keep_and_drop(tmp_path):
     r = {**write(tmp_path, "cut", two_shots()), "source": "kinetics700", "label": "juggling"}
 
     def stage(**kw) -> ShortVideosStage:
-        return ShortVideosStage(ShortVideosConfig(short_side=32, min_frames=16, device="cpu", **kw))
+        return ShortVideosStage(ShortVideosConfig(short_side=32, min_frames=16, device="cpu", blip2="tiny", **kw))
 
     (clip,) = stage().prepare(r)  # keep, the default for a one-label stage: the cut recorded
     assert clip.key == "kinetics700-cut" and clip.meta["cuts"] == [30] and clip.meta["motion"] > 0.05

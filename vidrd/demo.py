@@ -23,10 +23,11 @@ CURATION = {"webvid": "captioned", "tgif": "captioned", "vatex": "captioned", "p
 STAGE_CONFIG = {
     "captioned": {"short_side": 64},
     "pseudo-videos": {"short_side": 64, "min_side": 200},
-    "short-videos": {"short_side": 64},
+    "short-videos": {"short_side": 64, "blip2": "tiny"},
     # the tiny models' scores are noise, so the CLIP gate is open and MiniGPT-4's coin flips decide
     "long-videos": {"short_side": 64, "sample_every": 0.5, "clip_threshold": -1.0, "min_segment_seconds": 1.0,
-                    "max_segment_seconds": 4.0, "min_frames": 8},
+                    "max_segment_seconds": 4.0, "min_frames": 8, "clip": "tiny", "minigpt4_blip2": "tiny",
+                    "minigpt4_llm": "tiny", "minigpt4_checkpoint": "tiny"},
 }  # fmt: skip
 BLIP2_FOLDER, CLIP_FOLDER = "blip2-opt-2.7b", "clip-vit-large-patch14"
 MINIGPT4 = {"minigpt4_blip2": "blip2-flan-t5-xxl", "minigpt4_llm": "vicuna-7b-v0",

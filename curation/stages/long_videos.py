@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
-from curation.model_stage import ModelStage, resolve_device, resolve_dtype
+from curation.model_stage import ModelStage, require_model, resolve_device, resolve_dtype
 from curation.pieces import encode_pieces
 from curation.segments import segments
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
@@ -49,7 +49,7 @@ from shards.writer import Sample
 class LongVideosConfig(VideoOutputConfig):
     """Settings of the ``long-videos`` stage.
 
-    Models (``tiny`` everywhere: random tiny models for tests and the demo, whose decisions are noise):
+    Models, each to be named (``tiny``: a random tiny model for tests and the demo, whose decisions are noise):
 
     * ``clip``: ``open_clip:MODEL:PRETRAINED`` (e.g. ``open_clip:ViT-L-14:/w/open_clip_pytorch_model.bin``),
       ``open_clip:local-dir:FOLDER`` (open_clip's folder layout: ``open_clip_config.json`` + weights)
@@ -58,10 +58,10 @@ class LongVideosConfig(VideoOutputConfig):
       (Salesforce/blip2-flan-t5-xxl), a Vicuna-7B folder and MiniGPT-4's ``pretrained_minigpt4_7b.pth``.
     """
 
-    clip: str = "tiny"
-    minigpt4_blip2: str = "tiny"
-    minigpt4_llm: str = "tiny"
-    minigpt4_checkpoint: str = "tiny"
+    clip: str = ""
+    minigpt4_blip2: str = ""
+    minigpt4_llm: str = ""
+    minigpt4_checkpoint: str = ""
     device: str = "auto"
     dtype: str = "float16"
     sample_every: float = 1.0
@@ -87,6 +87,10 @@ class LongVideosConfig(VideoOutputConfig):
             )
         if self.clip_batch_size < 1 or self.llm_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
+        require_model("clip", self.clip, "CLIP model (open_clip:..., or a transformers folder)")
+        require_model("minigpt4_blip2", self.minigpt4_blip2, "MiniGPT-4 vision part (a BLIP-2 folder)")
+        require_model("minigpt4_llm", self.minigpt4_llm, "MiniGPT-4 language model (a Vicuna folder)")
+        require_model("minigpt4_checkpoint", self.minigpt4_checkpoint, "MiniGPT-4 checkpoint (.pth)")
         tiny = [m == "tiny" for m in (self.minigpt4_blip2, self.minigpt4_llm, self.minigpt4_checkpoint)]
         if any(tiny) and not all(tiny):
             raise ValueError("minigpt4_blip2, minigpt4_llm and minigpt4_checkpoint are all 'tiny' or all paths")
@@ -150,6 +154,11 @@ class LongVideosStage(ModelStage):
     name = "long-videos"
     config_class = LongVideosConfig
     cfg: LongVideosConfig
+
+    def model_specs(self) -> dict[str, str]:
+        c = self.cfg
+        return {"clip": c.clip, "minigpt4_blip2": c.minigpt4_blip2, "minigpt4_llm": c.minigpt4_llm,
+                "minigpt4_checkpoint": c.minigpt4_checkpoint}  # fmt: skip
 
     def prepare(self, row: dict[str, Any]) -> LongVideo:
         cfg, rid = self.cfg, row["id"]

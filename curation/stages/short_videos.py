@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
-from curation.model_stage import ModelStage, resolve_device, resolve_dtype
+from curation.model_stage import TINY_SPECS, ModelStage, require_model, resolve_device, resolve_dtype
 from curation.pieces import encode_pieces
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input, trim_of
@@ -35,8 +35,6 @@ from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
 from shards.writer import Sample
-
-TINY_MODELS = ("tiny", "tiny-t5")
 
 
 @dataclass
@@ -50,7 +48,7 @@ class ShortVideosConfig(VideoOutputConfig):
     ``curation.models.lavis_blip2``; ``lavis:tiny:DIR`` is a tiny one made by ``lavis_side.py tiny``).
     """
 
-    blip2: str = "tiny"
+    blip2: str = ""
     device: str = "auto"
     dtype: str = "float16"
     batch_size: int = 32
@@ -60,6 +58,7 @@ class ShortVideosConfig(VideoOutputConfig):
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        require_model("blip2", self.blip2, "BLIP-2 captioner (a folder, hub id or lavis:NAME:TYPE)")
         if self.blip2.startswith("lavis:"):
             from curation.models.lavis_env import LavisEnvError, python
 
@@ -97,7 +96,7 @@ def load_blip2(spec: str, device: str, dtype: str, batch_size: int, max_new_toke
         from curation.models.lavis_blip2 import LavisBlip2
 
         return LavisBlip2(spec[len("lavis:") :], device, max_new_tokens, batch_size)
-    if spec in TINY_MODELS:
+    if spec in TINY_SPECS:
         folder = tiny_blip2(tempfile.mkdtemp(prefix="vidrd-blip2-"), "t5" if spec == "tiny-t5" else "opt")
         print(f"short-videos: BLIP-2 is a TINY RANDOM model ({spec}); captions are noise. "
               "Set stage.blip2 to a Salesforce/blip2-opt-2.7b folder for real captions.")  # fmt: skip
@@ -115,6 +114,9 @@ class ShortVideosStage(ModelStage):
     name = "short-videos"
     config_class = ShortVideosConfig
     cfg: ShortVideosConfig
+
+    def model_specs(self) -> dict[str, str]:
+        return {"blip2": self.cfg.blip2}
 
     def prepare(self, row: dict[str, Any]) -> list[ShortClip]:
         cfg, rid = self.cfg, row["id"]
