@@ -17,27 +17,8 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from curation.stage import StageBase
 from shards.writer import Sample
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; anything else as given."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """Half precision on GPU as configured; float32 on CPU, where half-precision kernels are slow or missing."""
-    if not str(device).startswith("cuda"):
-        return torch.float32
-    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-    if name not in dtypes:
-        raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {name!r}")
-    return dtypes[name]
 
 
 class ModelUnavailableError(RuntimeError):

@@ -102,8 +102,8 @@ class ScoreActor:
     """CLIP (+ the aesthetic head) on one device; scores a batch of samples' keyframes and captions."""
 
     def __init__(self, clip: str, aesthetic: str | None, device: str, dtype: str, batch_size: int):
-        from curation.model_stage import resolve_device
         from curation.stages.long_videos import load_clip
+        from devices import resolve_device
 
         self.clip = load_clip(clip, device, dtype, batch_size)
         self.head = AestheticMLP.from_file(aesthetic).to(resolve_device(device)) if aesthetic else None

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.choices import CLIP_FRAMES, LONG_VIDEO_FRAMES, PAPER_GUIDANCE, PAPER_SIZE, PAPER_STEPS
 from inference.long_video import LongVideoConfig
 from inference.pipeline import GenerationSettings, VidRDPipeline
 from inference.prompts import VideoRequest
@@ -155,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--prompt", action="append", required=True, help="repeat for several prompts")
     ap.add_argument("--vary", action="append", default=[], help="M=2,4,8 | alpha=0,1,2 | beta=0,0.5,1")
-    ap.add_argument("--frames", type=int, default=64)
-    ap.add_argument("--clip-frames", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=LONG_VIDEO_FRAMES)
+    ap.add_argument("--clip-frames", type=int, default=CLIP_FRAMES)
     ap.add_argument("--prompt-frames", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--guidance", type=float, default=10.0)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=PAPER_STEPS)
+    ap.add_argument("--guidance", type=float, default=PAPER_GUIDANCE)
+    ap.add_argument("--size", type=int, default=PAPER_SIZE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--clip", help="CLIP model folder (transformers layout) for CLIP frame similarity")

@@ -12,6 +12,9 @@ REUSES = (REVERSED, SHIFTED)
 TRAJECTORY, FINISHED = "trajectory", "finished"
 HOLDS = (TRAJECTORY, FINISHED)
 SUFFIXES = (".mp4", ".gif", ".png")  # output files (inference.video_out); PNG is a frame strip
-DTYPE_NAMES = ("bf16", "fp16", "fp32")
 # vidrd generate --fast (inference.fast_mode picks for auto)
 FAST_MODES = ("auto", "compile", "graphs", "off")
+# The paper's sampling (section 5.1): 50 DDIM steps, guidance scale w = 10, 256x256 frames, N = 16 frames per clip.
+# A long video's default length is four of those clips' worth (``vidrd generate --frames``).
+PAPER_STEPS, PAPER_GUIDANCE, PAPER_SIZE, CLIP_FRAMES = 50, 10.0, 256, 16
+LONG_VIDEO_FRAMES = 64

@@ -7,20 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-from inference.choices import DTYPE_NAMES, FAST_MODES, HOLDS, PAPER, REUSES, SCHEDULES, SUFFIXES
-
-
-def torch_dtype(name: str):
-    """``fp32`` / ``bf16`` / ``fp16`` -> the torch dtype."""
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from devices import DTYPE_NAMES, default_dtype, resolve_device, torch_dtype
+from inference.choices import (
+    FAST_MODES,
+    HOLDS,
+    LONG_VIDEO_FRAMES,
+    PAPER,
+    PAPER_GUIDANCE,
+    PAPER_STEPS,
+    REUSES,
+    SCHEDULES,
+    SUFFIXES,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", action="append", help="prompt; repeat for a story (one prompt per clip)")
     src.add_argument("--prompts-file", help=".txt (one video per line, clips split by ' | ') or .json")
-    p.add_argument("--frames", type=int, default=64, help="frames in the video (default 64)")
+    p.add_argument(
+        "--frames", type=int, default=LONG_VIDEO_FRAMES, help=f"frames in the video (default {LONG_VIDEO_FRAMES})"
+    )
     p.add_argument(
         "--schedule",
         choices=SCHEDULES,
@@ -81,8 +81,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="VAE decode: 'temporal' (the fine-tuned temporal decoder over each clip) or 'frames' (each frame on "
         "its own, as the release's pipeline does); default: paper temporal, official frames",
     )
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (paper: 50)")
-    p.add_argument("--guidance", type=float, default=10.0, help="classifier-free guidance scale w (paper: 10)")
+    p.add_argument("--steps", type=int, default=PAPER_STEPS, help=f"DDIM steps (paper: {PAPER_STEPS})")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=PAPER_GUIDANCE,
+        help=f"classifier-free guidance scale w (paper: {PAPER_GUIDANCE:g})",
+    )
     p.add_argument(
         "--guidance-rescale",
         type=float,
@@ -127,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
     from inference.video_out import FrameSink
     from training.model.loading import WeightLoadError, check_checkpoint_folder
 
-    device = args.device or default_device()
-    dtype = torch_dtype(args.dtype or ("bf16" if device.startswith("cuda") else "fp32"))
+    device = resolve_device(args.device)
+    dtype = torch_dtype(args.dtype) if args.dtype else default_dtype(device)
     try:
         requests = read_prompts_file(args.prompts_file) if args.prompts_file else [VideoRequest(list(args.prompt))]
         long = LongVideoConfig.for_schedule(

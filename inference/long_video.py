@@ -74,7 +74,18 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from inference.choices import FINISHED, HOLDS, OFFICIAL, PAPER, REUSES, REVERSED, SCHEDULES, SHIFTED, TRAJECTORY
+from inference.choices import (
+    CLIP_FRAMES,
+    FINISHED,
+    HOLDS,
+    OFFICIAL,
+    PAPER,
+    REUSES,
+    REVERSED,
+    SCHEDULES,
+    SHIFTED,
+    TRAJECTORY,
+)
 from inference.sampler import DDIMSampler
 
 # Per (schedule, reuse): M, alpha, beta, hold, staged, resample. The paper's figures use M = N/2 and full guidance;
@@ -105,7 +116,7 @@ class LongVideoConfig:
     alone (eq. 6), every frame takes its reused noise as it is (the same as alpha -> infinity).
     """
 
-    clip_frames: int = 16
+    clip_frames: int = CLIP_FRAMES
     prompt_frames: int = 8
     alpha: float = 1.0
     beta: float = 1.0
@@ -150,7 +161,7 @@ class LongVideoConfig:
     def for_schedule(
         cls,
         schedule: str = PAPER,
-        clip_frames: int = 16,
+        clip_frames: int = CLIP_FRAMES,
         prompt_frames: int | None = None,
         alpha: float | None = None,
         beta: float | None = None,

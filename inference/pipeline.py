@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from inference.choices import CLIP_FRAMES, PAPER_GUIDANCE, PAPER_SIZE, PAPER_STEPS
 from inference.long_video import LongVideoConfig, generate_latent_clips
 from inference.prompts import VideoRequest
 from inference.sampler import DDIMSampler, GuidedStep, make_scheduler
@@ -31,12 +32,12 @@ MAX_SIDE = 8192
 class GenerationSettings:
     """Everything besides the prompts that decides a video."""
 
-    frames: int = 16
-    steps: int = 50
-    guidance: float = 10.0
+    frames: int = CLIP_FRAMES  # one clip; a long video names its length (vidrd generate: LONG_VIDEO_FRAMES)
+    steps: int = PAPER_STEPS
+    guidance: float = PAPER_GUIDANCE
     seed: int = 0
-    height: int = 256
-    width: int = 256
+    height: int = PAPER_SIZE
+    width: int = PAPER_SIZE
     long: LongVideoConfig = field(default_factory=LongVideoConfig)
     negative_prompt: str = ""  # the unconditional branch's text; the release's evaluation uses "watermark"
     temporal_decode: bool | None = None  # None: the schedule's (paper: temporal decoder; official: per frame)

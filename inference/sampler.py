@@ -20,6 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
+from inference.choices import PAPER_GUIDANCE, PAPER_STEPS
 from training.model.sampling_defaults import check_schedule, sd_scheduler_config
 
 # Called after each step with (step index, timestep t, latents z_{t-1}); returns the latents to keep.
@@ -154,8 +155,8 @@ class DDIMSampler:
         self,
         denoiser: Denoiser,
         scheduler: DDIMScheduler,
-        steps: int = 50,
-        guidance: float = 10.0,
+        steps: int = PAPER_STEPS,
+        guidance: float = PAPER_GUIDANCE,
         step: SamplerStep | None = None,
         guidance_rescale: float = 0.0,
     ):

@@ -55,8 +55,9 @@ def test_model_free_commands_stay_model_free(shard_dir, tmp_path, sources):
 def test_the_light_choice_lists_match_the_registries():
     from curation.cli import STAGE_NAMES
     from curation.stages import STAGES
-    from inference.cli import DTYPE_NAMES, SUFFIXES, torch_dtype
+    from devices import DTYPE_NAMES, torch_dtype
     from inference.cli import SCHEDULES as SCHEDULE_NAMES
+    from inference.cli import SUFFIXES
     from inference.long_video import SCHEDULES
     from inference.video_out import SUFFIXES as WRITER_SUFFIXES
     from manifests.builders import BUILDERS
@@ -65,3 +66,29 @@ def test_the_light_choice_lists_match_the_registries():
     assert sorted(STAGE_NAMES) == sorted(STAGES) and sorted(SOURCE_NAMES) == sorted(BUILDERS)
     assert tuple(SCHEDULE_NAMES) == tuple(SCHEDULES) and tuple(SUFFIXES) == tuple(WRITER_SUFFIXES)
     assert all(torch_dtype(n) is not None for n in DTYPE_NAMES)
+
+
+def test_sampling_defaults_have_one_source():
+    """The paper's steps, guidance and size, the clip length and a long video's default length are written once
+    (``inference.choices``): the settings dataclasses, the sampler and every command line agree."""
+    import inspect
+
+    from inference.choices import CLIP_FRAMES, LONG_VIDEO_FRAMES, PAPER_GUIDANCE, PAPER_SIZE, PAPER_STEPS
+    from inference.eval.ucf101_eval import EvalSettings
+    from inference.long_video import LongVideoConfig
+    from inference.pipeline import GenerationSettings
+    from inference.sampler import DDIMSampler
+    from vidrd.cli import build_parser
+
+    gen, ev = GenerationSettings(), EvalSettings()
+    assert (gen.steps, gen.guidance, gen.height, gen.frames) == (PAPER_STEPS, PAPER_GUIDANCE, PAPER_SIZE, CLIP_FRAMES)
+    assert (ev.steps, ev.guidance, ev.height) == (PAPER_STEPS, PAPER_GUIDANCE, PAPER_SIZE)
+    assert LongVideoConfig().clip_frames == CLIP_FRAMES
+    params = inspect.signature(DDIMSampler).parameters
+    assert (params["steps"].default, params["guidance"].default) == (PAPER_STEPS, PAPER_GUIDANCE)
+    parser = build_parser()
+    g = parser.parse_args(["generate", "--checkpoint", "c", "--prompt", "p", "--out", "o.mp4"])
+    assert (g.steps, g.guidance, g.frames) == (PAPER_STEPS, PAPER_GUIDANCE, LONG_VIDEO_FRAMES)
+    e = parser.parse_args(["eval", "ucf101", "--checkpoint", "c", "--ucf-root", "u", "--out", "r.json", "--i3d", "i",
+                           "--c3d", "c"])  # fmt: skip
+    assert (e.steps, e.guidance, e.frames, e.size) == (PAPER_STEPS, PAPER_GUIDANCE, CLIP_FRAMES, PAPER_SIZE)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("manifests", "media", "shards", "curation", "training", "inference", "vidrd")
+PACKAGES = ("devices", "manifests", "media", "shards", "curation", "training", "inference", "vidrd")
 # package -> packages it must never import (directly or inside a function)
 FORBIDDEN = {
+    "devices": {"manifests", "media", "shards", "curation", "training", "inference", "vidrd"},
     "manifests": {"media", "shards", "curation", "training", "inference", "vidrd"},
     "media": {"manifests", "shards", "curation", "training", "inference", "vidrd"},
     "shards": {"curation", "training", "inference", "vidrd"},

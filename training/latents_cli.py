@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from devices import DTYPE_NAMES, resolve_device, torch_dtype
+
 
 def part(text: str) -> tuple[int, int]:
     i, _, n = text.partition("/")
@@ -34,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the output shard set (folder or URL)")
     p.add_argument("--size", type=int, required=True, help="short side in pixels: the training run's data.clip.size")
     p.add_argument("--device", help="cuda or cpu (default: cuda when there is a GPU)")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="VAE precision (default fp32)")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default="fp32", help="VAE precision (default fp32)")
     p.add_argument("--chunk", type=int, default=64, help="frames per VAE call (bounds memory)")
     p.add_argument(
         "--part", type=part, default=(0, 1), help="I/N: every N-th input shard from the I-th (one process per GPU)"
@@ -43,13 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from training.latent_cache import cache_latents
     from training.model.loading import WeightLoadError
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype, device = torch_dtype(args.dtype), resolve_device(args.device)
     import posixpath
 
     from manifests.io import check_output_apart

@@ -55,7 +55,7 @@ def transnet_cuts(frames: np.ndarray, device: str = "cpu", threshold: float = TH
     import cv2
     import torch
 
-    from curation.model_stage import resolve_device
+    from devices import resolve_device
 
     model = _model(resolve_device(device))
     small = np.stack([cv2.resize(f, MODEL_SIZE, interpolation=cv2.INTER_AREA) for f in frames])

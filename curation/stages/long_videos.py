@@ -33,12 +33,13 @@ from typing import Any
 import numpy as np
 
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
-from curation.model_stage import ModelStage, require_model, resolve_device, resolve_dtype
+from curation.model_stage import ModelStage, require_model
 from curation.pieces import encode_pieces
 from curation.segments import segments
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input
 from curation.video_settings import VideoOutputConfig
+from devices import model_dtype, resolve_device
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
@@ -115,7 +116,7 @@ def load_clip(spec: str, device: str, dtype: str, batch_size: int):
     from curation.models.tiny import tiny_clip
 
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dt = model_dtype(dtype, dev)
     if spec == "tiny":
         print("long-videos: CLIP is a TINY RANDOM model; set stage.clip to open_clip:ViT-L-14:<file> for real scores")
         scorer = ClipScorer.from_transformers(str(tiny_clip(tempfile.mkdtemp(prefix="vidrd-clip-"))), dev, dt)
@@ -141,7 +142,7 @@ def load_minigpt4(cfg: LongVideosConfig):
     if cfg.minigpt4_llm == "tiny":
         print("long-videos: MiniGPT-4 is a TINY RANDOM model; see README 'Weights' for the real pieces")
         paths = {k: str(v) for k, v in tiny_minigpt4(tempfile.mkdtemp(prefix="vidrd-minigpt4-")).items()}
-    m = MiniGPT4.from_pretrained(**paths, device=dev, dtype=resolve_dtype(cfg.dtype, dev),
+    m = MiniGPT4.from_pretrained(**paths, device=dev, dtype=model_dtype(cfg.dtype, dev),
                                  max_new_tokens=cfg.max_new_tokens, batch_size=cfg.llm_batch_size)  # fmt: skip
     if cfg.minigpt4_llm == "tiny":
         m.name = "tiny-minigpt4-random"

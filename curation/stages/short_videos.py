@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
-from curation.model_stage import TINY_SPECS, ModelStage, require_model, resolve_device, resolve_dtype
+from curation.model_stage import TINY_SPECS, ModelStage, require_model
 from curation.pieces import encode_pieces
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input, trim_of
 from curation.video_settings import VideoOutputConfig
+from devices import model_dtype, resolve_device
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
@@ -100,10 +101,10 @@ def load_blip2(spec: str, device: str, dtype: str, batch_size: int, max_new_toke
         folder = tiny_blip2(tempfile.mkdtemp(prefix="vidrd-blip2-"), "t5" if spec == "tiny-t5" else "opt")
         print(f"short-videos: BLIP-2 is a TINY RANDOM model ({spec}); captions are noise. "
               "Set stage.blip2 to a Salesforce/blip2-opt-2.7b folder for real captions.")  # fmt: skip
-        cap = Blip2Captioner.from_pretrained(str(folder), device=device, dtype=resolve_dtype(dtype, device))
+        cap = Blip2Captioner.from_pretrained(str(folder), device=device, dtype=model_dtype(dtype, device))
         cap.name = f"{spec}-random"
     else:
-        cap = Blip2Captioner.from_pretrained(spec, device=device, dtype=resolve_dtype(dtype, device))
+        cap = Blip2Captioner.from_pretrained(spec, device=device, dtype=model_dtype(dtype, device))
     cap.batch_size, cap.max_new_tokens = batch_size, max_new_tokens
     return cap
 

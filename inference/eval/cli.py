@@ -8,8 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from inference.choices import DTYPE_NAMES
-from inference.cli import default_device, torch_dtype
+from devices import DTYPE_NAMES, resolve_device, torch_dtype
+from inference.choices import CLIP_FRAMES, PAPER_GUIDANCE, PAPER_SIZE, PAPER_STEPS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,10 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--num-real", type=int, default=10000, help="real UCF-101 clips for FVD statistics")
     u.add_argument("--out", required=True, help="report JSON (a .md table is written beside it)")
     u.add_argument("--work", help="folder for generated videos and caches (default: OUT's folder / ucf101-work)")
-    u.add_argument("--size", type=int, default=256, help="frame height and width (paper: 256)")
-    u.add_argument("--frames", type=int, default=16)
-    u.add_argument("--steps", type=int, default=50)
-    u.add_argument("--guidance", type=float, default=10.0)
+    u.add_argument("--size", type=int, default=PAPER_SIZE, help=f"frame height and width (paper: {PAPER_SIZE})")
+    u.add_argument("--frames", type=int, default=CLIP_FRAMES)
+    u.add_argument("--steps", type=int, default=PAPER_STEPS)
+    u.add_argument("--guidance", type=float, default=PAPER_GUIDANCE)
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--batch", type=int, default=4, help="videos generated at once per device")
     u.add_argument("--negative-prompt", default="", help="unconditional text (the authors' evaluation: 'watermark')")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate(
             args.checkpoint, args.ucf_root, args.i3d, args.c3d, work, settings, args.trainlist, args.clip,
-            args.c3d_mean, args.num_real, args.spread, torch_dtype(args.dtype), args.device or default_device(),
+            args.c3d_mean, args.num_real, args.spread, torch_dtype(args.dtype), resolve_device(args.device),
             args.ray_workers, args.ray_gpus,
         )  # fmt: skip
     except (FileNotFoundError, UCFDataError, ValueError) as e:

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from devices import resolve_device
+from inference.choices import PAPER_GUIDANCE, PAPER_SIZE, PAPER_STEPS
 from inference.eval.metrics import FeatureStats, frechet_distance, inception_score
 from inference.eval.ucf101 import allocate, class_distribution, prompts, real_videos
 from media.video import VideoDecodeError, decode_frames, encode_mp4
@@ -36,10 +38,10 @@ PAPER_TABLE_1 = [  # (method, FVD, IS) as the paper reports them (zero-shot UCF-
 class EvalSettings:
     num_videos: int = 10000
     frames: int = EVAL_FRAMES
-    height: int = 256
-    width: int = 256
-    steps: int = 50
-    guidance: float = 10.0
+    height: int = PAPER_SIZE
+    width: int = PAPER_SIZE
+    steps: int = PAPER_STEPS
+    guidance: float = PAPER_GUIDANCE
     seed: int = 0
     batch: int = 4
     fps: float = 8.0
@@ -141,7 +143,7 @@ def generate_everywhere(
         dev = "cuda" if ray_gpus > 0 else "cpu"
         ray.get([task.remote(checkpoint, list(jobs), settings, dev, dtype, r, world, False) for r in range(world)])
     else:
-        generate(checkpoint, jobs, settings, "cuda" if torch.cuda.is_available() else "cpu", dtype)
+        generate(checkpoint, jobs, settings, resolve_device(), dtype)
 
 
 def load_video(path: Path, frames: int = EVAL_FRAMES, start: int | None = None) -> np.ndarray:
