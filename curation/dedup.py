@@ -40,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 
 from curation.shard_jobs import (
-    KEYFRAMES,
     NO_FRAMES,
+    SPREAD_FRAMES,
     decode_keyframes,
     finalized_indexes,
     indexed_shard_items,
@@ -61,7 +61,7 @@ SIM_SEED = 22  # the hyperplanes: the same in every actor and every run, so sign
 @dataclass(frozen=True)
 class DedupConfig:
     threshold: int = 8  # mean bits apart (of 64) over the keyframes for a near duplicate
-    keyframes: int = KEYFRAMES
+    keyframes: int = SPREAD_FRAMES
     clip: str | None = None  # a CLIP spec (as `curate scores --clip`): also find semantic duplicates
     similarity: float = 0.95  # cosine of the mean keyframe embeddings for a semantic duplicate
     device: str = "auto"

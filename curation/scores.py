@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from curation.shard_jobs import (
-    KEYFRAMES,
     NO_FRAMES,
+    SPREAD_FRAMES,
     decode_keyframes,
     finalized_indexes,
     indexed_shard_items,
@@ -196,7 +196,7 @@ def scores(
     device: str = "auto",
     dtype: str = "float16",
     batch_size: int = 64,
-    keyframes: int = KEYFRAMES,
+    keyframes: int = SPREAD_FRAMES,
     size: int = 224,
 ) -> dict[str, Any]:
     """Score every sample of ``sets`` on the current Ray cluster and write each set's ``_scores.parquet``."""

@@ -17,7 +17,9 @@ from manifests.io import url_to_fs
 from media.video import decode_frames
 from shards.reader import list_shards, load_index, sample_meta, scan_shard
 
-KEYFRAMES = 4
+# Frames spread evenly over a sample that the shard jobs look at (dedup hashes them, scores embeds them); not the
+# trainer's clip (shards.clips.KEYFRAMES: 8 frames every 4).
+SPREAD_FRAMES = 4
 # The ``frames`` of a sample that could not be read: an empty array of the keyframes' rank, not None, so a Ray
 # block of only such rows still concatenates with others into one (variable-shaped) tensor column.
 NO_FRAMES = np.zeros((0, 1, 1, 3), np.uint8)
