@@ -11,12 +11,13 @@ import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+# The stage names from the registry's table, without importing the stages (their codecs and models): `--help`
+# answers at once.
+from curation.stage_registry import STAGE_NAMES
+
 if TYPE_CHECKING:
     from curation.runner import RunnerConfig
 
-# The stage names, without importing the stages (their codecs and models): `--help` answers at once.
-# tests/test_cli_startup.py holds this equal to curation.stages.STAGES.
-STAGE_NAMES = ("captioned", "long-videos", "pseudo-videos", "short-videos")
 # Not stages over a manifest: jobs over finished shard sets (curation.dedup, curation.scores).
 DEDUP, SCORES = "dedup", "scores"
 

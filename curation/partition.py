@@ -9,11 +9,12 @@ import os
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from curation.stage import Rejected, internal_error
+from curation.stage_registry import build_stage
 from manifests.io import url_to_fs
 from shards.writer import ShardWriter
 
@@ -116,20 +117,6 @@ class Partition:
     stage: StageSpec
     limits: ShardLimits = field(default_factory=ShardLimits)
     faults: Faults = field(default_factory=Faults)
-
-
-def build_stage(name: str, config: dict[str, Any], seed: int):
-    """The stage object for ``name`` with its config section (every setting checked)."""
-    from curation.stages import STAGES
-
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; choose one of {sorted(STAGES)}")
-    cls, cfg_cls = STAGES[name]
-    allowed = {f.name for f in fields(cfg_cls)}
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise ValueError(f"stage {name}: unknown settings {unknown} (allowed: {sorted(allowed)})")
-    return cls(cfg_cls(**config), seed=seed)
 
 
 @lru_cache(maxsize=4)

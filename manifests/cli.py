@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-# The dataset layouts, without importing the builders: `--help` answers at once
-# (tests/test_cli_startup.py holds this equal to manifests.builders.BUILDERS).
-SOURCE_NAMES = ("kinetics700", "laion", "moments", "pexels", "tgif", "vatex", "videolt", "webvid")
+# The dataset layouts from the sources table, without importing the builders: `--help` answers at once.
+from manifests.sources import SOURCES
+
+SOURCE_NAMES = tuple(sorted(SOURCES))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

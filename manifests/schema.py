@@ -15,8 +15,6 @@ from enum import Enum
 
 import pyarrow as pa
 
-SOURCES = ("kinetics700", "moments", "videolt", "laion", "webvid", "tgif", "vatex", "pexels")
-
 SOURCE_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),

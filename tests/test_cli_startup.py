@@ -92,3 +92,23 @@ def test_sampling_defaults_have_one_source():
     e = parser.parse_args(["eval", "ucf101", "--checkpoint", "c", "--ucf-root", "u", "--out", "r.json", "--i3d", "i",
                            "--c3d", "c"])  # fmt: skip
     assert (e.steps, e.guidance, e.frames, e.size) == (PAPER_STEPS, PAPER_GUIDANCE, CLIP_FRAMES, PAPER_SIZE)
+
+
+def test_stages_and_sources_come_from_one_table_each():
+    """The CLI's choices and the builders are read from ``curation.stage_registry`` and ``manifests.sources``; an
+    unknown stage is refused naming the known ones."""
+    import pytest
+
+    from curation.stage_registry import STAGE_CLASSES, STAGE_NAMES, build_stage, stage_class
+    from manifests.builders import BUILDERS
+    from manifests.sources import BUILDER_MODULES
+
+    assert list(BUILDERS) == list(BUILDER_MODULES)
+    assert all(BUILDERS[n].__module__ == m for n, m in BUILDER_MODULES.items())
+    assert set(STAGE_NAMES) == set(STAGE_CLASSES)
+    assert all(stage_class(n).name == n for n in STAGE_NAMES)  # each class says the name it is registered under
+    assert build_stage("captioned", {"short_side": 64}, 3).cfg.short_side == 64
+    with pytest.raises(ValueError, match=r"unknown stage 'blur'; choose one of \['captioned'"):
+        stage_class("blur")
+    with pytest.raises(ValueError, match="unknown settings"):
+        build_stage("captioned", {"short_sid": 64}, 0)

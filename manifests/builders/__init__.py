@@ -5,20 +5,14 @@ Each module exposes ``build(root) -> BuildResult``; :data:`BUILDERS` maps source
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
-from manifests.builders import kinetics, laion, moments, pexels, tgif, vatex, videolt, webvid
 from manifests.builders.common import BuildResult, ManifestBuildError
+from manifests.sources import BUILDER_MODULES
 
 BUILDERS: dict[str, Callable[[str], BuildResult]] = {
-    "kinetics700": kinetics.build,
-    "moments": moments.build,
-    "videolt": videolt.build,
-    "laion": laion.build,
-    "webvid": webvid.build,
-    "tgif": tgif.build,
-    "vatex": vatex.build,
-    "pexels": pexels.build,
+    name: importlib.import_module(module).build for name, module in BUILDER_MODULES.items()
 }
 
 __all__ = ["BUILDERS", "BuildResult", "ManifestBuildError"]
