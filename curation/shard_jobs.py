@@ -63,16 +63,17 @@ def indexed_shard_items(
     the set lost). A sample the index does not list is no sample of the set: it is reported, never judged; each
     sample of a shard the index names but the set no longer holds is ``blank`` with its error, so the job's
     counts still add up to the index. Each set is listed once."""
-    items, missing = [], []
+    by_shard = {s: _keys_by_shard(indexes[s]) for s in sets}
+    items = shard_items(sets)
+    present: dict[str, set[str]] = {s: set() for s in sets}
+    for item in items:
+        name = posixpath.basename(item["url"])
+        present[item["set"]].add(name)
+        item["keys"] = by_shard[item["set"]].get(name, [])
+    missing = []
     for o, s in enumerate(sets):
-        by_shard = _keys_by_shard(indexes[s])
-        present = set()
-        for u in list_shards(s):
-            name = posixpath.basename(u)
-            present.add(name)
-            items.append({"set": s, "order": o, "url": u, "keys": by_shard.get(name, [])})
-        for shard, keys in by_shard.items():
-            if shard not in present:
+        for shard, keys in by_shard[s].items():
+            if shard not in present[s]:
                 err = f"its shard {shard} is listed in _index.parquet but missing from the set"
                 missing += [{"set": s, "order": o, **blank, "key": k, "error": err} for k in keys]
     return items, missing

@@ -24,14 +24,19 @@ def resolve_device(name: str | None = AUTO) -> str:
     return name
 
 
-def torch_dtype(name: str) -> Any:
-    """The ``torch.dtype`` a precision name means (``bf16``/``bfloat16``, ``fp16``/``float16``, ``fp32``/``float32``);
-    ValueError naming the accepted ones otherwise."""
-    import torch
-
+def dtype_name(name: str) -> str:
+    """The torch attribute a precision name means (``bf16``/``bfloat16`` -> ``bfloat16``, ...), checked without
+    importing torch (a config can refuse a bad name at once); ValueError naming the accepted ones otherwise."""
     if name not in _DTYPE_ALIASES:
         raise ValueError(f"dtype must be one of {', '.join(sorted(_DTYPE_ALIASES))}, got {name!r}")
-    return getattr(torch, _DTYPE_ALIASES[name])
+    return _DTYPE_ALIASES[name]
+
+
+def torch_dtype(name: str) -> Any:
+    """The ``torch.dtype`` a precision name means (:func:`dtype_name`)."""
+    import torch
+
+    return getattr(torch, dtype_name(name))
 
 
 def default_dtype(device: str) -> Any:

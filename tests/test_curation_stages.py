@@ -216,6 +216,11 @@ def test_a_model_stage_loads_no_model_it_was_not_told_to_and_names_them_on_the_d
     for missing in tiny_long:
         with pytest.raises(ValueError, match=f"{missing}: name the"):
             LongVideosConfig(**{**tiny_long, missing: ""})
+    # A precision name is checked when the settings are read, on any device, not when a worker loads the model.
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        ShortVideosConfig(blip2="tiny", dtype="float8")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        LongVideosConfig(**tiny_long, dtype="half-ish")
     announce_models(build_stage("short-videos", {"blip2": "/w/blip2-opt-2.7b"}, 0))
     announce_models(build_stage("long-videos", tiny_long, 0))
     announce_models(build_stage("captioned", {}, 0))  # no models: nothing to say

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from devices import DTYPE_NAMES, default_dtype, model_dtype, resolve_device, torch_dtype
+from devices import DTYPE_NAMES, default_dtype, dtype_name, model_dtype, resolve_device, torch_dtype
 
 
 def test_auto_means_a_gpu_where_there_is_one_and_other_names_pass_through():
@@ -19,6 +19,9 @@ def test_short_and_long_precision_names_mean_the_same_dtype():
     assert [torch_dtype(n) for n in DTYPE_NAMES] == [torch.bfloat16, torch.float16, torch.float32]
     with pytest.raises(ValueError, match=r"dtype must be one of .*got 'int8'"):
         torch_dtype("int8")
+    assert dtype_name("bf16") == dtype_name("bfloat16") == "bfloat16"  # checked without torch
+    with pytest.raises(ValueError, match="got 'int8'"):
+        dtype_name("int8")
 
 
 def test_half_precision_only_on_a_gpu():

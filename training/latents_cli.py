@@ -45,7 +45,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from training.latent_cache import cache_latents
     from training.model.loading import WeightLoadError
 

@@ -3,4 +3,4 @@
 from curation.stage_registry import STAGE_CLASSES, stage_class
 
 # name -> (stage class, its config dataclass), from the one table in curation.stage_registry
-STAGES = {name: (stage_class(name), stage_class(name).config_class) for name in STAGE_CLASSES}
+STAGES = {name: (cls, cls.config_class) for name, cls in ((n, stage_class(n)) for n in STAGE_CLASSES)}

@@ -39,7 +39,7 @@ from curation.segments import segments
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input
 from curation.video_settings import VideoOutputConfig
-from devices import model_dtype, resolve_device
+from devices import dtype_name, model_dtype, resolve_device
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
@@ -92,6 +92,7 @@ class LongVideosConfig(VideoOutputConfig):
         require_model("minigpt4_blip2", self.minigpt4_blip2, "MiniGPT-4 vision part (a BLIP-2 folder)")
         require_model("minigpt4_llm", self.minigpt4_llm, "MiniGPT-4 language model (a Vicuna folder)")
         require_model("minigpt4_checkpoint", self.minigpt4_checkpoint, "MiniGPT-4 checkpoint (.pth)")
+        dtype_name(self.dtype)  # a bad name is refused now, not when a worker loads the model
         tiny = [m == "tiny" for m in (self.minigpt4_blip2, self.minigpt4_llm, self.minigpt4_checkpoint)]
         if any(tiny) and not all(tiny):
             raise ValueError("minigpt4_blip2, minigpt4_llm and minigpt4_checkpoint are all 'tiny' or all paths")

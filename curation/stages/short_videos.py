@@ -31,7 +31,7 @@ from curation.pieces import encode_pieces
 from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
 from curation.stage import Rejected, label_of, read_video_input, trim_of
 from curation.video_settings import VideoOutputConfig
-from devices import model_dtype, resolve_device
+from devices import dtype_name, model_dtype, resolve_device
 from manifests.keys import make_key
 from manifests.schema import RejectReason
 from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
@@ -60,6 +60,7 @@ class ShortVideosConfig(VideoOutputConfig):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         require_model("blip2", self.blip2, "BLIP-2 captioner (a folder, hub id or lavis:NAME:TYPE)")
+        dtype_name(self.dtype)  # a bad name is refused now, not when a worker loads the model
         if self.blip2.startswith("lavis:"):
             from curation.models.lavis_env import LavisEnvError, python
 
