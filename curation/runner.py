@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,8 @@ from curation.stage import Rejected, internal_error
 from manifests.io import join, read_table, url_to_fs, write_atomic
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
 from shards.writer import PARTS_DIR, complete_parts, damaged_parts, finalize, forget_part
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Faults", "RunMismatchError", "RunSummary", "RunnerConfig", "build_stage", "run_stage"]
 
@@ -240,7 +243,7 @@ def _run_stage(
     done = complete_parts(out)
     damaged = damaged_parts(out, done & set(names), runner.check_checksums)
     for part, why in damaged.items():
-        print(f"{out}: partition {part} is damaged ({why}); redoing it")
+        logger.warning("%s: partition %s is damaged (%s); redoing it", out, part, why)
         forget_part(out, part)
     done -= set(damaged)
     spec = StageSpec.of(stage, stage_config, runner.seed)
@@ -285,7 +288,7 @@ def _run_stage(
         except Exception as e:  # a partition whose task failed every retry (e.g. an input that kills FFmpeg)
             finished = complete_parts(out)
             failed = [p for p in parts if p.part not in finished]
-            print(f"{len(failed)} partition(s) failed ({type(e).__name__}); redoing them one row per task")
+            logger.warning("%d partition(s) failed (%s); redoing them one row per task", len(failed), type(e).__name__)
         for p in failed:
             isolate_partition(p, max_retries=0, num_cpus=runner.num_cpus_per_task, num_gpus=gpus)
     finalize(out)

@@ -18,7 +18,7 @@ from media.video import decode_frames
 from shards.reader import list_shards, load_index, sample_meta, scan_shard
 
 # Frames spread evenly over a sample that the shard jobs look at (dedup hashes them, scores embeds them); not the
-# trainer's clip (shards.clips.KEYFRAMES: 8 frames every 4).
+# trainer's clip (shards.clips.TRAIN_CLIP_FRAMES: 8 frames every 4).
 SPREAD_FRAMES = 4
 # The ``frames`` of a sample that could not be read: an empty array of the keyframes' rank, not None, so a Ray
 # block of only such rows still concatenates with others into one (variable-shaped) tensor column.

@@ -9,16 +9,19 @@ from pathlib import Path
 
 from devices import DTYPE_NAMES, default_dtype, resolve_device, torch_dtype
 from inference.choices import (
+    CLIP_FRAMES,
     FAST_MODES,
     HOLDS,
     LONG_VIDEO_FRAMES,
     PAPER,
     PAPER_GUIDANCE,
+    PAPER_SIZE,
     PAPER_STEPS,
     REUSES,
     SCHEDULES,
     SUFFIXES,
 )
+from inference.config_args import add_config_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="long-video loop: 'paper' (eq. 6-8, seamless join; default) or 'official' (the authors' released "
         "pipeline: DSG on step indices, all N frames of every clip kept, per-frame VAE decode)",
     )
-    p.add_argument("--clip-frames", type=int, default=16, help="N: frames per clip (default 16)")
+    p.add_argument("--clip-frames", type=int, default=CLIP_FRAMES, help=f"N: frames per clip (default {CLIP_FRAMES})")
     p.add_argument("--prompt-frames", type=int, help="M: prompt frames (default: paper 8, official 4)")
     p.add_argument("--alpha", type=float, help="PNS: weight of the reused noise (default: paper 1, official 4)")
     p.add_argument("--beta", type=float, help="DSG: share of guided denoising, 0..1 (default: paper 1, official 0.4)")
@@ -96,8 +99,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "0.7 for a zero-terminal-SNR model at a large guidance scale; default 0: plain CFG)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the first video; video b uses seed + b")
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--height", type=int, default=PAPER_SIZE)
+    p.add_argument("--width", type=int, default=PAPER_SIZE)
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the output file")
     p.add_argument("--device", help="cuda or cpu (default: cuda when there is a GPU)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, help="default: bf16 on cuda, fp32 on cpu")
@@ -114,6 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fast", action="store_true", help="the same as --fast off")
     p.add_argument("--decode-chunk", type=int, help="decode this many frames at a time (bounds VAE memory)")
     p.add_argument("--out", required=True, help=f"output file, one of {', '.join(SUFFIXES)} (PNG: a frame strip)")
+    add_config_arguments(p)
     p.set_defaults(func=run)
 
 

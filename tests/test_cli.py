@@ -45,3 +45,19 @@ def test_demo_builds_every_manifest(tmp_path, capsys):
 
     _, info = decode_frames(str(tmp_path / "long_video.mp4"))
     assert info.frames == 36
+
+
+def test_library_log_records_reach_the_commands_stderr_once(capsys):
+    import logging
+
+    from vidrd.cli import configure_logging
+
+    configure_logging()
+    configure_logging()  # a second command in the same process adds no second handler
+    logging.getLogger("curation.runner").warning("out/: partition p00001 is damaged (size); redoing it")
+    logging.getLogger("training.unet_module").info("first training step: 1.0 s")
+    logging.getLogger("training.unet_module").debug("not shown")
+    assert capsys.readouterr().err.splitlines() == [
+        "out/: partition p00001 is damaged (size); redoing it",
+        "first training step: 1.0 s",
+    ]

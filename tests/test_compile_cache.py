@@ -64,12 +64,13 @@ def test_the_folder_is_keyed_by_torch_and_the_model_code(tmp_path, monkeypatch):
     assert cc.cache_root() == tmp_path / "mine"
 
 
-def test_unwritable_or_damaged_folders_warn_and_never_crash(tmp_path, capsys):
+def test_unwritable_or_damaged_folders_warn_and_never_crash(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     off = cc.open_folder(blocker / "compile")  # cannot be created: no persistence, one line
     assert off.folder is None and off.state == "off"
-    assert "is not writable" in capsys.readouterr().err
+    assert "is not writable" in caplog.text and caplog.records[-1].levelname == "WARNING"
+    caplog.clear()
     folder = tmp_path / "c"
     assert cc.open_folder(folder).state == "cold"
     (folder / "kernel.bin").write_bytes(b"1234")
@@ -78,7 +79,7 @@ def test_unwritable_or_damaged_folders_warn_and_never_crash(tmp_path, capsys):
     (folder / "kernel.bin").write_bytes(b"12345")
     again = cc.open_folder(folder)
     assert again.state == "rebuilt" and not (folder / "kernel.bin").exists()
-    assert "kernel.bin changed since it was written" in capsys.readouterr().err
+    assert "kernel.bin changed since it was written" in caplog.text
     (folder / cc.MANIFEST).write_text("{not json")
     assert cc.open_folder(folder).state == "rebuilt"
     for shape in ("[1, 2]", '{"k": 5}', '{"k": [1]}', '{"../../etc/passwd": [1, "x"]}', "[" * 50_000):

@@ -89,9 +89,9 @@ def test_a_rerun_repairs_deleted_truncated_and_altered_shards(local_ray, corpus,
     _, manifest = corpus
     out = tmp_path / "out"
     runner = RunnerConfig(rows_per_partition=4)
-    run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
+    first = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
     tars = sorted(out.glob("*.tar"))
-    assert len(tars) >= 3
+    assert len(tars) >= 3, f"{first.line()}; in {out}: {sorted(p.name for p in out.iterdir())}"
     original = {t.name: t.read_bytes() for t in tars}
     tars[0].unlink()
     tars[1].write_bytes(original[tars[1].name][:-700])
@@ -114,8 +114,9 @@ def test_a_rerun_trusts_no_emptied_deleted_or_malformed_shard_record(local_ray, 
     _, manifest = corpus
     out = tmp_path / "out"
     runner = RunnerConfig(rows_per_partition=4)
-    run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
+    first = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
     original = {t.name: t.read_bytes() for t in out.glob("*.tar")}
+    assert original, f"{first.line()}; in {out}: {sorted(p.name for p in out.iterdir())}"
     records = sorted((out / "_parts").glob("*.shards.json"))
     assert len(records) >= 4
     for record, damage in zip(records, ("{}", None, "[]", "dir"), strict=False):

@@ -67,3 +67,34 @@ def test_test_modules_do_not_import_each_other():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
                 bad[f.name] = node.module
     assert not bad, f"shared test helpers belong in tests/helpers.py: {bad}"
+
+
+def prints_in(path: Path) -> list[int]:
+    """Lines of ``path`` that call the built-in ``print``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [n.lineno for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]  # fmt: skip
+
+
+def is_command(path: Path) -> bool:
+    """A module whose job is a command's output: a CLI module, the ``vidrd`` package, the shard inspection
+    commands, or a script run as ``python -m``."""
+    rel = path.relative_to(ROOT).as_posix()
+    return (rel.endswith("cli.py") or rel.startswith("vidrd/") or rel == "curation/inspect/commands.py"
+            or '__name__ == "__main__"' in path.read_text())  # fmt: skip
+
+
+def test_library_code_logs_and_only_commands_print():
+    printing = {
+        str(f.relative_to(ROOT)): prints_in(f)
+        for pkg in PACKAGES
+        for f in (ROOT / pkg).rglob("*.py")
+        if not is_command(f)
+    }
+    assert not {f: lines for f, lines in printing.items() if lines}, "library modules log (logging.getLogger)"
+
+
+def test_the_print_check_sees_a_print(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    x = 1\n    print(x)\n")
+    assert prints_in(f) == [3]

@@ -39,7 +39,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from manifests.schema import INDEX_SCHEMA
 from media.video import decode_clip
-from shards.clips import KEYFRAME_STRIDE, KEYFRAMES
+from shards.clips import TRAIN_CLIP_FRAMES, TRAIN_CLIP_STRIDE
 from shards.filters import FilterError, filter_index, parse_where
 from shards.reader import list_shards, load_index
 from shards.sidecars import DERIVED_COLUMNS, named, with_derived_columns
@@ -81,8 +81,8 @@ class ShardSet:
 class ClipConfig:
     """How a training clip is cut from a video."""
 
-    frames: int = KEYFRAMES
-    stride: int = KEYFRAME_STRIDE
+    frames: int = TRAIN_CLIP_FRAMES
+    stride: int = TRAIN_CLIP_STRIDE
     size: int = 256
 
     def __post_init__(self) -> None:
@@ -194,6 +194,8 @@ class StreamPlan:
     rank: int = 0
     # worker id -> (buffer draws, samples yielded) already consumed this epoch (resume)
     resume: dict[int, tuple[int, int]] = field(default_factory=dict)
+    world: int = 1  # ranks (exact epochs split the epoch among them: training.exact_epoch)
+    consumed: frozenset[int] = frozenset()  # exact epochs: positions already trained on this epoch (resume)
     max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW
     latents: bool = False  # read precomputed latents (training.latent_cache) instead of decoding video
 
@@ -284,24 +286,34 @@ class VideoTextStream(IterableDataset):
             if draws <= skip_draws:  # replaying up to a checkpoint's position: no decode
                 reported = errors[0]
                 continue
-            ex_rng = np.random.default_rng([p.seed, self.epoch, p.rank, wid, draws])
-            try:
-                ex = (make_latent_example if p.latents else make_example)(raw, p.clip, ex_rng)
-            except Exception as e:  # anything a bad sample raises is a skip, never a crash
+            ex = usable_example(raw, p, np.random.default_rng([p.seed, self.epoch, p.rank, wid, draws]), in_a_row)
+            if ex is None:
                 errors[0] += 1
                 in_a_row += 1
-                if in_a_row > p.max_skips_in_a_row:
-                    raise UnusableDataError(
-                        f"{in_a_row} samples in a row could not be used (last: {raw.get('__key__')}: "
-                        f"{type(e).__name__}: {e}); check data.train and data.clip (a clip spans "
-                        f"{p.clip.span} frames: frames={p.clip.frames} x stride={p.clip.stride})"
-                    ) from e
                 continue
             in_a_row = 0
             done += 1
             ex.update(skipped=errors[0] - reported, worker=wid, draws=draws, done=done, epoch=self.epoch)
             reported = errors[0]
             yield ex
+
+
+def usable_example(
+    raw: dict[str, Any], plan: StreamPlan, rng: np.random.Generator, failed_in_a_row: int
+) -> dict[str, Any] | None:
+    """``raw`` made into a training example (video or latents, as ``plan`` says), or None when it cannot be: anything
+    a bad sample raises is a skip, never a crash, unless it is the ``max_skips_in_a_row``-th unusable sample in a
+    row (``failed_in_a_row`` before it): then :class:`UnusableDataError` names it."""
+    try:
+        return (make_latent_example if plan.latents else make_example)(raw, plan.clip, rng)
+    except Exception as e:
+        if failed_in_a_row + 1 > plan.max_skips_in_a_row:
+            raise UnusableDataError(
+                f"{failed_in_a_row + 1} samples in a row could not be used (last: {raw.get('__key__')}: "
+                f"{type(e).__name__}: {e}); check data.train and data.clip (a clip spans "
+                f"{plan.clip.span} frames: frames={plan.clip.frames} x stride={plan.clip.stride})"
+            ) from e
+        return None
 
 
 def samples_in(sets: list[ShardSet]) -> int:

@@ -1,16 +1,23 @@
 """Lightning data module over WebDataset shard sets (paper A.2), resumable mid-epoch under DDP.
 
-What a resumed run guarantees: the same global step, and, within the epoch it stopped in, exactly
-the samples the uninterrupted run would still have seen (see :mod:`training.data`); the DataLoader
-may interleave its workers' batches differently. Resuming with a different number of ranks or
-workers starts the epoch's streams afresh (a new split cannot replay the old one).
+Two ways to draw an epoch (``sampling``):
+
+* ``resampled`` (default, :mod:`training.data`): every rank and worker draws shards with replacement, sets mixed by
+  weight, to an epoch length; a resume continues, within the epoch it stopped in, exactly the samples the
+  uninterrupted run would still have seen (the DataLoader may interleave its workers' batches differently).
+  Resuming with a different number of ranks or workers starts the epoch's streams afresh (a new split cannot
+  replay the old one), and says so.
+* ``exact`` (:mod:`training.exact_epoch`): every kept sample once per epoch over all ranks; a resume on any
+  number of ranks or workers trains on what the epoch has left, nothing repeated, nothing skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -24,7 +31,11 @@ from training.data import (
     collate,
     samples_in,
 )
+from training.exact_epoch import ExactEpochStream, as_is, epoch_order
 from training.latent_cache import LATENTS_INFO, LatentSpec, set_spec
+
+logger = logging.getLogger(__name__)
+SAMPLINGS = ("resampled", "exact")
 
 
 class EpochAwareLoader(DataLoader):
@@ -62,6 +73,9 @@ class ShardDataModule(L.LightningDataModule):
         latents: read the precomputed VAE latents that ``vidrd latents`` added to the sets
             (``training.latent_cache``) instead of decoding and encoding video: every set must have them, made at
             ``clip.size``, and the model refuses them at start when its VAE is not the one that made them.
+        sampling: ``resampled`` (shards drawn with replacement, sets mixed by weight, ``samples_per_epoch`` long)
+            or ``exact`` (every kept sample once per epoch over all ranks; weights and ``samples_per_epoch`` do
+            not apply; each set needs its ``_index.parquet``). Module docstring: what a resume guarantees in each.
     """
 
     def __init__(
@@ -78,8 +92,12 @@ class ShardDataModule(L.LightningDataModule):
         seed: int = 0,
         max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW,
         latents: bool = False,
+        sampling: str = "resampled",
     ):
         super().__init__()
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.sampling = sampling
         if max_skips_in_a_row < 1:
             raise ValueError(f"max_skips_in_a_row must be >= 1, got {max_skips_in_a_row}")
         self.max_skips_in_a_row = max_skips_in_a_row
@@ -107,6 +125,7 @@ class ShardDataModule(L.LightningDataModule):
         self._positions: dict[int, tuple[int, int]] = {}
         self._epoch = 0
         self._resume: dict[str, Any] | None = None
+        self._consumed: set[int] = set()  # exact epochs: positions trained on this epoch (this rank)
         self.skipped = 0
 
     def _check_latents(self) -> list[LatentSpec]:
@@ -149,7 +168,19 @@ class ShardDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        rank, _ = self._world()
+        rank, world = self._world()
+        if self.sampling == "exact":
+            epoch_order(self.train_sets, self.seed, 0)  # a set without an index or with missing shards: an error now
+            plan = StreamPlan(
+                sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, shuffle_buffer=self.shuffle_buffer,
+                seed=self.seed, rank=rank, world=world, max_skips_in_a_row=self.max_skips_in_a_row,
+                latents=self.latents,
+            )  # fmt: skip
+            return EpochAwareLoader(
+                ExactEpochStream(plan), batch_size=None, num_workers=self.num_workers, collate_fn=as_is,
+                pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                epoch_of=lambda: self._start_exact_epoch(plan),
+            )  # fmt: skip
         per_worker = self._batches_per_worker()
         plan = StreamPlan(
             sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, batches_per_worker=per_worker,
@@ -165,9 +196,25 @@ class ShardDataModule(L.LightningDataModule):
         if r is not None and r["epoch"] == epoch and r["world"] == world and r["workers"] == self.num_workers:
             plan.resume = dict(r["positions"].get(rank, {}))
         else:
+            if r is not None and r["epoch"] == epoch:
+                logger.warning(
+                    "resuming on %d rank(s) x %d worker(s), saved on %d x %d: epoch %d starts its streams afresh "
+                    "(data.sampling exact resumes on any split)", world, self.num_workers, r["world"], r["workers"],
+                    epoch,
+                )  # fmt: skip
             plan.resume = {}
         self._resume = None  # a resume position applies to the first epoch iterated after loading only
         self._epoch, self._positions = epoch, dict(plan.resume)
+        return epoch
+
+    def _start_exact_epoch(self, plan: StreamPlan) -> int:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        r = self._resume
+        same_epoch = r is not None and r.get("sampling") == "exact" and r["epoch"] == epoch
+        done = set(unpack_positions(r)) if same_epoch else set()
+        self._resume = None
+        plan.consumed = frozenset(done)
+        self._epoch, self._consumed = epoch, set(done)
         return epoch
 
     def _eval_loader(self) -> DataLoader:
@@ -191,14 +238,18 @@ class ShardDataModule(L.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         t = self.trainer
         if t is not None and t.training and isinstance(batch, dict) and "position" in batch:
-            self._positions[int(batch["worker"])] = tuple(int(x) for x in batch["position"])
+            if "pos" in batch:  # an exact epoch: the positions trained on (-1: a repeat)
+                self._consumed.update(int(p) for p in batch["pos"] if p >= 0)
+            else:
+                self._positions[int(batch["worker"])] = tuple(int(x) for x in batch["position"])
             self.skipped += int(batch["skipped"])
         return batch
 
     def state_dict(self) -> dict[str, Any]:
         """Per-rank stream positions, gathered so rank 0's checkpoint holds every rank's."""
         _rank, world = self._world()
-        mine = {"epoch": self._epoch, "positions": self._positions, "skipped": self.skipped}
+        mine = {"epoch": self._epoch, "positions": self._positions, "skipped": self.skipped,
+                "consumed": sorted(self._consumed)}  # fmt: skip
         gathered = [mine]
         if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered = [None] * world
@@ -209,9 +260,28 @@ class ShardDataModule(L.LightningDataModule):
             "workers": self.num_workers,
             "positions": {r: g["positions"] for r, g in enumerate(gathered)},
             "skipped": {r: g["skipped"] for r, g in enumerate(gathered)},
+            "sampling": self.sampling,
+            **pack_positions(sorted({p for g in gathered for p in g["consumed"]})),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._resume = state
         rank, world = self._world()
         self.skipped = int(state.get("skipped", {}).get(rank, 0)) if state.get("world") == world else 0
+
+
+def pack_positions(positions: list[int]) -> dict[str, Any]:
+    """Positions of an exact epoch as a bitmap (a bit per sample of the epoch up to the last one trained on)."""
+    bits = np.zeros(positions[-1] + 1 if positions else 0, dtype=bool)
+    bits[positions] = True
+    # A tensor, not bytes: Lightning reads checkpoints with torch.load(weights_only=True).
+    return {"consumed_bits": torch.from_numpy(np.packbits(bits)), "consumed_count": len(bits)}
+
+
+def unpack_positions(state: dict[str, Any]) -> list[int]:
+    """The positions :func:`pack_positions` stored in ``state`` (none when it holds none)."""
+    n = int(state.get("consumed_count", 0))
+    if not n:
+        return []
+    bits = np.unpackbits(torch.as_tensor(state["consumed_bits"], dtype=torch.uint8).numpy(), count=n).astype(bool)
+    return np.flatnonzero(bits).tolist()

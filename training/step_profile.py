@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ from typing import Any
 import lightning as L
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+logger = logging.getLogger(__name__)
 
 GPU_WORK = ("kernel", "gpu_memcpy", "gpu_memset")
 HOST_WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
@@ -94,7 +97,7 @@ class StepProfile(L.Callback):
         if self._prof is not None:  # the fit ended inside the window: say so rather than write partial figures
             self._prof.__exit__(None, None, None)
             self._prof = None
-            print(f"StepProfile: the fit ended before step {self.start + self.steps}; nothing written", flush=True)
+            logger.warning("StepProfile: the fit ended before step %d; nothing written", self.start + self.steps)
 
     def write(self, prof: profile, wall: float) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -114,4 +117,4 @@ class StepProfile(L.Callback):
         for title, key in (("top ops by GPU time", sort_gpu), ("top ops by host time", "self_cpu_time_total")):
             lines += ["", f"== {title} ({self.steps} steps)", ka.table(sort_by=key, row_limit=30)]
         (self.dirpath / "step_profile.txt").write_text("\n".join(lines) + "\n")
-        print(f"StepProfile: {figures} -> {self.dirpath}", flush=True)
+        logger.info("StepProfile: %s -> %s", figures, self.dirpath)

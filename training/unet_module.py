@@ -6,6 +6,7 @@ paper) or fine-tuned with its own learning rate (the authors' release)."""
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 from typing import Any
@@ -29,6 +30,8 @@ from training.model.sampling_defaults import (
 )
 from training.progress_bar import log_steps_due, show_on_progress_bar
 from training.timestep_sampling import check_shift, shifted_timesteps
+
+logger = logging.getLogger(__name__)
 
 # Frozen parts are rebuilt from `pretrained` when a checkpoint loads, so they are not stored in it.
 VAE_PREFIX, TEXT_PREFIX = "vae.", "text."
@@ -196,7 +199,7 @@ class VidRDModule(L.LightningModule):
         seconds = time.perf_counter() - start
         if self.trainer.is_global_zero:
             line = f"first training step: {seconds:.1f} s (to step {self.global_step}; compiling, loader start in it)"
-            print(line, flush=True)
+            logger.info(line)
             if self.logger is not None:
                 self.logger.log_metrics({"train/first_step_s": seconds}, step=self.global_step)
 

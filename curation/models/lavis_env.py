@@ -9,10 +9,13 @@ defaults to ~/.cache/vidrd), made by ``vidrd env lavis``.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 REQUIREMENTS = Path(__file__).with_name("lavis_requirements.txt")
 SIDE = Path(__file__).with_name("lavis_side.py")
@@ -67,7 +70,7 @@ def create(path: Path | None = None, force: bool = False, base_python: str | Non
     path = path or default_path()
     exe = path / "bin" / "python"
     if exe.exists() and not force:
-        print(f"{path}: already there (--force remakes it)")
+        logger.info("%s: already there (--force remakes it)", path)
     else:
         _refuse_foreign(path)
         if path.exists():

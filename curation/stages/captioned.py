@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from curation.pieces import encode_pieces, is_whole
-from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
-from curation.stage import Rejected, StageBase, captions_of, read_video_input, trim_of
+from curation.inputs import captions_of, read_video_input, trim_of
+from curation.stage import Rejected, StageBase
+from curation.video_prep import resize_video
 from curation.video_settings import VideoOutputConfig, check_box
 from manifests.keys import make_key
 from manifests.schema import RejectReason
-from media.video import VideoDecodeError, decode_frames, decode_resized, transcode_resized
 from shards.writer import Sample
 
 WEBVID_LOGO_BOX = (0.25, 0.3, 0.75, 0.7)
@@ -109,50 +108,13 @@ class CaptionedStage(StageBase):
             raise Rejected(RejectReason.TOO_LONG, f"{duration:.1f} s >= {cfg.webvid_max_seconds:g} s (WebVid filter)")
         data = read_video_input(row["uri"])
         wm = cfg.watermark.mode if source in cfg.watermark.sources else "none"
-        args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
-        thumbs: list[np.ndarray] = []
-        try:
-            keep = small_sink(cfg, thumbs)
-            fast = None if wm != "none" else transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads, keep)
-            if fast is not None:  # nothing needs RGB pixels: stay in YUV from decoder to encoder
-                mp4, src, out = fast
-            else:
-                frames, src, out = decode_resized(*args, cfg.threads)
-        except VideoDecodeError as e:
-            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: {e}") from e
-        if source == "webvid" and duration is None and src.duration >= cfg.webvid_max_seconds:
-            raise Rejected(RejectReason.TOO_LONG, f"{src.duration:.1f} s >= {cfg.webvid_max_seconds:g} s")
-        if out.frames < cfg.min_frames:
-            raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
-        if not src.fps or src.fps <= 0:
-            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
-        small = analysis_frames(cfg, thumbs if fast is not None else None, None if fast else frames, out.frames)
-        pieces, events = plan_pieces(
-            small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames, cfg.cut_detector, cfg.cut_device
-        )
-        whole = is_whole(pieces, out.frames)
-        if fast is not None and not whole:  # split: decode our own small output, not the source again
-            frames = decode_frames(mp4)[0]
-            fast = None
-        if fast is None and wm != "none":
-            frames = remove_watermark(frames, cfg.watermark)
-        meta = {
-            "source": source,
-            "source_id": rid,
-            "stage": self.name,
-            "stage_version": self.version,
-            "captions": captions,
-            "label": row.get("label"),
-            "fps": src.fps,
-            "source_frames": src.frames,
-            "source_width": src.width,
-            "source_height": src.height,
-            "watermark": wm,
-            "seed": self.seed,
-        }
-        clips = encode_pieces(pieces, out.frames, src.fps, (row.get("start"), row.get("end")), cfg,
-                              mp4=mp4 if fast is not None else None, frames=frames if fast is None else None,
-                              size=(out.width, out.height))  # fmt: skip
+        video = resize_video(data, row["uri"], cfg, start, end, cfg.max_frames, rgb=wm != "none")
+        if source == "webvid" and duration is None and video.src.duration >= cfg.webvid_max_seconds:
+            raise Rejected(RejectReason.TOO_LONG, f"{video.src.duration:.1f} s >= {cfg.webvid_max_seconds:g} s")
+        video.require_frames(cfg.min_frames)
+        edit = None if wm == "none" else (lambda frames: remove_watermark(frames, cfg.watermark))
+        clips, events = video.clips(cfg, (row.get("start"), row.get("end")), edit)
+        meta = self.base_meta(row, captions=captions, label=row.get("label"), watermark=wm, **video.source_meta())
         samples = []
         for k, c in enumerate(clips):
             key = make_key(source, rid) if c.whole else make_key(source, rid, segment=c.piece.shot)

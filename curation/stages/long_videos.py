@@ -25,6 +25,7 @@ segmentation can be audited; ``vidrd shards show`` draws it. A video with no seg
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,17 +34,19 @@ from typing import Any
 import numpy as np
 
 from curation.captioning import MINIGPT4_TEMPLATES, RELEVANCE_QUESTION, caption_or_fallback
+from curation.inputs import label_of, read_video_input
 from curation.model_stage import ModelStage, require_model
-from curation.pieces import encode_pieces
 from curation.segments import segments
-from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
-from curation.stage import Rejected, label_of, read_video_input
+from curation.stage import Rejected
+from curation.video_prep import resize_video
 from curation.video_settings import VideoOutputConfig
 from devices import dtype_name, model_dtype, resolve_device
 from manifests.keys import make_key
 from manifests.schema import RejectReason
-from media.video import VideoDecodeError, decode_resized, decode_sampled, encode_mp4, transcode_resized
+from media.video import VideoDecodeError, decode_sampled
 from shards.writer import Sample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,7 +122,8 @@ def load_clip(spec: str, device: str, dtype: str, batch_size: int):
     dev = resolve_device(device)
     dt = model_dtype(dtype, dev)
     if spec == "tiny":
-        print("long-videos: CLIP is a TINY RANDOM model; set stage.clip to open_clip:ViT-L-14:<file> for real scores")
+        logger.warning("long-videos: CLIP is a TINY RANDOM model; set stage.clip to open_clip:ViT-L-14:<file> for "
+                       "real scores")  # fmt: skip
         scorer = ClipScorer.from_transformers(str(tiny_clip(tempfile.mkdtemp(prefix="vidrd-clip-"))), dev, dt)
         scorer.name = "tiny-clip-random"
     elif spec.startswith("open_clip:local-dir:"):
@@ -141,7 +145,7 @@ def load_minigpt4(cfg: LongVideosConfig):
     dev = resolve_device(cfg.device)
     paths = {"blip2": cfg.minigpt4_blip2, "llm": cfg.minigpt4_llm, "checkpoint": cfg.minigpt4_checkpoint}
     if cfg.minigpt4_llm == "tiny":
-        print("long-videos: MiniGPT-4 is a TINY RANDOM model; see README 'Weights' for the real pieces")
+        logger.warning("long-videos: MiniGPT-4 is a TINY RANDOM model; see README 'Weights' for the real pieces")
         paths = {k: str(v) for k, v in tiny_minigpt4(tempfile.mkdtemp(prefix="vidrd-minigpt4-")).items()}
     m = MiniGPT4.from_pretrained(**paths, device=dev, dtype=model_dtype(cfg.dtype, dev),
                                  max_new_tokens=cfg.max_new_tokens, batch_size=cfg.llm_batch_size)  # fmt: skip
@@ -242,46 +246,27 @@ class LongVideosStage(ModelStage):
         dropped = 0
         left_out: list[Rejected] = []  # segments with a cut (cuts: drop) or too little motion
         for k, seg in enumerate(segs):
-            thumbs: list[np.ndarray] = []
-            try:
-                got = transcode_resized(data, cfg.short_side, cfg.max_aspect, seg["start"], seg["end"], None,
-                                        cfg.crf, cfg.preset, cfg.threads, small_sink(cfg, thumbs))  # fmt: skip
-            except VideoDecodeError as e:
-                raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: segment {k}: {e}") from e
-            frames = None
-            if got is None:  # needs a crop: the RGB path
-                frames, src, out = decode_resized(data, cfg.short_side, cfg.max_aspect, seg["start"], seg["end"],
-                                                  None, cfg.threads)  # fmt: skip
-                mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads) if len(frames) else b""
-                w, h = (frames.shape[2] - frames.shape[2] % 2, frames.shape[1] - frames.shape[1] % 2)
-            else:
-                mp4, src, out = got
-                w, h = out.width, out.height
-            if out.frames < cfg.min_frames:
+            video = resize_video(data, f"{row['uri']}: segment {k}", cfg, seg["start"], seg["end"], None)
+            if video.out.frames < cfg.min_frames:
                 dropped += 1  # counted in the run summary; the video's other segments still count
                 continue
             try:
-                small = analysis_frames(cfg, thumbs if got is not None else None, frames, out.frames)
-                pieces, piece_events = plan_pieces(small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion,
-                                                   cfg.min_frames, cfg.cut_detector, cfg.cut_device)  # fmt: skip
+                clips, piece_events = video.clips(cfg, (seg["start"], seg["end"]))
             except Rejected as e:
                 left_out.append(e)
                 continue
-            clips = encode_pieces(pieces, out.frames, src.fps, (seg["start"], seg["end"]), cfg, mp4=mp4,
-                                  frames=frames, size=(w, h))  # fmt: skip
             caption, fallback = caption_or_fallback(seg["answer"], seg["prompt"], prepared.label)
             said_at = result["times"][seg["frame"]]
-            meta = {
-                "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
-                "label": row.get("label"), "captions": [caption], "fps": src.fps, "segment": k,
+            meta = self.base_meta(row, **{
+                "label": row.get("label"), "captions": [caption], "fps": video.src.fps, "segment": k,
                 "source_frames": prepared.source["frames"], "source_width": prepared.source["width"],
-                "source_height": prepared.source["height"], "seed": self.seed,
+                "source_height": prepared.source["height"],
                 "clip_model": result["clip_model"], "caption_model": result["minigpt4_model"],
                 "caption_frame_time": said_at, "template_id": seg["template_id"],
                 "prompt": seg["prompt"], "raw_answer": seg["answer"], "caption_fallback": fallback,
                 "clip_threshold": cfg.clip_threshold, "relevance_threshold": cfg.relevance_threshold,
                 "timeline": timeline,
-            }  # fmt: skip
+            })  # fmt: skip
             events = tuple(piece_events) + ((f"caption_fallback:{fallback}",) if fallback else ())
             for j, c in enumerate(clips):
                 piece_meta = {**meta, **c.meta()}

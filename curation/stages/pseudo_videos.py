@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from curation.stage import Rejected, StageBase, captions_of, looks_like_html, read_input
+from curation.inputs import captions_of, looks_like_html, read_input
+from curation.stage import Rejected, StageBase
 from curation.video_settings import VideoOutputConfig
 from manifests.keys import make_key
 from manifests.schema import RejectReason
@@ -177,11 +178,7 @@ class PseudoVideoStage(StageBase):
         if motion < cfg.min_motion:
             raise Rejected(RejectReason.STATIC, f"camera motion {motion:g} < min_motion {cfg.min_motion:g}")
         frames = render(img, path, ow, oh)
-        meta = {
-            "source": source,
-            "source_id": rid,
-            "stage": self.name,
-            "stage_version": self.version,
+        meta = self.base_meta(row, **{
             "captions": captions,
             "fps": cfg.fps,
             "frames": path.frames,
@@ -189,13 +186,12 @@ class PseudoVideoStage(StageBase):
             "height": oh,
             "source_width": w,
             "source_height": h,
-            "seed": self.seed,
             "sample_seed": seed,
             "camera": asdict(path),
             "easing": "smoothstep",
             "cuts": [],  # one camera move: no shot changes
             "motion": motion,  # known from the camera path, not estimated
-        }
+        })
         return [
             Sample(
                 make_key(source, rid), encode_mp4(frames, cfg.fps, cfg.crf, cfg.preset, cfg.threads), captions[0], meta

@@ -18,6 +18,7 @@ frame index, template id and text, model name and the raw answer, so every capti
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,16 +27,18 @@ from typing import Any
 import numpy as np
 
 from curation.captioning import BLIP2_TEMPLATES, caption_or_fallback, pick_template
+from curation.inputs import label_of, read_video_input, trim_of
 from curation.model_stage import TINY_SPECS, ModelStage, require_model
-from curation.pieces import encode_pieces
-from curation.signals import analysis_frames, cut_mode, plan_pieces, small_sink
-from curation.stage import Rejected, label_of, read_video_input, trim_of
+from curation.stage import Rejected
+from curation.video_prep import resize_video
 from curation.video_settings import VideoOutputConfig
 from devices import dtype_name, model_dtype, resolve_device
 from manifests.keys import make_key
 from manifests.schema import RejectReason
-from media.video import VideoDecodeError, decode_frames, decode_resized, encode_mp4, transcode_resized
+from media.video import VideoDecodeError, decode_frames
 from shards.writer import Sample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,8 +103,8 @@ def load_blip2(spec: str, device: str, dtype: str, batch_size: int, max_new_toke
         return LavisBlip2(spec[len("lavis:") :], device, max_new_tokens, batch_size)
     if spec in TINY_SPECS:
         folder = tiny_blip2(tempfile.mkdtemp(prefix="vidrd-blip2-"), "t5" if spec == "tiny-t5" else "opt")
-        print(f"short-videos: BLIP-2 is a TINY RANDOM model ({spec}); captions are noise. "
-              "Set stage.blip2 to a Salesforce/blip2-opt-2.7b folder for real captions.")  # fmt: skip
+        logger.warning("short-videos: BLIP-2 is a TINY RANDOM model (%s); captions are noise. Set stage.blip2 to a "
+                       "Salesforce/blip2-opt-2.7b folder for real captions.", spec)  # fmt: skip
         cap = Blip2Captioner.from_pretrained(str(folder), device=device, dtype=model_dtype(dtype, device))
         cap.name = f"{spec}-random"
     else:
@@ -124,35 +127,10 @@ class ShortVideosStage(ModelStage):
         cfg, rid = self.cfg, row["id"]
         label = label_of(row, "short-videos captions from the label")
         start, end = trim_of(row)
-        data = read_video_input(row["uri"])
-        args = (data, cfg.short_side, cfg.max_aspect, start, end, cfg.max_frames)
-        thumbs: list[np.ndarray] = []
-        frames = None
-        try:
-            fast = transcode_resized(*args, cfg.crf, cfg.preset, cfg.threads, small_sink(cfg, thumbs))
-            if fast is not None:
-                mp4, src, out = fast
-            else:
-                frames, src, out = decode_resized(*args, cfg.threads)
-                mp4 = encode_mp4(frames, src.fps, cfg.crf, cfg.preset, cfg.threads) if len(frames) else b""
-        except VideoDecodeError as e:
-            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: {e}") from e
-        if out.frames < cfg.min_frames:
-            raise Rejected(RejectReason.TOO_SHORT, f"{out.frames} frames < {cfg.min_frames}")
-        if not src.fps or src.fps <= 0:
-            raise Rejected(RejectReason.UNDECODABLE, f"{row['uri']}: no frame rate")
-        small = analysis_frames(cfg, thumbs if fast is not None else None, frames, out.frames)
-        pieces, events = plan_pieces(
-            small, cut_mode(cfg), cfg.cut_threshold, cfg.min_motion, cfg.min_frames, cfg.cut_detector, cfg.cut_device
-        )
-        h, w = (frames.shape[1], frames.shape[2]) if frames is not None else (out.height, out.width)
-        clips = encode_pieces(pieces, out.frames, src.fps, (row.get("start"), row.get("end")), cfg, mp4=mp4,
-                              frames=frames, size=(w - w % 2, h - h % 2))  # fmt: skip
-        meta = {
-            "source": row["source"], "source_id": rid, "stage": self.name, "stage_version": self.version,
-            "label": row.get("label"), "fps": src.fps, "source_frames": src.frames, "source_width": src.width,
-            "source_height": src.height, "seed": self.seed,
-        }  # fmt: skip
+        video = resize_video(read_video_input(row["uri"]), row["uri"], cfg, start, end, cfg.max_frames)
+        video.require_frames(cfg.min_frames)
+        clips, events = video.clips(cfg, (row.get("start"), row.get("end")))
+        meta = self.base_meta(row, label=row.get("label"), **video.source_meta())
         out_clips = []
         seed = self.rng_seed(rid)
         for k, c in enumerate(clips):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from devices import DTYPE_NAMES, resolve_device, torch_dtype
 from inference.choices import CLIP_FRAMES, PAPER_GUIDANCE, PAPER_SIZE, PAPER_STEPS
+from inference.config_args import add_config_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--ray-gpus", type=float, default=1.0, help="GPUs per Ray task")
     u.add_argument("--dtype", choices=DTYPE_NAMES, default="fp32")
     u.add_argument("--device", help="device for metrics (default: cuda when there is a GPU)")
+    add_config_arguments(u)
     u.set_defaults(func=run)
 
 

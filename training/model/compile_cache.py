@@ -20,14 +20,16 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 ENV = "VIDRD_CACHE"
 MANIFEST = "_manifest.json"
@@ -120,7 +122,7 @@ def write_manifest(folder: Path) -> None:
         tmp.write_text(json.dumps(entries))
         tmp.replace(folder / MANIFEST)  # atomic: a reader sees the old manifest or the new one
     except OSError as e:
-        print(f"vidrd: compile cache {folder}: manifest not written ({e})", file=sys.stderr)
+        logger.warning("vidrd: compile cache %s: manifest not written (%s)", folder, e)
 
 
 def damage(folder: Path) -> str | None:
@@ -164,12 +166,12 @@ def open_folder(folder: Path) -> CompileCache:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        print(f"vidrd: compile cache {folder} is not writable ({e.strerror or e}); compiling without "
-              f"persistence (set {ENV} to a writable folder)", file=sys.stderr)  # fmt: skip
+        logger.warning("vidrd: compile cache %s is not writable (%s); compiling without persistence (set %s to a "
+                       "writable folder)", folder, e.strerror or e, ENV)  # fmt: skip
         return CompileCache(None, "off", str(e))
     why = damage(folder)
     if why:
-        print(f"vidrd: compile cache {folder}: {why}; starting it over", file=sys.stderr)
+        logger.warning("vidrd: compile cache %s: %s; starting it over", folder, why)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         return CompileCache(folder, "rebuilt", why)

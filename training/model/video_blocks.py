@@ -65,7 +65,8 @@ def check_sd_resnet(resnet: ResnetBlock2D) -> None:
 
 
 def resnet_over_frames(resnet: ResnetBlock2D, x: torch.Tensor, temb: torch.Tensor | None, num_frames: int):
-    """``ResnetBlock2D.forward`` (SD's settings) with both GroupNorms over frames: the release's 3D ResNet."""
+    """``ResnetBlock2D.forward`` (SD's settings) with both GroupNorms over frames: the release's 3D ResNet. A copy
+    of diffusers' forward: ``tests/test_diffusers_drift.py`` fails when the installed diffusers computes otherwise."""
     h = resnet.nonlinearity(video_group_norm(resnet.norm1, x, num_frames))
     h = resnet.conv1(h)
     if resnet.time_emb_proj is not None and temb is not None:
@@ -116,7 +117,8 @@ def temporal_part(block: BasicTransformerBlock, h: torch.Tensor, num_frames: int
 def transformer_block(
     block: BasicTransformerBlock, h: torch.Tensor, context: torch.Tensor, num_frames: int, layout: Layout
 ) -> torch.Tensor:
-    """SD's ``BasicTransformerBlock`` (self-attention, cross-attention, GEGLU FF) with Temp-Attn before the FF."""
+    """SD's ``BasicTransformerBlock`` (self-attention, cross-attention, GEGLU FF) with Temp-Attn before the FF (a copy
+    of diffusers' forward for SD's settings, held to it by ``tests/test_diffusers_drift.py``)."""
     h = block.attn1(block.norm1(h)) + h
     h = block.attn2(block.norm2(h), encoder_hidden_states=context) + h
     h = temporal_part(block, h, num_frames, layout)
@@ -136,7 +138,7 @@ def spatial_transformer(
 
     The tokens ``[B*F, H*W, C]`` are the NHWC view of the image batch, so channels-last output costs nothing;
     NCHW output (diffusers' own choice, and what CPU training needs: torch 2.13's CPU conv backward mishandles
-    channels-last inputs) is one copy.
+    channels-last inputs) is one copy. ``tests/test_diffusers_drift.py`` holds it to ``Transformer2DModel.forward``.
     """
     bf, _c, hh, ww = x.shape
     h = transformer.norm(x)
