@@ -150,3 +150,14 @@ def test_an_unknown_sampling_and_a_set_without_an_index_are_refused(tmp_path, un
                          num_workers=0, sampling="exact")  # fmt: skip
     with pytest.raises(UnusableDataError, match=r"_index\.parquet, which is missing"):
         dm.train_dataloader()  # before any worker starts
+
+
+def test_a_resampled_resume_on_another_split_says_it_starts_the_epoch_afresh(uneven_shards, caplog):
+    dm = ShardDataModule(train=[ShardSet(str(uneven_shards))], clip=ClipConfig(frames=2, stride=1, size=16),
+                         num_workers=0)  # fmt: skip
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0, training=True)
+    saved = {"epoch": 0, "world": 2, "workers": 0, "positions": {0: {0: (3, 2)}, 1: {0: (3, 2)}}, "skipped": {}}
+    dm.load_state_dict(saved)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["position"][0] == 1  # the stream started over rather than replaying another split's position
+    assert "epoch 0 starts its streams afresh" in caplog.text and "saved on 2 x 0" in caplog.text
