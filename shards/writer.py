@@ -13,8 +13,10 @@ against it (:func:`damaged_parts`) and redoes a part whose shards were deleted, 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import posixpath
+import tarfile
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +88,27 @@ def _encode_json(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+class SampleTar:
+    """One shard's tar stream in WebDataset's layout, as ``webdataset.TarWriter`` writes it (``KEY.EXT`` members in
+    sorted order, read-only, owner ``vidrd``, the fixed :data:`TAR_MTIME`, so equal samples give equal bytes), with
+    the standard library's ``tarfile``: importing webdataset imports torch, which would cost every curation worker
+    its start-up time and memory for nothing (``tests/test_shard_writer.py`` holds the bytes to webdataset's)."""
+
+    def __init__(self, fileobj: Any):
+        self._tar = tarfile.open(fileobj=fileobj, mode="w|")  # noqa: SIM115 (closed by close(), with the shard)
+
+    def write(self, key: str, members: dict[str, bytes]) -> None:
+        for ext in sorted(members):
+            data = members[ext]
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o444
+            info.uname = info.gname = "vidrd"
+            self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self._tar.close()
+
+
 class ShardWriter:
     """Write samples of one part into size-bounded tar shards plus the part's index and rejects."""
 
@@ -113,7 +136,7 @@ class ShardWriter:
         self.shards: list[str] = []
         self.checksums: dict[str, dict[str, Any]] = {}  # shard -> bytes and SHA-256 as written
         self._keys: set[str] = set()
-        self._tar = None  # a webdataset TarWriter while a shard is open
+        self._tar = None  # a SampleTar while a shard is open
         self._file = None
         self._tmp = ""
         self._final = ""
@@ -128,9 +151,7 @@ class ShardWriter:
         self._final = posixpath.join(self._root, name)
         self._tmp = posixpath.join(self._root, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
         self._file = _HashingFile(open_new(self.fs, self._tmp))
-        import webdataset as wds  # here: webdataset imports torch, which readers of shards never need
-
-        self._tar = wds.TarWriter(self._file, user="vidrd", group="vidrd", encoder=False, mtime=TAR_MTIME)
+        self._tar = SampleTar(self._file)
         self._bytes = 0
         self._count = 0
 
@@ -173,7 +194,7 @@ class ShardWriter:
             self._close_shard()
         if self._tar is None:
             self._open_shard()
-        self._tar.write({"__key__": key, "mp4": sample.mp4, "txt": txt, "json": js, **sample.extra})
+        self._tar.write(key, {"mp4": sample.mp4, "txt": txt, "json": js, **sample.extra})
         self._bytes += size
         self._count += 1
         self._keys.add(key)

@@ -11,6 +11,38 @@ from shards.writer import DuplicateKeyError, ShardWriter, complete_parts, finali
 from tests.conftest import make_sample
 
 
+def test_shards_are_byte_for_byte_what_webdataset_writes(tmp_path):
+    """The writer makes its tars with tarfile (no torch import in curation workers); the bytes stay webdataset's."""
+    import io
+    import subprocess
+    import sys
+
+    from shards.writer import TAR_MTIME
+
+    samples = [make_sample(i) for i in range(3)]
+    with ShardWriter(str(tmp_path), "webvid", max_samples=10) as w:
+        for s in samples:
+            w.write(s)
+    ours = (tmp_path / "webvid-000000.tar").read_bytes()
+    buf = io.BytesIO()
+    theirs = wds.TarWriter(buf, user="vidrd", group="vidrd", encoder=False, mtime=TAR_MTIME)
+    for s in samples:
+        meta = json.dumps({**s.meta, "captions": [s.caption]}, sort_keys=True, ensure_ascii=False).encode()
+        theirs.write({"__key__": s.key, "mp4": s.mp4, "txt": s.caption.encode(), "json": meta})
+    theirs.close()
+    assert ours == buf.getvalue()
+    code = (  # writing a shard never loads torch
+        "import sys; from shards.writer import Sample, ShardWriter\n"
+        f"with ShardWriter({str(tmp_path / 'lone')!r}, 'webvid') as w:\n"
+        "    w.write(Sample('webvid-id1', b'mp4', 'a cap', {'source': 'webvid', 'source_id': 'id1', 'stage': 't',"
+        " 'frames': 1, 'fps': 8.0, 'width': 2, 'height': 2}))\n"
+        "sys.exit(3 if 'torch' in sys.modules else 0)"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
+    assert (tmp_path / "lone" / "webvid-000000.tar").exists()
+
+
 def test_round_trip_through_webdataset(tmp_path):
     samples = [make_sample(i) for i in range(5)]
     with ShardWriter(str(tmp_path), "webvid", max_samples=2) as w:
