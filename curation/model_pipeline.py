@@ -26,13 +26,21 @@ from typing import Any
 import numpy as np
 
 from curation.model_stage import ModelUnavailableError
-from curation.partition import Partition, RunnerConfig, StageSpec, stage_for, write_partition
+from curation.partition import (
+    Partition,
+    RunnerConfig,
+    StageSpec,
+    ends_process_when_cancelled,
+    stage_for,
+    write_partition,
+)
 from curation.stage import Rejected, describe_error, internal_error
 from manifests.schema import RejectReason
 
 PAYLOAD = "payload"
 
 
+@ends_process_when_cancelled
 def prepare_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: ``stage.prepare`` each row of one partition (rejects travel with the rows)."""
     p: Partition = item["partition"]
@@ -85,6 +93,7 @@ class InferActor:
         return out
 
 
+@ends_process_when_cancelled
 def write_model_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: ``stage.finish`` each row and write the partition's shards and part files."""
     p: Partition = item["partition"]

@@ -4,6 +4,7 @@ place a stage object is built; and the writing of a partition's shards and part 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
@@ -140,6 +141,22 @@ def shard_writer(p: Partition) -> ShardWriter:
     """The writer of ``p``'s shards and part files (its own range of shard numbers)."""
     return ShardWriter(p.out, p.source, part=p.part, first_number=p.index * SHARDS_PER_PARTITION,
                        max_bytes=p.limits.max_bytes, max_samples=p.limits.max_samples)  # fmt: skip
+
+
+def ends_process_when_cancelled(task: Callable) -> Callable:
+    """A Ray task body that ends its worker process when the task is cancelled. Ray cancels a running task (Ray Data
+    does when a run stops early) by raising ``KeyboardInterrupt`` wherever the task is, also inside a lazy import
+    of a stage's libraries; the half-imported module then breaks every later task of that process (seen: every
+    input of the next run an ``internal_error`` from ``av`` or ``torch``). A fresh process replaces it."""
+
+    @functools.wraps(task)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except KeyboardInterrupt:
+            os._exit(1)
+
+    return run
 
 
 def process_row(stage, row: dict[str, Any], faults: Faults) -> list:

@@ -37,6 +37,7 @@ from curation.partition import (
     StageSpec,
     build_stage,
     clean_partition,
+    ends_process_when_cancelled,
     process_row,
     shard_writer,
     stage_for,
@@ -102,6 +103,7 @@ def _source_of(table: pa.Table) -> str:
     return sources[0] if len(sources) == 1 else "mixed"
 
 
+@ends_process_when_cancelled
 def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: run the stage over one partition's rows and write its shards and part files."""
     p: Partition = item["partition"]
@@ -109,6 +111,7 @@ def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     return write_partition(p, lambda row, _k: process_row(stage, row, p.faults))
 
 
+@ends_process_when_cancelled
 def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | ModelUnavailableError | None]:
     """One row alone (the isolation fallback): samples, or the stage's reject."""
     try:

@@ -218,3 +218,24 @@ def test_an_unforeseen_exception_is_a_reject_with_its_type_message_and_place(tmp
     assert long.startswith("ValueError: bad input xxx") and long.endswith(f"…{where}")
     assert len(long.split(" (at ")[0]) == MAX_ERROR_MESSAGE
     assert describe_error(KeyError()) == "KeyError"  # never raised: no place; no message: the type alone
+
+
+def test_a_cancelled_task_ends_its_worker_process(tmp_path):
+    """Ray cancels a task with KeyboardInterrupt, possibly inside an import: the process must not serve more tasks
+    with a half-imported library, so the task body ends it (exit 1, nothing after it runs)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from curation.partition import ends_process_when_cancelled\n"
+        "@ends_process_when_cancelled\n"
+        "def task(x):\n"
+        "    if x:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return 'ran'\n"
+        "print(task(0), flush=True)\n"
+        "task(1)\n"
+        "print('still alive', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout.split() == ["ran"]
