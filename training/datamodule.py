@@ -31,7 +31,7 @@ from training.data import (
     collate,
     samples_in,
 )
-from training.exact_epoch import ExactEpochStream, as_is, epoch_order
+from training.exact_epoch import ExactEpochStream, as_is
 from training.latent_cache import LATENTS_INFO, LatentSpec, set_spec
 
 logger = logging.getLogger(__name__)
@@ -170,14 +170,16 @@ class ShardDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = self._world()
         if self.sampling == "exact":
-            epoch_order(self.train_sets, self.seed, 0)  # a set without an index or with missing shards: an error now
             plan = StreamPlan(
                 sets=self.train_sets, clip=self.clip, batch_size=self.batch_size, shuffle_buffer=self.shuffle_buffer,
                 seed=self.seed, rank=rank, world=world, max_skips_in_a_row=self.max_skips_in_a_row,
                 latents=self.latents,
             )  # fmt: skip
+            stream = ExactEpochStream(plan)
+            # The order now: a set without an index or with missing shards is an error before any worker starts.
+            stream.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
             return EpochAwareLoader(
-                ExactEpochStream(plan), batch_size=None, num_workers=self.num_workers, collate_fn=as_is,
+                stream, batch_size=None, num_workers=self.num_workers, collate_fn=as_is,
                 pin_memory=torch.cuda.is_available(), persistent_workers=False,
                 epoch_of=lambda: self._start_exact_epoch(plan),
             )  # fmt: skip

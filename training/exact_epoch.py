@@ -103,10 +103,15 @@ class ExactEpochStream(IterableDataset):
     def __init__(self, plan: StreamPlan):
         super().__init__()
         self.plan = plan
-        self.epoch = 0
+        self.epoch = -1
+        self.order = EpochOrder([], [])
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Fix the epoch's order, once, in the main process (its workers get it with the dataset, not re-reading
+        every set's index each)."""
+        if epoch != self.epoch:
+            self.order = epoch_order(self.plan.sets, self.plan.seed, epoch)
+            self.epoch = epoch
 
     def _read(self, order: EpochOrder, positions: list[int], errors: list[int]) -> Iterator[tuple[int, dict]]:
         """``(position, raw sample)`` for each of ``positions`` found in its shard, reading each shard once."""
@@ -132,7 +137,9 @@ class ExactEpochStream(IterableDataset):
         p = self.plan
         info = get_worker_info()
         wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        order = epoch_order(p.sets, p.seed, self.epoch)
+        if self.epoch < 0:
+            self.set_epoch(0)  # iterated without the trainer's loader
+        order = self.order
         remaining = [i for i in range(len(order)) if i not in p.consumed]
         shares = split_epoch(remaining, p.world, p.rank, workers, p.batch_size)
         if wid >= len(shares):
