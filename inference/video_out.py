@@ -7,6 +7,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from inference.choices import SUFFIXES
@@ -26,6 +27,7 @@ class FrameSink:
         self._held: list[np.ndarray] = []
         self._container = None
         self._stream = None
+        self._scale = VideoReformatter()
 
     def _open_mp4(self, h: int, w: int) -> None:
         self._container = av.open(str(self.path), mode="w")
@@ -42,7 +44,8 @@ class FrameSink:
                 self._open_mp4(frames.shape[1], frames.shape[2])
             h, w = self._stream.height, self._stream.width
             for f in frames:
-                vf = to_yuv420p(av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24"))
+                rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")
+                vf = to_yuv420p(rgb, self._scale)
                 for pkt in self._stream.encode(vf):
                     self._container.mux(pkt)
         self.count += len(frames)

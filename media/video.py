@@ -68,6 +68,7 @@ def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.nda
     wanted = None if indices is None else set(indices)
     frames: list[np.ndarray] = []
     count = turns = 0
+    scale = VideoReformatter()
     try:
         with _open(src) as container:
             stream, fps = _video_stream(container)
@@ -75,7 +76,7 @@ def decode_frames(src: Source, indices: list[int] | None = None) -> tuple[np.nda
                 if count == 0:
                     turns = _turns(frame)
                 if wanted is None or count in wanted:
-                    frames.append(_upright(frame.to_ndarray(format="rgb24"), turns))
+                    frames.append(_upright(_rgb(frame, scale), turns))
                 count += 1
             width, height = _display_size(stream.codec_context.width, stream.codec_context.height, turns)
     except VideoDecodeError:
@@ -146,10 +147,20 @@ def _add_h264(container: Any, width: int, height: int, fps: float, crf: int, pre
     return stream
 
 
-def to_yuv420p(frame: Any) -> Any:
+def to_yuv420p(frame: Any, scale: VideoReformatter | None = None) -> Any:
     """The frame in the encoder's pixel format, converted here with swscale's defaults rather than inside the
-    encoder, so every path hands libx264 frames made the same way."""
-    return frame.reformat(format="yuv420p")
+    encoder, so every path hands libx264 frames made the same way.
+
+    ``scale`` is the caller's swscale context, one per video (a new one per frame without it). Never
+    ``frame.reformat``: PyAV keeps one context per thread for it, and a process forked after using it (a
+    DataLoader worker) inherits its slice threads and hangs the first time the frame size changes.
+    """
+    return (scale or VideoReformatter()).reformat(frame, format="yuv420p")
+
+
+def _rgb(frame: Any, scale: VideoReformatter) -> np.ndarray:
+    """The frame as ``[H, W, 3]`` uint8 RGB through the caller's swscale context (see :func:`to_yuv420p`)."""
+    return scale.reformat(frame, format="rgb24").to_ndarray()
 
 
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, preset: str = "veryfast", threads: int = 0) -> bytes:
@@ -168,8 +179,9 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, preset: str = "ver
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
         stream = _add_h264(container, w, h, fps, crf, preset, threads)
+        scale = VideoReformatter()
         for img in frames:
-            frame = to_yuv420p(av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24"))
+            frame = to_yuv420p(av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24"), scale)
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -283,7 +295,7 @@ def decode_resized(
 
     out: list[np.ndarray] = []
     window = _Window(start, end)
-    scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
+    scale = VideoReformatter()  # one swscale context per video, this call's own (see to_yuv420p)
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
         frames, first = _peek(window.frames(container, stream, fps))
@@ -296,7 +308,7 @@ def decode_resized(
                 rgb = scale.reformat(frame, width=ow, height=oh, format="rgb24", interpolation="BILINEAR")
                 out.append(rgb.to_ndarray())
             else:
-                rgb = _upright(frame.to_ndarray(format="rgb24"), turns)[box[1] : box[3], box[0] : box[2]]
+                rgb = _upright(_rgb(frame, scale), turns)[box[1] : box[3], box[0] : box[2]]
                 out.append(cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA))
             if max_frames is not None and len(out) >= max_frames:
                 break
@@ -328,7 +340,7 @@ def transcode_resized(
     buf = io.BytesIO()
     kept = 0
     window = _Window(start, end)
-    scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
+    scale = VideoReformatter()  # one swscale context per video, this call's own (see to_yuv420p)
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
         w, h = _frame_size(stream)
@@ -371,6 +383,7 @@ def decode_clip(src: Source, indices: list[int], fps: float) -> np.ndarray:
     wanted = sorted(set(indices))
     got: dict[int, np.ndarray] = {}
     window = _Window(None, None)
+    scale = VideoReformatter()
     with window.reading(), _open(src) as container:
         stream, _ = _video_stream(container)
         first = wanted[0] / fps
@@ -379,7 +392,7 @@ def decode_clip(src: Source, indices: list[int], fps: float) -> np.ndarray:
         for n, frame in enumerate(window.frames(container, stream, fps)):
             idx = round(float(frame.time) * fps) if frame.time is not None else n
             if idx in wanted:
-                got[idx] = _upright(frame.to_ndarray(format="rgb24"), _turns(frame))
+                got[idx] = _upright(_rgb(frame, scale), _turns(frame))
             if idx >= wanted[-1]:
                 break
     missing = [i for i in wanted if i not in got]
@@ -402,7 +415,7 @@ def decode_sampled(
     out: list[np.ndarray] = []
     times: list[float] = []
     window = _Window(None, None)
-    scale = VideoReformatter()  # one swscale context per video: frame.reformat makes one per call
+    scale = VideoReformatter()  # one swscale context per video, this call's own (see to_yuv420p)
     with window.reading(), _open(src) as container:
         stream, fps = _video_stream(container, threads)
         frames, first = _peek(window.frames(container, stream, fps))

@@ -119,3 +119,49 @@ def test_a_video_stored_rotated_decodes_upright_in_every_decoder(degrees):
     sampled, _, sinfo = decode_sampled(mp4, every=0.25, short_side=24)
     upright_ok(sampled, 24, 32)
     assert (sinfo.width, sinfo.height) == (48, 64)
+
+
+def _decode_every_way(data: bytes) -> None:
+    from media.video import decode_clip, decode_resized, decode_sampled
+
+    decode_frames(data)
+    decode_clip(data, [0, 2], fps=10.0)
+    decode_resized(data, short_side=24)
+    decode_sampled(data, every=0.2, short_side=24)
+
+
+def test_a_process_forked_after_decoding_still_decodes():
+    # DataLoader workers are forked from a process that has decoded (the data module's start-up check). A
+    # swscale context with slice threads inherited through fork hangs the child when it is set up again for
+    # another frame size, so every decoder must keep its scaler to itself, never in the parent's thread state.
+    import multiprocessing as mp
+
+    _decode_every_way(encode_mp4(moving_square("red", "left", frames=6, width=64, height=48), 10.0))
+    child = mp.get_context("fork").Process(
+        target=_decode_every_way, args=(encode_mp4(moving_square("blue", "up", frames=6, width=96, height=80), 10.0),)
+    )
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("a forked process hung decoding a video of another size")
+    assert child.exitcode == 0
+
+
+def test_no_code_converts_frames_through_pyavs_per_thread_scaler():
+    # frame.reformat / frame.to_ndarray(format=...) / frame.to_image use the per-thread context the test above
+    # shows hanging forked processes; every conversion goes through a VideoReformatter the caller owns.
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    banned = re.compile(r"\bframe\.reformat\(|\.to_ndarray\(\s*format=|\.to_image\(")
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("media", "curation", "shards", "training", "inference", "vidrd", "examples", "benchmarks")
+        for path in (root / folder).rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if banned.search(line)
+    ]
+    assert offenders == []
