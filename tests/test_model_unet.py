@@ -240,6 +240,35 @@ def test_units_run_every_layer_once_and_stay_out_of_the_state_dict(pair):
     assert twin.up_blocks[1].attn_units[0].attention is twin.up_blocks[1].attentions[0]
 
 
+def test_every_level_is_a_video_block_with_diffusers_layers_and_names(pair):
+    from diffusers import UNet2DConditionModel
+
+    from training.model.units import VideoBlock
+
+    base, unet = pair
+    levels = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    assert all(isinstance(b, VideoBlock) for b in levels)
+    assert [len(b.res_units) for b in levels] == [len(b.resnets) for b in levels]
+    assert [len(b.attn_units) for b in levels] == [len(b.layers("attentions")) for b in levels]
+    # The 2D names are exactly SD's; the rest are the temporal layers.
+    spatial = [k for k in unet.state_dict() if not is_temporal(k)]
+    assert isinstance(base, UNet2DConditionModel) and sorted(spatial) == sorted(base.state_dict())
+    with pytest.raises(TypeError, match="unit by unit"):
+        unet.down_blocks[0](torch.randn(2, 32, 8, 8))
+
+
+def test_a_level_with_layers_sd_does_not_have_is_refused():
+    from torch import nn
+
+    from training.model.units import VideoBlock
+
+    level = nn.Module()
+    level.resnets = nn.ModuleList()
+    level.motion_modules = nn.ModuleList()
+    with pytest.raises(ValueError, match="'motion_modules': not a Stable Diffusion 2D level"):
+        VideoBlock(level, lambda channels: nn.Identity())
+
+
 def moved_copy(pair) -> VidRDUNet:
     """The pair's UNet with every weight perturbed, temporal layers included (not the identity)."""
     unet = unet_from_config(dict(UNET), **FRAMEWISE).eval()

@@ -45,3 +45,19 @@ def test_only_temporal_convs_train_and_frames_interact_after_training():
         z2 = z.clone()
         z2[:, :, 3] += 1
         assert (vae.decode(z)[:, :, 0] - vae.decode(z2)[:, :, 0]).abs().max() > 1e-4
+
+
+def test_diffusers_own_decoder_still_decodes_frame_by_frame_through_the_video_blocks():
+    # The decoder's up blocks are VideoBlocks; AutoencoderKL.decode calls them as block(x, temb) (one frame each),
+    # which must be the 2D decode even after the temporal layers have trained.
+    base, vae = make()
+    with torch.no_grad():
+        for p in vae.temporal_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        z = torch.randn(2, 4, 3, 8, 8)
+        ours = vae.decode(z, temporal=False)
+        theirs = vae.vae.decode(z.transpose(1, 2).reshape(6, 4, 8, 8) / vae.scaling_factor).sample
+        ref = base.decode(z.transpose(1, 2).reshape(6, 4, 8, 8) / vae.scaling_factor).sample
+    assert (theirs - ref).abs().max().item() < 1e-5
+    assert (ours.transpose(1, 2).reshape(6, 3, 16, 16) - theirs).abs().max().item() < 1e-5
+    assert (vae.decode(z) - ours).abs().max().item() > 1e-4  # temporal: the moved Temp-Convs act

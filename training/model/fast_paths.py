@@ -40,6 +40,7 @@ from training.model.compile_cache import enable_compile_cache
 from training.model.fused_projections import fuse_attention_projections
 from training.model.group_norm import use_channel_stats_group_norm
 from training.model.temporal import TemporalSelfAttention
+from training.model.units import LEVEL_LAYERS, VideoBlock
 
 # One compiled graph per (unit class, input shape): the SD 2.1 UNet has ~14 ResNet shapes, and training
 # and sampling each add their own; dynamo's default of 8 per code object would drop the rest to eager.
@@ -123,10 +124,8 @@ def to_channels_last(module: nn.Module) -> nn.Module:
         if p.dim() in formats:
             p.data = p.data.contiguous(memory_format=formats[p.dim()])
     for m in module.modules():
-        # Units are plain attributes of their block (training.model.units), not among modules().
-        for target in (m, *(getattr(m, "attn_units", None) or [])):
-            if hasattr(target, "memory_format"):
-                target.memory_format = torch.channels_last
+        if hasattr(m, "memory_format"):  # the models, and the video blocks for their units
+            m.memory_format = torch.channels_last
     return module
 
 
@@ -139,17 +138,17 @@ def pack_temporal_attention(module: nn.Module, pack_length: int) -> int:
 
 
 def repeated_units(model: nn.Module) -> list[nn.Module]:
-    """The units regional compilation compiles: every block's (ResNet + Temp-Conv) units and spatial transformers
-    with their Temp-Attns (``training.model.units``), and the layers of blocks that have no units: up/down
-    samplers, the VAE's encoder and its decoder's mid block."""
+    """The units regional compilation compiles: each video block's units and samplers
+    (:meth:`training.model.units.VideoBlock.compile_units`), and the layers of the 2D levels that have no temporal
+    layers (the VAE's encoder and its decoder's mid block)."""
     units: list[nn.Module] = []
-    for block in model.modules():
-        res, attn = getattr(block, "res_units", None) or [], getattr(block, "attn_units", None) or []
-        units += res + attn
-        covered = ({"resnets", "temp_convs"} if res else set()) | ({"attentions"} if attn else set())
-        for name in ("resnets", "attentions", "downsamplers", "upsamplers"):
-            children = getattr(block, name, None)
-            if isinstance(children, nn.ModuleList) and name not in covered:
+    for level in model.modules():
+        if isinstance(level, VideoBlock):
+            units += level.compile_units()
+            continue
+        for name in LEVEL_LAYERS:
+            children = getattr(level, name, None)
+            if isinstance(children, nn.ModuleList):
                 units.extend(children)
     return units
 

@@ -15,6 +15,7 @@ release: ResNet/output GroupNorms over frames, frame embedding in the residual s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -24,9 +25,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from training.model.sd_arguments import sd_arguments
 from training.model.temporal import TempConv
-from training.model.units import attach_units
-from training.model.video_blocks import OFFICIAL, Layout, add_temporal_attention, video_group_norm
+from training.model.units import VideoBlock
+from training.model.video_blocks import OFFICIAL, Layout, video_group_norm
 from training.model.video_cross_attention import PerVideoCrossAttnProcessor, cross_attentions, use_per_video_context
 
 TEMPORAL_MARKERS = (".temp_convs.", ".temp_attn.", ".temp_norm.")
@@ -85,43 +87,26 @@ class VidRDUNet(ModelMixin, ConfigMixin):
         for t in (*down_block_types, *up_block_types):
             if t not in (CROSS_ATTN_DOWN, DOWN, CROSS_ATTN_UP, UP):
                 raise ValueError(f"unsupported block type {t!r}: VidRD inflates SD 2.x UNets")
-        base = UNet2DConditionModel(
-            sample_size=sample_size,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            down_block_types=tuple(down_block_types),
-            up_block_types=tuple(up_block_types),
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=layers_per_block,
-            attention_head_dim=attention_head_dim,
-            cross_attention_dim=cross_attention_dim,
-            use_linear_projection=use_linear_projection,
-            upcast_attention=upcast_attention,
-            norm_num_groups=norm_num_groups,
-            norm_eps=norm_eps,
-            flip_sin_to_cos=flip_sin_to_cos,
-            freq_shift=freq_shift,
+        base = UNet2DConditionModel(**sd_arguments(self.config, UNet2DConditionModel))
+
+        # Temp-Conv GroupNorms are (32 groups, eps 1e-5) whatever the UNet's norm settings: the release hard-codes them.
+        temp_conv = partial(
+            TempConv, num_layers=temp_conv_layers, kernel_frames=temp_kernel_frames, dropout=temp_dropout
         )
+
+        def video_block(level: nn.Module) -> VideoBlock:
+            return VideoBlock(level, temp_conv, self.layout)
+
         # Same attribute names as UNet2DConditionModel, so SD state dicts load without renaming.
         self.conv_in = base.conv_in
         self.time_proj = base.time_proj
         self.time_embedding = base.time_embedding
-        self.down_blocks = base.down_blocks
-        self.mid_block = base.mid_block
-        self.up_blocks = base.up_blocks
+        self.down_blocks = nn.ModuleList(video_block(b) for b in base.down_blocks)
+        self.mid_block = video_block(base.mid_block)
+        self.up_blocks = nn.ModuleList(video_block(b) for b in base.up_blocks)
         self.conv_norm_out = base.conv_norm_out
         self.conv_act = base.conv_act
         self.conv_out = base.conv_out
-
-        def tconv(ch: int) -> TempConv:
-            # GroupNorm(32, eps 1e-5) whatever the UNet's norm settings: the release hard-codes them.
-            return TempConv(ch, temp_conv_layers, temp_kernel_frames, 32, 1e-5, temp_dropout)
-
-        for block in [*self.down_blocks, self.mid_block, *self.up_blocks]:
-            block.temp_convs = nn.ModuleList(tconv(r.conv2.out_channels) for r in block.resnets)
-            for attn in getattr(block, "attentions", None) or []:
-                add_temporal_attention(attn)
-            attach_units(block, self.layout)
         use_per_video_context(self)
         self._cross_attns = cross_attentions(self)  # a plain list: not registered twice as submodules
         self.gradient_checkpointing = False
@@ -223,7 +208,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
                     x, temb, skips = widen(x, temb, skips)
                     x = self._attn(block, i, x, ctx, f)
                 skips.append(x)
-            for down in block.downsamplers or []:
+            for down in block.layers("downsamplers"):
                 x = down(x)
                 skips.append(x)
 
@@ -240,7 +225,7 @@ class VidRDUNet(ModelMixin, ConfigMixin):
                 x = self._resnet(block, i, x, temb, f, skip=skips.pop())
                 if has_attn:
                     x = self._attn(block, i, x, ctx, f)
-            for up in block.upsamplers or []:
+            for up in block.layers("upsamplers"):
                 x = up(x, skips[-1].shape[-2:])
 
         x = video_group_norm(self.conv_norm_out, x, f) if self.layout.norm_over_frames else self.conv_norm_out(x)

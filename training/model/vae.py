@@ -10,6 +10,7 @@ dict loads into it unchanged; the Temp-Convs appear as ``vae.decoder.*.temp_conv
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from diffusers import AutoencoderKL
@@ -17,8 +18,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from training.model.sd_arguments import sd_arguments
 from training.model.temporal import TempConv
-from training.model.units import attach_units
+from training.model.units import VideoBlock
 
 
 def _is_temporal(name: str) -> bool:
@@ -49,25 +51,12 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         temp_dropout: float = 0.1,
     ):
         super().__init__()
-        self.vae = AutoencoderKL(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            down_block_types=tuple(down_block_types),
-            up_block_types=tuple(up_block_types),
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=layers_per_block,
-            latent_channels=latent_channels,
-            norm_num_groups=norm_num_groups,
-            sample_size=sample_size,
-            scaling_factor=scaling_factor,
-        )
+        self.vae = AutoencoderKL(**sd_arguments(self.config, AutoencoderKL))
         dec = self.vae.decoder
-        for block in dec.up_blocks:
-            block.temp_convs = nn.ModuleList(
-                TempConv(r.conv2.out_channels, temp_conv_layers, temp_kernel_frames, 32, 1e-5, temp_dropout)
-                for r in block.resnets
-            )
-            attach_units(block)
+        temp_conv = partial(
+            TempConv, num_layers=temp_conv_layers, kernel_frames=temp_kernel_frames, dropout=temp_dropout
+        )
+        dec.up_blocks = nn.ModuleList(VideoBlock(level, temp_conv) for level in dec.up_blocks)
         self.memory_format = torch.contiguous_format  # channels_last on GPU: training.model.fast_paths
 
     @property
@@ -117,8 +106,5 @@ class TemporalVAE(ModelMixin, ConfigMixin):
         # convolutions after it in the model's format (torch 2.13's CPU conv backward crashes on NHWC inputs).
         x = dec.mid_block(x).contiguous(memory_format=self.memory_format)
         for block in dec.up_blocks:
-            for unit in block.res_units:
-                x = unit(x, None, num_frames)
-            for up in block.upsamplers or []:
-                x = up(x)
+            x = block(x, None, num_frames)
         return dec.conv_out(dec.conv_act(dec.conv_norm_out(x)))
