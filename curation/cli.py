@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from curation.model_stage import ModelUnavailableError
     from curation.output_lock import OutputBusyError
     from curation.runner import RunMismatchError, build_stage, run_stage
+    from curation.stage import BrokenEnvironmentError
 
     if args.stage in (DEDUP, SCORES):
         return run_shard_job(args)
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     except (RunMismatchError, OutputBusyError, FileNotFoundError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ModelUnavailableError as e:  # partitions not reached stay undone: the same command resumes
+    except (ModelUnavailableError, BrokenEnvironmentError) as e:  # partitions not done stay undone: a rerun resumes
         print(f"error: {e}\nnothing was written for the partitions it did not reach; fix that and run the same "
               "command again", file=sys.stderr)  # fmt: skip
         return 1

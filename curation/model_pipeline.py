@@ -30,17 +30,17 @@ from curation.partition import (
     Partition,
     RunnerConfig,
     StageSpec,
-    ends_process_when_cancelled,
+    ends_process_when_unusable,
     stage_for,
     write_partition,
 )
-from curation.stage import Rejected, describe_error, internal_error
+from curation.stage import Rejected, broken_environment, describe_error, internal_error
 from manifests.schema import RejectReason
 
 PAYLOAD = "payload"
 
 
-@ends_process_when_cancelled
+@ends_process_when_unusable
 def prepare_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: ``stage.prepare`` each row of one partition (rejects travel with the rows)."""
     p: Partition = item["partition"]
@@ -52,6 +52,9 @@ def prepare_partition(item: dict[str, Any]) -> dict[str, Any]:
         except Rejected as r:
             prepared.append(r)
         except Exception as e:  # decoded nothing nobody foresaw: a reject, never a lost row
+            broken = broken_environment(e)
+            if broken is not None:  # the process, not the row: the task runs again in a new one
+                raise broken from e
             prepared.append(internal_error(e))
     return {"partition": p, PAYLOAD: pickle.dumps({"prepared": prepared, "results": None})}
 
@@ -93,7 +96,7 @@ class InferActor:
         return out
 
 
-@ends_process_when_cancelled
+@ends_process_when_unusable
 def write_model_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: ``stage.finish`` each row and write the partition's shards and part files."""
     p: Partition = item["partition"]

@@ -5,7 +5,9 @@ place a stage object is built; and the writing of a partition's shards and part 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -14,12 +16,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from curation.stage import Rejected, internal_error
+from curation.stage import BrokenEnvironmentError, Rejected, broken_environment, internal_error
 from curation.stage_registry import build_stage
 from manifests.io import url_to_fs
 from shards.writer import ShardWriter
 
 SHARDS_PER_PARTITION = 1000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,10 +73,13 @@ class Faults:
     """Faults a test injects to show that nothing is lost when workers die (never set in production):
     ``crash_once_dir``: a task whose partition has no marker file there writes one and kills its process halfway
     through the partition (Ray retries it); ``crash_on_id``: the input with this id kills its process every time
-    (a "poison" input)."""
+    (a "poison" input); ``missing_library``: every input meets a library that does not import (a broken worker
+    environment); ``missing_library_once_dir``: only the first task of the run does (one broken process)."""
 
     crash_once_dir: str | None = None
     crash_on_id: str | None = None
+    missing_library: bool = False
+    missing_library_once_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,17 +150,26 @@ def shard_writer(p: Partition) -> ShardWriter:
                        max_bytes=p.limits.max_bytes, max_samples=p.limits.max_samples)  # fmt: skip
 
 
-def ends_process_when_cancelled(task: Callable) -> Callable:
-    """A Ray task body that ends its worker process when the task is cancelled. Ray cancels a running task (Ray Data
-    does when a run stops early) by raising ``KeyboardInterrupt`` wherever the task is, also inside a lazy import
-    of a stage's libraries; the half-imported module then breaks every later task of that process (seen: every
-    input of the next run an ``internal_error`` from ``av`` or ``torch``). A fresh process replaces it."""
+def ends_process_when_unusable(task: Callable) -> Callable:
+    """A Ray task body that ends its worker process when the process can no longer be trusted, so that Ray runs
+    the task again in a new one (``max_retries``):
+
+    * the task is cancelled: Ray cancels a running task (Ray Data does when a run stops early) by raising
+      ``KeyboardInterrupt`` wherever the task is, also inside a lazy import of a stage's libraries, and the
+      half-imported module then breaks every later task of that process (seen: every input of the next run an
+      ``internal_error`` from ``av`` or ``torch``);
+    * the stage raised :class:`~curation.stage.BrokenEnvironmentError` (a library that does not import here).
+    """
 
     @functools.wraps(task)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return task(*args, **kwargs)
         except KeyboardInterrupt:
+            os._exit(1)
+        except BrokenEnvironmentError as e:
+            logger.error("%s; ending this worker process so the task runs again in a new one", e)
+            logging.shutdown()
             os._exit(1)
 
     return run
@@ -163,6 +179,11 @@ def process_row(stage, row: dict[str, Any], faults: Faults) -> list:
     """``stage.process(row)`` (where a test's poison input kills the process instead)."""
     if faults.crash_on_id is not None and faults.crash_on_id == row["id"]:
         os._exit(1)
+    once = faults.missing_library_once_dir and os.path.join(faults.missing_library_once_dir, "missing_library")
+    if faults.missing_library or (once and not os.path.exists(once)):
+        if once:
+            open(once, "w").close()
+        importlib.import_module("vidrd_fault_missing_library")
     return stage.process(row)
 
 
@@ -184,6 +205,9 @@ def write_partition(p: Partition, produce: Callable[[dict[str, Any], int], list]
                 w.reject(row["id"], p.stage.name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1
             except Exception as e:  # a bug or an input nobody foresaw: recorded, never fatal
+                broken = broken_environment(e)
+                if broken is not None:  # not this row's fault: the task fails, nothing of it is kept
+                    raise broken from e
                 r = internal_error(e)
                 w.reject(row["id"], p.stage.name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1

@@ -11,7 +11,9 @@
   folder was made with; a re-run with different ones is refused rather than mixed.
 * Every input row ends as samples or as a reject row; an unexpected error in a stage becomes an
   ``internal_error`` reject with the exception, never a crashed job. The summary checks
-  ``inputs == inputs with samples + rejects``.
+  ``inputs == inputs with samples + rejects``. A library that does not import in a worker is no input's fault
+  (``curation.stage.BrokenEnvironmentError``): the task runs again in a new process, and where every retry
+  fails the same way the run stops with that error, the partitions not done left for the next run.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ from curation.partition import (
     StageSpec,
     build_stage,
     clean_partition,
-    ends_process_when_cancelled,
+    ends_process_when_unusable,
     process_row,
     shard_writer,
     stage_for,
     write_partition,
 )
-from curation.stage import Rejected, internal_error
+from curation.stage import BrokenEnvironmentError, Rejected, broken_environment, internal_error
 from manifests.io import join, read_table, url_to_fs, write_atomic
 from manifests.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SOURCE_SCHEMA, RejectReason
 from shards.writer import PARTS_DIR, complete_parts, damaged_parts, finalize, forget_part
@@ -103,7 +105,7 @@ def _source_of(table: pa.Table) -> str:
     return sources[0] if len(sources) == 1 else "mixed"
 
 
-@ends_process_when_cancelled
+@ends_process_when_unusable
 def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: run the stage over one partition's rows and write its shards and part files."""
     p: Partition = item["partition"]
@@ -111,8 +113,10 @@ def process_partition(item: dict[str, Any]) -> dict[str, Any]:
     return write_partition(p, lambda row, _k: process_row(stage, row, p.faults))
 
 
-@ends_process_when_cancelled
-def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | ModelUnavailableError | None]:
+@ends_process_when_unusable
+def _row_task(
+    p: Partition, row: dict[str, Any]
+) -> tuple[list, Rejected | ModelUnavailableError | BrokenEnvironmentError | None]:
     """One row alone (the isolation fallback): samples, or the stage's reject."""
     try:
         return process_row(stage_for(p.stage), row, p.faults), None
@@ -121,7 +125,7 @@ def _row_task(p: Partition, row: dict[str, Any]) -> tuple[list, Rejected | Model
     except ModelUnavailableError as e:  # no property of this row: handed back, never a reject
         return [], e
     except Exception as e:
-        return [], internal_error(e)
+        return [], broken_environment(e) or internal_error(e)
 
 
 def isolate_partition(p: Partition, max_retries: int, num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
@@ -139,7 +143,7 @@ def isolate_partition(p: Partition, max_retries: int, num_cpus: float = 1.0, num
                 samples, rej = ray.get(ref)
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError, ray.exceptions.RayError) as e:
                 samples, rej = [], Rejected(RejectReason.WORKER_CRASHED, f"the worker died on this input: {e}"[:2000])
-            if isinstance(rej, ModelUnavailableError):
+            if isinstance(rej, ModelUnavailableError | BrokenEnvironmentError):
                 raise rej  # the writer aborts: the partition stays undone for the next run
             for s in samples:
                 w.write(s)
@@ -292,8 +296,12 @@ def _run_stage(
             finished = complete_parts(out)
             failed = [p for p in parts if p.part not in finished]
             logger.warning("%d partition(s) failed (%s); redoing them one row per task", len(failed), type(e).__name__)
-        for p in failed:
-            isolate_partition(p, max_retries=0, num_cpus=runner.num_cpus_per_task, num_gpus=gpus)
+        try:
+            for p in failed:
+                isolate_partition(p, max_retries=0, num_cpus=runner.num_cpus_per_task, num_gpus=gpus)
+        except BrokenEnvironmentError:  # on every retry, so not one process's: said once, the rest resumes later
+            finalize(out)
+            raise
     finalize(out)
     ours = [p for p in names if p in complete_parts(out)]
     missing = sorted(set(names) - set(ours))

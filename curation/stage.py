@@ -51,6 +51,23 @@ def internal_error(e: BaseException) -> Rejected:
     return Rejected(RejectReason.INTERNAL_ERROR, describe_error(e))
 
 
+class BrokenEnvironmentError(RuntimeError):
+    """The worker process cannot run the stage at all: a library that does not import there. A property of the
+    process or its node, never of an input, so it fails the task (Ray retries it in a new process) instead of
+    rejecting every input the process is given."""
+
+
+def broken_environment(e: BaseException) -> BrokenEnvironmentError | None:
+    """The :class:`BrokenEnvironmentError` an exception from a stage means, or None for one about the input.
+
+    An ``ImportError`` (a missing or unloadable library, a module left half-imported in this process) and the
+    ``AttributeError`` of a partially initialized module say nothing about the row being processed.
+    """
+    if isinstance(e, ImportError) or (isinstance(e, AttributeError) and "partially initialized module" in str(e)):
+        return BrokenEnvironmentError(f"the worker's Python environment cannot run the stage: {describe_error(e)}")
+    return None
+
+
 class StageBase(ABC):
     """A curation stage: ``name`` and ``version`` (recorded in every sample), ``process`` (one row -> samples or
     :class:`Rejected`), and what every stage shares: its config (an instance of ``config_class``, a

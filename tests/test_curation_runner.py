@@ -227,8 +227,8 @@ def test_a_cancelled_task_ends_its_worker_process(tmp_path):
     import sys
 
     code = (
-        "from curation.partition import ends_process_when_cancelled\n"
-        "@ends_process_when_cancelled\n"
+        "from curation.partition import ends_process_when_unusable\n"
+        "@ends_process_when_unusable\n"
         "def task(x):\n"
         "    if x:\n"
         "        raise KeyboardInterrupt\n"
@@ -239,3 +239,51 @@ def test_a_cancelled_task_ends_its_worker_process(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 1 and done.stdout.split() == ["ran"]
+
+
+def test_a_worker_whose_libraries_do_not_import_is_replaced_not_a_reject_per_input(local_ray, corpus, tmp_path):
+    rows, manifest = corpus
+    runner = RunnerConfig(rows_per_partition=4, max_retries=2)
+    clean = tmp_path / "clean"
+    run_stage("captioned", str(manifest), str(clean), STAGE_CFG, runner, progress=False)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "once"
+    s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, False,
+                  Faults(missing_library_once_dir=str(markers)))  # fmt: skip
+    assert (markers / "missing_library").exists()  # one task met the broken library and its process was replaced
+    assert s.ok and index_keys(out) == index_keys(clean)
+    assert "internal_error" not in s.reasons and s.rejects == sum(r["expect"] != "ok" for r in rows)
+
+
+def test_a_library_missing_on_every_worker_stops_the_run_with_its_name_and_a_rerun_resumes(local_ray, corpus, tmp_path):
+    from curation.stage import BrokenEnvironmentError
+
+    _rows, manifest = corpus
+    runner = RunnerConfig(rows_per_partition=4, max_retries=1)
+    out = tmp_path / "broken"
+    with pytest.raises(BrokenEnvironmentError, match="No module named 'vidrd_fault_missing_library'"):
+        run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, False, Faults(missing_library=True))
+    rejects = pq.read_table(out / "_rejects.parquet").to_pylist() if (out / "_rejects.parquet").exists() else []
+    assert rejects == []  # not one input blamed for the environment
+    s = run_stage("captioned", str(manifest), str(out), STAGE_CFG, runner, progress=False)
+    clean = tmp_path / "clean"
+    run_stage("captioned", str(manifest), str(clean), STAGE_CFG, runner, progress=False)
+    assert s.ok and s.skipped == 0 and index_keys(out) == index_keys(clean)
+
+
+def test_vidrd_curate_says_what_does_not_import_and_that_the_same_command_resumes(
+    local_ray, corpus, tmp_path, monkeypatch, capsys
+):
+    import curation.runner
+    from curation.stage import BrokenEnvironmentError
+    from vidrd.cli import main
+
+    def broken(*_args, **_kwargs):
+        raise BrokenEnvironmentError("the worker's Python environment cannot run the stage: No module named 'av'")
+
+    monkeypatch.setattr(curation.runner, "run_stage", broken)
+    _rows, manifest = corpus
+    code = main(["curate", "captioned", "--manifest", str(manifest), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "No module named 'av'" in err and "run the same command again" in err
