@@ -30,8 +30,9 @@ import json
 import multiprocessing
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -163,6 +164,47 @@ def generate_run(pipe, run: Run, prompts: list[str], seeds: int, settings, frame
         latents.append(z0)
         chunks.append(pipe.clip_frames(i, z0, s))
     return cfg, np.concatenate(chunks, axis=1)[:, : s.frames], latents
+
+
+@dataclass
+class RunVideos:
+    """What one run made, as the report keeps it: its config, each video as mp4 bytes, and the first clips' latents
+    (the temporal decoder's flicker check decodes them; kept for that run only)."""
+
+    cfg: object
+    mp4s: list[bytes]
+    frames: list[int]
+    latents: list[torch.Tensor]
+
+
+def make_run(pipe, run: Run, prompts: list[str], seeds: int, settings, frames: int | None, keep: bool) -> RunVideos:
+    """Generate ``run``'s videos and encode them (in the report's process or in a job process)."""
+    from media.video import encode_mp4
+
+    cfg, videos, latents = generate_run(pipe, run, prompts, seeds, settings, frames)
+    kept = [z.cpu() for z in latents[:2]] if keep else []
+    return RunVideos(cfg, [encode_mp4(v, FPS) for v in videos], [int(v.shape[0]) for v in videos], kept)
+
+
+_JOB_PIPE = None  # a job process's own pipeline, loaded once by _job_start
+
+
+def _job_start(checkpoint: str, device: str) -> None:
+    from inference.pipeline import VidRDPipeline
+
+    global _JOB_PIPE
+    _JOB_PIPE = VidRDPipeline.from_checkpoint(checkpoint, device, fast=fast_paths(device))
+
+
+def _job_run(args: tuple) -> RunVideos:
+    return make_run(_JOB_PIPE, *args)
+
+
+def done(value: RunVideos) -> Future:
+    """``value`` as a finished future: the one-process path reads results like the job path."""
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
 
 
 def summarise(entries: list[dict]) -> dict:
@@ -343,12 +385,16 @@ def report(
     size: int = SIZE,
     vae_clips: int = 24,
     budget_minutes: float | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Generate every run's long videos, save them as mp4, measure them from the files, write ``out/report.json`` and
     the plots. Runs go in :func:`plan`'s order (the settings table, the ablations, then the sweeps); once
-    ``budget_minutes`` of generating have passed, the remaining runs are skipped and listed in the report."""
+    ``budget_minutes`` of generating have passed, the remaining runs are skipped and listed in the report.
+
+    ``jobs`` > 1 generates that many runs at once, each job process with its own pipeline on ``device``: a small
+    model leaves the GPU idle while one process runs the loop's host side. Every video depends only on its run,
+    prompt and seed, so the report is the same for any ``jobs``."""
     from inference.pipeline import GenerationSettings, VidRDPipeline
-    from media.video import encode_mp4
     from training.model.sampling_defaults import has_zero_terminal_snr
 
     prompts = list(PROMPTS if prompts is None else prompts)
@@ -357,6 +403,8 @@ def report(
     for name, n in (("seeds", seeds), ("sweep seeds", seeds if sweep_seeds is None else sweep_seeds)):
         if n < 1:
             raise ReportError(f"{name} must be >= 1, got {n}")
+    if jobs < 1:
+        raise ReportError(f"jobs must be >= 1, got {jobs}")
     if budget_minutes is not None and not budget_minutes > 0:
         raise ReportError(f"the budget must be a number of minutes > 0, got {budget_minutes}")
     parsed = {p: parse_prompt(p) for p in prompts}
@@ -384,41 +432,56 @@ def report(
     flicker_run = Run("shifted" if "shifted" in loops else loops[0], "all")
     flicker_latents: list[torch.Tensor] = []
     # Spawned, not forked: the parent holds a CUDA context, which a forked child must not inherit.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else None
+    job_pool = None
+    if jobs > 1:
+        job_pool = ProcessPoolExecutor(jobs, mp_context=spawn, initializer=_job_start,
+                                       initargs=(str(checkpoint), device))  # fmt: skip
     pending, skipped = [], []
     started = time.monotonic()
-    for run in runs:
-        if budget_minutes is not None and time.monotonic() - started > 60 * budget_minutes:
-            skipped.append(run.name)
-            continue
-        n_seeds = seeds if run.param is None or sweep_seeds is None else sweep_seeds
-        cfg, videos, latents = generate_run(pipe, run, prompts, n_seeds, base, frames)
+    todo, in_flight = list(runs), deque()
+    while todo or in_flight:
+        while todo and len(in_flight) < jobs:  # start runs (in plan order) while the budget lasts
+            run = todo.pop(0)
+            if budget_minutes is not None and time.monotonic() - started > 60 * budget_minutes:
+                skipped.append(run.name)
+                continue
+            n_seeds = seeds if run.param is None or sweep_seeds is None else sweep_seeds
+            args = (run, prompts, n_seeds, base, frames, run == flicker_run)
+            fut = job_pool.submit(_job_run, args) if job_pool else done(make_run(pipe, *args))
+            in_flight.append((run, n_seeds, fut))
+        if not in_flight:
+            break
+        run, n_seeds, fut = in_flight.popleft()
+        made = fut.result()
+        cfg = made.cfg
         if run == flicker_run:
-            flicker_latents = [z.cpu() for z in latents[:2]]
-        seams = cfg.seam_steps(videos.shape[1])
-        for b, video in enumerate(videos):
+            flicker_latents = made.latents
+        seams = cfg.seam_steps(made.frames[0])
+        for b, mp4 in enumerate(made.mp4s):
             prompt, seed = prompts[b // n_seeds], b % n_seeds
             colour, direction, shape = parsed[prompt]
             name = f"{run.name}_{colour}-{shape}-{direction}_s{seed}.mp4"
-            mp4 = encode_mp4(video, FPS)
             (out / name).write_bytes(mp4)
             entry = {"file": name, "prompt": prompt, "seed": seed, "setting": run.setting, "schedule": cfg.schedule,
                      "loop": run.loop, "reuse": cfg.reuse, "hold": cfg.hold, "staged": cfg.staged,
-                     "frames": int(video.shape[0]),
+                     "frames": made.frames[b],
                      "clip_frames": cfg.clip_frames, "prompt_frames": cfg.prompt_frames, "alpha": cfg.alpha,
                      "beta": cfg.beta, "fnr": cfg.fnr, "pns": cfg.pns, "resample": cfg.resample,
-                     "clips": cfg.num_clips(video.shape[0]),
+                     "clips": cfg.num_clips(made.frames[b]),
                      "seams": seams, "sweep": None if run.param is None else {"param": SWEEP_NAMES[run.param],
                                                                                "value": run.value}}  # fmt: skip
             job = (mp4, colour, direction, shape, seams)
             pending.append((entry, pool.submit(measure_saved, job) if pool else measure_saved(job)))
-        print(f"{run.name}: {len(videos)} long videos of {videos.shape[1]} frames "
+        print(f"{run.name}: {len(made.mp4s)} long videos of {made.frames[0]} frames "
               f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
     for entry, fut in pending:
         entry.update(fut.result() if pool else fut)
         entries.append(entry)
-    if pool:
-        pool.shutdown()
+    for p in (pool, job_pool):
+        if p:
+            p.shutdown()
     main = [e for e in entries if e["sweep"] is None]
     groups: dict[str, list[dict]] = {}
     for e in main:
@@ -477,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=7.5)
     ap.add_argument("--workers", type=int, default=1, help="processes that measure the saved videos")
+    ap.add_argument("--jobs", type=int, default=1, help="runs generated at once, each in its own process on the "
+                    "device (the report is the same for any number)")  # fmt: skip
     ap.add_argument("--budget-minutes", type=float, help="stop starting new runs after this long (the rest is listed)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--force", action="store_true", help="replace an existing report in --out")
@@ -485,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         prompts = None if a.prompts is None else read_prompts(a.prompts)
         res = report(a.checkpoint, a.out, a.vae, prompts, a.seeds, names(a.loops), names(a.settings),
                      names(a.sweep), a.sweep_seeds, a.device, a.steps, a.guidance, a.frames, a.workers,
-                     a.force, budget_minutes=a.budget_minutes)  # fmt: skip
+                     a.force, budget_minutes=a.budget_minutes, jobs=a.jobs)  # fmt: skip
     except (ReportError, FileNotFoundError) as e:
         print(f"learn_long_video: {e}", file=sys.stderr)
         return 2

@@ -99,3 +99,16 @@ def test_static_background_flicker_sees_only_the_background():
     assert llv.static_background_flicker(torch.from_numpy(moving)) == 0.0
     noisy = moving + np.random.default_rng(0).normal(0, 0.02, moving.shape).astype(np.float32)
     assert llv.static_background_flicker(torch.from_numpy(noisy)) > 0.005
+
+
+def test_runs_made_in_job_processes_give_the_same_report(tiny_base, tmp_path):
+    args = dict(prompts=["a blue circle moving left"], seeds=2, loops=["shifted"], settings_names=["all", "no_dsg"],
+                sweep_loops=[], steps=2, size=32)  # fmt: skip
+    one = llv.report(tiny_base, tmp_path / "one", **args)
+    two = llv.report(tiny_base, tmp_path / "two", jobs=2, **args)
+    assert one["long_videos"] == two["long_videos"] and len(one["long_videos"]) == 4
+    for e in one["long_videos"]:
+        a, b = decode_frames(str(tmp_path / "one" / e["file"]))[0], decode_frames(str(tmp_path / "two" / e["file"]))[0]
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # the same video (another process's float sums)
+    with pytest.raises(llv.ReportError, match="jobs must be >= 1"):
+        llv.report(tiny_base, tmp_path / "three", jobs=0, **args)
