@@ -12,6 +12,12 @@ prints, per loop and setting of ``examples.learn_long_video``, how the bump move
 of 4-clip videos: it continues, reflects (turns back at its usual speed) or jumps (a step over 1.5 px; the usual
 step is 0.4-0.6). Seams where the bump has reached the line's end are counted apart: no clip of the world goes
 further.
+
+    python -m examples.ideal_long_video --seeds 16 --sweep paper,shifted --plot figure6_ideal.png
+
+adds the paper's figure 6 with the perfect model: each named loop's ``all`` setting with one of M, alpha and beta
+varied around its defaults (``examples.learn_long_video.SWEEP``), the share of seams where the motion continues and
+where it jumps, as a table and a plot: the curves a trained model's figure 6 can be read against.
 """
 
 from __future__ import annotations
@@ -80,15 +86,76 @@ def seam_kinds(cfg, seeds: int = 8, clips: torch.Tensor | None = None, steps: in
     return kinds
 
 
+def sweep(loops: list[str], seeds: int = 8, clips: torch.Tensor | None = None) -> list[dict]:
+    """Figure 6 with the ideal denoiser: per loop, parameter (M, alpha, beta) and value of
+    ``examples.learn_long_video.SWEEP``, the seam counts of :func:`seam_kinds` for the ``all`` setting."""
+    from examples.learn_long_video import LOOPS, SWEEP, Run
+
+    for loop in loops:
+        if loop not in LOOPS:
+            raise ValueError(f"unknown loop {loop!r}; known: {', '.join(LOOPS)}")
+    clips = world() if clips is None else clips
+    rows = []
+    for loop in loops:
+        for param, values in SWEEP.items():
+            for value in values:
+                kinds = seam_kinds(Run(loop, "all", param, value).config(), seeds, clips)
+                rows.append({"loop": loop, "param": param, "value": value, **kinds})
+    return rows
+
+
+def shares(row: dict) -> tuple[float, float]:
+    """(continues, jumps) as shares of the seams before the line's end (nan when every seam is at the end)."""
+    seams = row["continues"] + row["reflects"] + row["jumps"]
+    return (row["continues"] / seams, row["jumps"] / seams) if seams else (float("nan"), float("nan"))
+
+
+def plot_sweep(rows: list[dict], path: str) -> None:
+    """The sweep as figure 6's panels: one per parameter, continue (solid) and jump (dashed) shares per loop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from examples.learn_long_video import SWEEP, SWEEP_NAMES, loop_defaults
+
+    fig, axes = plt.subplots(1, len(SWEEP), figsize=(4.2 * len(SWEEP), 3.0), squeeze=False)
+    for ax, param in zip(axes[0], SWEEP, strict=True):
+        for n, loop in enumerate(dict.fromkeys(r["loop"] for r in rows)):
+            at = sorted((r["value"], *shares(r)) for r in rows if r["loop"] == loop and r["param"] == param)
+            values, cont, jump = zip(*at, strict=True)
+            ax.plot(values, cont, "o-", color=f"C{n}", ms=3, label=f"{loop}: continues")
+            ax.plot(values, jump, "x--", color=f"C{n}", ms=3, label=f"{loop}: jumps")
+            ax.axvline(loop_defaults(loop)[param], color=f"C{n}", lw=0.5, ls=":")
+        ax.set_xlabel(SWEEP_NAMES[param])
+        ax.set_ylabel("share of seams", fontsize=8)
+        ax.set_ylim(-0.03, 1.03)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle("Figure 6 with a perfect model (dotted: each loop's default)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from examples.learn_long_video import LOOPS, MAIN_LOOPS, SETTINGS, Run
+    from examples.learn_long_video import LOOPS, MAIN_LOOPS, SETTINGS, SWEEP_NAMES, Run
 
     ap = argparse.ArgumentParser(prog="python -m examples.ideal_long_video", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--seeds", type=int, default=16, help="4-clip videos per loop and setting (default 16)")
+    ap.add_argument("--sweep", default="", help="loops whose M, alpha and beta are swept, comma-separated "
+                    "(default: none)")  # fmt: skip
+    ap.add_argument("--plot", help="write the sweep's plot here (PNG)")
     a = ap.parse_args(argv)
     if a.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {a.seeds}")
+    sweep_loops = [x.strip() for x in a.sweep.split(",") if x.strip()]
+    unknown = [x for x in sweep_loops if x not in LOOPS]
+    if unknown:
+        ap.error(f"unknown loop {unknown[0]!r} in --sweep; known: {', '.join(LOOPS)}")
+    if a.plot and not sweep_loops:
+        ap.error("--plot draws the sweep: name its loops with --sweep")
     clips = world()
     print("| loop | setting | continues | reflects | jumps | at the line's end |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -97,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
             k = seam_kinds(Run(loop, setting).config(), a.seeds, clips)
             print(f"| {loop} | {setting} | {k['continues']} | {k['reflects']} | {k['jumps']} | {k['at_end']} |",
                   flush=True)  # fmt: skip
+    if sweep_loops:
+        rows = sweep(sweep_loops, a.seeds, clips)
+        print("\n| loop | varied | value | continues | reflects | jumps | at the line's end | continues, share |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in rows:
+            print(f"| {r['loop']} | {SWEEP_NAMES[r['param']]} | {r['value']:g} | {r['continues']} | {r['reflects']} "
+                  f"| {r['jumps']} | {r['at_end']} | {shares(r)[0]:.2f} |")  # fmt: skip
+        if a.plot:
+            plot_sweep(rows, a.plot)
     return 0
 
 
