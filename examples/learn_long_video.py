@@ -353,16 +353,21 @@ def loop_defaults(loop: str) -> dict[str, float]:
     return {"prompt_frames": cfg.prompt_frames, "alpha": cfg.alpha, "beta": cfg.beta}
 
 
+def sweep_order(values: Iterable[float], default: float) -> list[float]:
+    """``values`` without ``default``, the lowest and the highest first, then the rest furthest from the default
+    first: a curve cut short by the time budget still spans its range."""
+    rest = sorted((v for v in values if v != default), key=lambda v: -abs(v - default))
+    ends = list(dict.fromkeys([min(rest), max(rest)])) if rest else []
+    return ends + [v for v in rest if v not in ends]
+
+
 def plan(loops: list[str], settings: list[str], sweep_loops: list[str]) -> list[Run]:
     """The runs of a report: every setting of the main loops, ``all`` of the ablations, then figure 6's sweep for
-    ``sweep_loops``."""
+    ``sweep_loops``, its curves (loop x parameter) taking turns so that a budget cut leaves each of them its ends."""
     runs = [Run(loop, s) for loop in loops for s in (settings if loop in MAIN_LOOPS else ["all"])]
-    for loop in sweep_loops:
-        defaults = loop_defaults(loop)
-        for param, values in SWEEP.items():
-            for v in values:
-                if v != defaults[param]:
-                    runs.append(Run(loop, "all", param, v))
+    curves = [[Run(loop, "all", param, v) for v in sweep_order(values, loop_defaults(loop)[param])]
+              for loop in sweep_loops for param, values in SWEEP.items()]  # fmt: skip
+    runs += [run for turn in itertools.zip_longest(*curves) for run in turn if run is not None]
     return runs
 
 

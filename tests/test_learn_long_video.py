@@ -62,6 +62,19 @@ def test_every_loop_makes_at_least_four_clips_and_48_frames():
     assert [r.name for r in swept[:2]] == ["shifted_all", "shifted_M2"] and len(swept) == 1 + 3 + 4 + 4
 
 
+def test_a_sweep_cut_short_still_spans_every_curve():
+    runs = llv.plan(["paper"], ["all"], ["paper", "shifted"])[1:]
+    assert len(runs) == 2 * (3 + 4 + 4)  # every value but each loop's default
+    first = {(r.loop, r.param, r.value) for r in runs[: 2 * 2 * 3]}  # two turns of the six curves
+    for loop in ("paper", "shifted"):
+        defaults = llv.loop_defaults(loop)
+        for param, values in llv.SWEEP.items():
+            others = [v for v in values if v != defaults[param]]
+            assert {(loop, param, min(others)), (loop, param, max(others))} <= first, (loop, param)
+    assert llv.sweep_order([0.0, 0.25, 0.5, 0.75, 1.0], 1.0) == [0.0, 0.75, 0.25, 0.5]
+    assert llv.sweep_order([2, 4, 8, 12], 8) == [2, 12, 4]
+
+
 def test_report_entries_hold_what_other_tools_read(tiny_base, tmp_path):
     out = tmp_path / "report"
     res = llv.report(tiny_base, out, vae=tiny_base / "vae", prompts=["a red square moving right"], seeds=2,
