@@ -9,7 +9,8 @@ Loops (:data:`LOOPS`), each with its own defaults of M, alpha and beta:
 * ``official``: the authors' released loop (``--schedule official``: all N frames of every clip kept);
 * ``shifted``: the same three mechanisms with the prompt frames in their own order, DSG holding all of them to the
   previous clip's finished latents at every step, and each such step resampled three times (``--reuse shifted``;
-  ``inference.long_video``); and its ablations (one change undone each, ``all`` only).
+  ``inference.long_video``); and its variants (one change each, ``all`` only: three undo one of its changes,
+  ``shifted_resample10`` resamples ten times).
 
 Settings (:data:`SETTINGS`): ``all`` (FNR + PNS + DSG at the loop's defaults), ``no_fnr`` (every clip from fresh
 noise, DSG kept), ``no_pns`` (FNR alone: no new noise), ``no_dsg`` (beta 0) and ``independent`` (fresh noise, no
@@ -40,17 +41,20 @@ import numpy as np
 import torch
 
 from examples.learn_video import CLIP, FPS, SIZE, as_tensor, fast_paths, random_window, read_prompts, source_video
-from examples.video_measures import colour_labels, grow, long_video_figures, measure
+from examples.video_measures import AFTER, colour_labels, grow, long_video_figures, measure
 from vidrd.synthetic import COLOURS, DIRECTIONS, SHAPES
 
 MIN_CLIPS, MIN_FRAMES = 4, 48
 # Each loop is a schedule and a reuse with their defaults (inference.long_video.LOOP_DEFAULTS) and any changes; the
-# ablations show what each of the shifted loop's changes does, on the `all` setting only.
+# variants show what each of the shifted loop's changes does, on the `all` setting only.
 LOOPS = {
     "paper": {"schedule": "paper", "reuse": "reversed"},
     "official": {"schedule": "official"},
     "shifted": {"schedule": "paper", "reuse": "shifted"},
     "shifted_no_resample": {"schedule": "paper", "reuse": "shifted", "resample": 1},
+    # RePaint (Lugmayr et al. 2022) harmonises the generated part with the given one over ~10 passes; the model of run
+    # 1 left the held frames in the new clip's first frames (`jumps_after_seams`), which more passes may cure.
+    "shifted_resample10": {"schedule": "paper", "reuse": "shifted", "resample": 10},
     "shifted_trajectory": {"schedule": "paper", "reuse": "shifted", "hold": "trajectory", "staged": True},
     "reversed_finished": {"schedule": "paper", "reuse": "reversed", "hold": "finished", "staged": False,
                           "resample": 3},
@@ -216,6 +220,8 @@ def summarise(entries: list[dict]) -> dict:
         return round(float(np.mean([bool(e[key]) for e in entries])), 3)
 
     after = [a for e in entries for a in e["after_seam"] if a is not None]
+    # Where the jumps are: within AFTER steps from a seam (the new clip's first frames) or inside clips.
+    near = [any(0 <= v - s < AFTER for s in e["seams"]) for e in entries for v in e["jump_steps"]]
     out = {
         "videos": len(entries),
         "coherent": share("coherent"),
@@ -227,10 +233,61 @@ def summarise(entries: list[dict]) -> dict:
         "sideways_jump_max": round(float(np.max([e["sideways_jump"] for e in entries])), 2),
         "after_seam_median": round(float(np.median(after)), 2) if after else None,
         "seams_at_edge": round(float(np.mean([x for e in entries for x in e["at_edge"]])), 3),
+        "jumps_per_video": round(len(near) / len(entries), 2),
+        "jumps_after_seams": round(float(np.mean(near)), 3) if near else None,
     }
     for k in CLIP_QUALITY:
         out[f"clip_{k}"] = round(float(np.mean([e[f"clip_{k}"] for e in entries])), 4)
     return out
+
+
+def summaries(entries: list[dict], points: list[tuple]) -> tuple[dict[str, list[dict]], dict, list[dict]]:
+    """``(groups, summary, sweep)`` of measured entries: the settings table's groups (``loop/setting``) and their
+    summaries, and figure 6's points ``(loop, param, value)``, each summarised from its own videos or, at the loop's
+    default value, from the loop's ``all`` group (left out when that group did not run)."""
+    groups: dict[str, list[dict]] = {}
+    for e in entries:
+        if e["sweep"] is None:
+            groups.setdefault(f"{e['loop']}/{e['setting']}", []).append(e)
+    summary = {k: summarise(v) for k, v in groups.items()}
+    sweep = []
+    for loop, param, value in points:
+        key = {"param": SWEEP_NAMES[param], "value": value}
+        rows = [e for e in entries if e["loop"] == loop and e["sweep"] == key]
+        if rows or f"{loop}/all" in summary:
+            figures = summarise(rows) if rows else summary[f"{loop}/all"]
+            sweep.append({"loop": loop, "param": param, "value": value, "summary": figures})
+    return groups, summary, sweep
+
+
+def remeasure(folder: Path, workers: int = 1) -> dict:
+    """Measure a report's saved videos again with today's measure and rewrite its figures (``report.json``, the
+    plots): for a report made before the measure gained a figure. Generates nothing, so it needs no GPU."""
+    path = folder / "report.json"
+    if not path.is_file():
+        raise ReportError(f"{path}: no long-video report to measure again")
+    result = json.loads(path.read_text())
+    entries = result["long_videos"]
+    jobs = []
+    for e in entries:
+        video = folder / e["file"]
+        if not video.is_file():
+            raise ReportError(f"{video}: a video the report lists is missing")
+        jobs.append((video.read_bytes(), *parse_prompt(e["prompt"]), e["seams"]))
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            measured = list(pool.map(measure_saved, jobs))
+    else:
+        measured = [measure_saved(job) for job in jobs]
+    for e, figures in zip(entries, measured, strict=True):
+        e.update(figures)
+    points = [(x["loop"], x["param"], x["value"]) for x in result["sweep"]]
+    groups, result["summary"], result["sweep"] = summaries(entries, points)
+    if result["sweep"]:
+        plot_figure6(result["sweep"], folder / "figure6.png")
+    plot_tracks(groups, folder / "long_video_tracks.png", result["settings"]["prompts"])
+    path.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def static_background_flicker(video: torch.Tensor) -> float:
@@ -487,21 +544,9 @@ def report(
     for p in (pool, job_pool):
         if p:
             p.shutdown()
-    main = [e for e in entries if e["sweep"] is None]
-    groups: dict[str, list[dict]] = {}
-    for e in main:
-        groups.setdefault(f"{e['loop']}/{e['setting']}", []).append(e)
-    summary = {k: summarise(v) for k, v in groups.items()}
-    sweep = []
-    for run in runs:
-        if run.param is not None and run.name not in skipped:
-            key = {"param": SWEEP_NAMES[run.param], "value": run.value}
-            rows = [e for e in entries if e["loop"] == run.loop and e["sweep"] == key]
-            sweep.append({"loop": run.loop, "param": run.param, "value": run.value, "summary": summarise(rows)})
-    for loop in sweep_loops:  # each parameter's default value is the loop's `all` run
-        if f"{loop}/all" in summary:
-            for param, value in loop_defaults(loop).items():
-                sweep.append({"loop": loop, "param": param, "value": value, "summary": summary[f"{loop}/all"]})
+    points = [(r.loop, r.param, r.value) for r in runs if r.param is not None and r.name not in skipped]
+    points += [(loop, param, value) for loop in sweep_loops for param, value in loop_defaults(loop).items()]
+    groups, summary, sweep = summaries(entries, points)
     loop_info = {k: {**LOOPS[k], **loop_defaults(k)} for k in loops}
     result = {
         "checkpoint": str(checkpoint),
@@ -532,8 +577,10 @@ def names(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m examples.learn_long_video", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ap.add_argument("--checkpoint", type=Path, required=True, help="the exported VidRD folder")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path, help="the exported VidRD folder (required unless --remeasure)")
+    ap.add_argument("--out", type=Path, help="the report's folder (required unless --remeasure)")
+    ap.add_argument("--remeasure", type=Path, metavar="FOLDER", help="measure an existing report's saved videos "
+                    "again with today's measure and rewrite its figures; generates nothing")  # fmt: skip
     ap.add_argument("--vae", type=Path, help="the fine-tuned temporal VAE folder (its flicker against the 2D decoder)")
     ap.add_argument("--prompts", type=Path, help="prompts, one per line, each naming a colour, shape and direction")
     ap.add_argument("--seeds", type=int, default=4, help="long videos per prompt and setting (default 4)")
@@ -551,7 +598,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--force", action="store_true", help="replace an existing report in --out")
     a = ap.parse_args(argv)
+    if a.remeasure is None and (a.checkpoint is None or a.out is None):
+        ap.error("--checkpoint and --out are required (or --remeasure FOLDER)")
     try:
+        if a.remeasure is not None:
+            res = remeasure(a.remeasure, a.workers)
+            print(json.dumps({"summary": res["summary"]}, indent=1))
+            return 0
         prompts = None if a.prompts is None else read_prompts(a.prompts)
         res = report(a.checkpoint, a.out, a.vae, prompts, a.seeds, names(a.loops), names(a.settings),
                      names(a.sweep), a.sweep_seeds, a.device, a.steps, a.guidance, a.frames, a.workers,

@@ -164,6 +164,8 @@ def long_video_figures(
     - ``at_edge``: per seam, whether the object's front was already within that distance of the frame's border, where
       it cannot continue; such a seam must only not reverse.
     - ``clip_colours``, ``clip_shapes``: each clip's colour and shape (majority of its frames).
+    - ``jump_steps``: every step v (frame v -> v+1) that is a jump, so where the jumps are can be told: at a seam,
+      in the frames just after it (a new clip leaving the frames it was given), or inside a clip.
     - ``no_jump``, ``continues`` (after every seam), ``keeps_object`` (every clip the caption's colour and shape,
       the object in at least 95% of frames) and ``coherent``: all three.
     """
@@ -202,6 +204,9 @@ def long_video_figures(
     clip_colours = [_majority(m["frame_colours"][a:b]) for a, b in itertools.pairwise(bounds)]
     clip_shapes = [_majority(m["frame_shapes"][a:b]) for a, b in itertools.pairwise(bounds)]
     no_jump = max(most(-along), most(across), most(along)) <= JUMP
+    # Rounded as `most` rounds, so that no_jump holds exactly when this list is empty. NaN (object missing): no jump.
+    steps = np.round(np.maximum(np.abs(d @ e), np.abs(d @ side)) / median, 2)
+    jump_steps = np.nonzero(steps > JUMP)[0]
     continues = all(
         a is not None and (a > CONTINUES or (edge and a >= -CONTINUES)) for a, edge in zip(after, at_edge, strict=True)
     )
@@ -217,6 +222,7 @@ def long_video_figures(
         "clip_shapes": clip_shapes,
         "present": m["present"],
         "direction_ok": m["direction_ok"],
+        "jump_steps": [int(v) for v in jump_steps],
         "no_jump": bool(no_jump),
         "continues": bool(continues),
         "keeps_object": bool(keeps),

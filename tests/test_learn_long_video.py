@@ -94,6 +94,10 @@ def test_report_entries_hold_what_other_tools_read(tiny_base, tmp_path):
         again = llv.measure_saved(((out / e["file"]).read_bytes(), "red", "right", "square", e["seams"]))
         assert {k: again[k] for k in again} == {k: e[k] for k in again}
     assert set(saved["summary"]) == {"shifted/all", "shifted/independent", "official/all", "official/independent"}
+    for group, rows in saved["summary"].items():  # where the jumps are, from each entry's jump steps
+        mine = [e for e in entries if f"{e['loop']}/{e['setting']}" == group]
+        assert rows["jumps_per_video"] == round(sum(len(e["jump_steps"]) for e in mine) / len(mine), 2)
+        assert all(e["no_jump"] == (e["jump_steps"] == []) for e in mine)
     assert {(x["param"], x["value"]) for x in saved["sweep"]} >= {("prompt_frames", 2), ("alpha", 4.0), ("beta", 0.0)}
     assert (out / "figure6.png").stat().st_size > 5000 and (out / "long_video_tracks.png").stat().st_size > 5000
     assert set(saved["vae_flicker"]) == {"generated", "real_sampled", "real_mean"}
@@ -125,3 +129,27 @@ def test_runs_made_in_job_processes_give_the_same_report(tiny_base, tmp_path):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # the same video (another process's float sums)
     with pytest.raises(llv.ReportError, match="jobs must be >= 1"):
         llv.report(tiny_base, tmp_path / "three", jobs=0, **args)
+
+
+def test_remeasure_rewrites_an_old_reports_figures_from_its_videos(tiny_base, tmp_path, capsys):
+    out = tmp_path / "old"
+    made = llv.report(tiny_base, out, prompts=["a green circle moving down"], seeds=2, loops=["shifted"],
+                      settings_names=["all"], sweep_loops=["shifted"], sweep_seeds=1, steps=1, size=32)  # fmt: skip
+    old = json.loads((out / "report.json").read_text())
+    for e in old["long_videos"]:  # a report from before the measure had jump_steps, with a stale figure
+        del e["jump_steps"]
+        e["coherent"] = "stale"
+    old["summary"] = {}
+    (out / "report.json").write_text(json.dumps(old))
+    assert llv.main(["--remeasure", str(out)]) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert again["long_videos"] == made["long_videos"] and again["summary"] == made["summary"]
+    assert again["sweep"] == made["sweep"]
+    (out / made["long_videos"][0]["file"]).unlink()
+    assert llv.main(["--remeasure", str(out)]) == 2
+    assert "a video the report lists is missing" in capsys.readouterr().err
+    assert llv.main(["--remeasure", str(tmp_path / "none")]) == 2
+    assert "no long-video report" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        llv.main(["--out", str(tmp_path / "x")])
+    assert "--checkpoint and --out are required" in capsys.readouterr().err

@@ -80,7 +80,7 @@ def test_a_true_long_video_holds_together():
             r = long_video_figures(crossing(direction, shape)[:61], "green", direction, shape, [15, 30, 45])
             assert r["coherent"] and r["no_jump"] and r["continues"] and r["keeps_object"], (shape, direction, r)
             assert 0.45 < r["median_step"] < 0.6 and r["forward_jump"] < 2 and r["sideways_jump"] < 1
-            assert r["clip_shapes"] == [shape] * 4 and r["clip_colours"] == ["green"] * 4
+            assert r["clip_shapes"] == [shape] * 4 and r["clip_colours"] == ["green"] * 4 and r["jump_steps"] == []
 
 
 def test_long_video_measure_finds_each_way_of_falling_apart():
@@ -88,13 +88,15 @@ def test_long_video_measure_finds_each_way_of_falling_apart():
     snap = np.concatenate([v[:16], v[8:23], v[16:31]])  # each new clip restarts 8 frames back
     r = long_video_figures(snap, "green", "right", "square", [15, 30])
     assert r["backward_jump"] > 5 and not r["no_jump"] and not r["coherent"]
+    assert r["jump_steps"] == [15, 30]  # the steps from each clip's last frame to the next clip's first
     reflect = np.concatenate([v[:16], v[14:7:-1], v[8:24]])  # the mirror at the seam: back at the usual speed
     r = long_video_figures(reflect, "green", "right", "square", [15])
     assert r["no_jump"] and r["after_seam"][0] < 0 and not r["continues"] and not r["coherent"]
+    assert r["jump_steps"] == []  # turning back at the usual speed is no jump
     up = crossing("up")
     sideways = np.concatenate([v[:16], up[40:56]])
     r = long_video_figures(sideways, "green", "right", "square", [15])
-    assert r["sideways_jump"] > 3 and not r["coherent"]
+    assert r["sideways_jump"] > 3 and not r["coherent"] and r["jump_steps"] == [15]
     recoloured = np.concatenate([v[:16], crossing(colour="blue")[16:32]])
     r = long_video_figures(recoloured, "green", "right", "square", [15])
     assert r["clip_colours"] == ["green", "blue"] and not r["keeps_object"] and not r["coherent"]
