@@ -419,7 +419,7 @@ def sweep_order(values: Iterable[float], default: float) -> list[float]:
 
 
 def plan(loops: list[str], settings: list[str], sweep_loops: list[str]) -> list[Run]:
-    """The runs of a report: every setting of the main loops, ``all`` of the ablations, then figure 6's sweep for
+    """The runs of a report: every setting of the main loops, ``all`` of the variants, then figure 6's sweep for
     ``sweep_loops``, its curves (loop x parameter) taking turns so that a budget cut leaves each of them its ends."""
     runs = [Run(loop, s) for loop in loops for s in (settings if loop in MAIN_LOOPS else ["all"])]
     curves = [[Run(loop, "all", param, v) for v in sweep_order(values, loop_defaults(loop)[param])]
@@ -450,7 +450,7 @@ def report(
     jobs: int = 1,
 ) -> dict:
     """Generate every run's long videos, save them as mp4, measure them from the files, write ``out/report.json`` and
-    the plots. Runs go in :func:`plan`'s order (the settings table, the ablations, then the sweeps); once
+    the plots. Runs go in :func:`plan`'s order (the settings table, the variants, then the sweeps); once
     ``budget_minutes`` of generating have passed, the remaining runs are skipped and listed in the report.
 
     ``jobs`` > 1 generates that many runs at once, each job process with its own pipeline on ``device``: a small
