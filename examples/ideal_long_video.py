@@ -18,6 +18,12 @@ further.
 adds the paper's figure 6 with the perfect model: each named loop's ``all`` setting with one of M, alpha and beta
 varied around its defaults (``examples.learn_long_video.SWEEP``), the share of seams where the motion continues and
 where it jumps, as a table and a plot: the curves a trained model's figure 6 can be read against.
+
+Two questions a perfect model cannot answer have their own switches. ``--learned STEPS`` replaces the ideal denoiser
+by a small network trained for STEPS steps on the same clips (v-prediction, the same schedule): does a model with
+errors behave as the perfect one at the seams? ``--both-ways`` adds every clip mirrored, so the bump moves left or
+right and nothing but the frames a loop hands over tells a new clip which way to go: the position of a model that
+never learned what the caption's direction word means. The seams are then counted along the way the first clip went.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ SPEEDS = (0.4, 0.6)
 KINDS = ("continues", "reflects", "jumps", "at_end")
 
 
-def world() -> torch.Tensor:
-    """``[K, N * WIDTH]``: every clip of the world, flattened."""
-    clips = [np.stack([3 * np.exp(-((XS - (x0 + v * k)) ** 2) / 2) for k in range(N)])
-             for v in SPEEDS for x0 in np.arange(3, WIDTH - 3 - (N - 1) * v, 0.1)]  # fmt: skip
-    return torch.tensor(np.stack(clips), dtype=torch.float32).reshape(len(clips), -1)
+def world(both_ways: bool = False) -> torch.Tensor:
+    """``[K, N * WIDTH]``: every clip of the world, flattened (``both_ways``: and each one mirrored, moving left)."""
+    clips = np.stack([np.stack([3 * np.exp(-((XS - (x0 + v * k)) ** 2) / 2) for k in range(N)])
+                      for v in SPEEDS for x0 in np.arange(3, WIDTH - 3 - (N - 1) * v, 0.1)])  # fmt: skip
+    if both_ways:
+        clips = np.concatenate([clips, clips[..., ::-1]])
+    return torch.tensor(np.ascontiguousarray(clips), dtype=torch.float32).reshape(len(clips), -1)
 
 
 def ideal_denoiser(clips: torch.Tensor, alphas: torch.Tensor):
@@ -58,9 +66,69 @@ def ideal_denoiser(clips: torch.Tensor, alphas: torch.Tensor):
     return denoise
 
 
-def seam_kinds(cfg, seeds: int = 8, clips: torch.Tensor | None = None, steps: int = 30) -> dict[str, int]:
+def time_embedding(t: torch.Tensor, dim: int = 64) -> torch.Tensor:
+    """Sinusoidal features of integer timesteps ``[B] -> [B, dim]``."""
+    freqs = torch.exp(-np.log(10_000.0) * torch.arange(dim // 2) / (dim // 2))
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], -1)
+
+
+class LineDenoiser(torch.nn.Module):
+    """A small v-prediction network for the line world: residual dilated convolutions over (frame, position), whose
+    receptive field spans the whole clip, each scaled and shifted by the timestep."""
+
+    def __init__(self, channels: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 1)):
+        super().__init__()
+        nn = torch.nn
+        self.inp = nn.Conv2d(1, channels, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
+        self.norms = nn.ModuleList(nn.GroupNorm(8, channels) for _ in dilations)
+        self.film = nn.Sequential(nn.Linear(64, 128), nn.SiLU(), nn.Linear(128, 2 * channels * len(dilations)))
+        self.out = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``z [B, N, WIDTH]``, ``t [B]`` -> the predicted v."""
+        h = self.inp(z[:, None])
+        mods = self.film(time_embedding(t))[:, :, None, None].chunk(2 * len(self.convs), 1)
+        for k, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            h = h + conv(torch.nn.functional.silu(norm(h) * (1 + mods[2 * k]) + mods[2 * k + 1]))
+        return self.out(torch.nn.functional.silu(h))[:, 0]
+
+
+def learned_denoiser(clips: torch.Tensor, alphas: torch.Tensor, steps: int, batch: int = 64, seed: int = 0):
+    """``(denoise, losses)``: a :class:`LineDenoiser` trained ``steps`` steps on ``clips`` with the v-prediction loss
+    at uniform timesteps, as a denoiser with the ideal one's signature."""
+    torch.manual_seed(seed)
+    net = LineDenoiser()
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
+    x = clips.reshape(len(clips), N, WIDTH)
+    losses = []
+    for _ in range(steps):
+        x0 = x[torch.randint(len(x), (batch,))]
+        t = torch.randint(0, len(alphas), (batch,))
+        a2 = alphas[t][:, None, None]
+        noise = torch.randn_like(x0)
+        v = a2.sqrt() * noise - (1 - a2).sqrt() * x0
+        loss = torch.nn.functional.mse_loss(net(a2.sqrt() * x0 + (1 - a2).sqrt() * noise, t), v)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    net.eval()
+
+    @torch.no_grad()
+    def denoise(z: torch.Tensor, t: torch.Tensor, _context: torch.Tensor) -> torch.Tensor:
+        return net(z.reshape(z.shape[0], N, WIDTH), t.reshape(-1).expand(z.shape[0])).reshape(z.shape)
+
+    return denoise, losses
+
+
+def seam_kinds(
+    cfg, seeds: int = 8, clips: torch.Tensor | None = None, steps: int = 30, denoiser=None
+) -> dict[str, int]:
     """How the bump moves after each seam of ``seeds`` 4-clip videos made by the loop ``cfg`` (a
-    ``LongVideoConfig`` with 16-frame clips)."""
+    ``LongVideoConfig`` with 16-frame clips), along the way its first clip went; ``denoiser``: the ideal one over
+    ``clips`` unless given."""
     from inference.long_video import generate_latent_clips
     from inference.sampler import DDIMSampler, make_scheduler
     from training.model.loading import V_PREDICTION
@@ -68,7 +136,8 @@ def seam_kinds(cfg, seeds: int = 8, clips: torch.Tensor | None = None, steps: in
 
     clips = world() if clips is None else clips
     sched = make_scheduler(sd_scheduler_config(V_PREDICTION, True))
-    sampler = DDIMSampler(ideal_denoiser(clips, sched.alphas_cumprod), sched, steps, guidance=1.0)
+    denoiser = ideal_denoiser(clips, sched.alphas_cumprod) if denoiser is None else denoiser
+    sampler = DDIMSampler(denoiser, sched, steps, guidance=1.0)
     context = torch.zeros(1, 1, 1)
     kinds = dict.fromkeys(KINDS, 0)
     for seed in range(seeds):
@@ -77,16 +146,17 @@ def seam_kinds(cfg, seeds: int = 8, clips: torch.Tensor | None = None, steps: in
         video = np.concatenate([z[0, 0, cfg.kept(i), 0].numpy() for i, z in enumerate(made)])
         weight = np.clip(video, 0, None) ** 2
         track = (weight * XS).sum(-1) / weight.sum(-1)
+        way = -1.0 if track[N - 1] < track[0] else 1.0  # the world's clips never stand still
         for s in cfg.seam_steps(len(track)):
-            if track[s] >= WIDTH - 6:
+            if (track[s] >= WIDTH - 6) if way > 0 else (track[s] <= 5):
                 kinds["at_end"] += 1
                 continue
-            d = np.diff(track[s : s + 5])
+            d = way * np.diff(track[s : s + 5])
             kinds["jumps" if np.abs(d).max() > 1.5 else "reflects" if d.sum() < 0 else "continues"] += 1
     return kinds
 
 
-def sweep(loops: list[str], seeds: int = 8, clips: torch.Tensor | None = None) -> list[dict]:
+def sweep(loops: list[str], seeds: int = 8, clips: torch.Tensor | None = None, denoiser=None) -> list[dict]:
     """Figure 6 with the ideal denoiser: per loop, parameter (M, alpha, beta) and value of
     ``examples.learn_long_video.SWEEP``, the seam counts of :func:`seam_kinds` for the ``all`` setting."""
     from examples.learn_long_video import LOOPS, SWEEP, Run
@@ -99,7 +169,7 @@ def sweep(loops: list[str], seeds: int = 8, clips: torch.Tensor | None = None) -
     for loop in loops:
         for param, values in SWEEP.items():
             for value in values:
-                kinds = seam_kinds(Run(loop, "all", param, value).config(), seeds, clips)
+                kinds = seam_kinds(Run(loop, "all", param, value).config(), seeds, clips, denoiser=denoiser)
                 rows.append({"loop": loop, "param": param, "value": value, **kinds})
     return rows
 
@@ -147,25 +217,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default="", help="loops whose M, alpha and beta are swept, comma-separated "
                     "(default: none)")  # fmt: skip
     ap.add_argument("--plot", help="write the sweep's plot here (PNG)")
+    ap.add_argument("--both-ways", action="store_true", help="add every clip mirrored (the bump moves left or right)")
+    ap.add_argument("--learned", type=int, metavar="STEPS", help="a small network trained STEPS steps on the clips "
+                    "instead of the ideal denoiser")  # fmt: skip
     a = ap.parse_args(argv)
     if a.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {a.seeds}")
+    if a.learned is not None and a.learned < 1:
+        ap.error(f"--learned must be >= 1 steps, got {a.learned}")
     sweep_loops = [x.strip() for x in a.sweep.split(",") if x.strip()]
     unknown = [x for x in sweep_loops if x not in LOOPS]
     if unknown:
         ap.error(f"unknown loop {unknown[0]!r} in --sweep; known: {', '.join(LOOPS)}")
     if a.plot and not sweep_loops:
         ap.error("--plot draws the sweep: name its loops with --sweep")
-    clips = world()
+    clips = world(a.both_ways)
+    denoiser = None
+    if a.learned is not None:
+        from inference.sampler import make_scheduler
+        from training.model.loading import V_PREDICTION
+        from training.model.sampling_defaults import sd_scheduler_config
+
+        alphas = make_scheduler(sd_scheduler_config(V_PREDICTION, True)).alphas_cumprod
+        denoiser, losses = learned_denoiser(clips, alphas, a.learned)
+        print(f"learned denoiser: {a.learned} steps, v-prediction loss {np.mean(losses[:50]):.3f} (first 50) -> "
+              f"{np.mean(losses[-100:]):.3f} (last 100)\n", flush=True)  # fmt: skip
+    print(f"world: {len(clips)} clips, {'both ways' if a.both_ways else 'moving right'}; denoiser: "
+          f"{'learned' if denoiser else 'ideal'}\n")  # fmt: skip
     print("| loop | setting | continues | reflects | jumps | at the line's end |")
     print("| --- | --- | --- | --- | --- | --- |")
     for loop in LOOPS:
         for setting in SETTINGS if loop in MAIN_LOOPS else ["all"]:
-            k = seam_kinds(Run(loop, setting).config(), a.seeds, clips)
+            k = seam_kinds(Run(loop, setting).config(), a.seeds, clips, denoiser=denoiser)
             print(f"| {loop} | {setting} | {k['continues']} | {k['reflects']} | {k['jumps']} | {k['at_end']} |",
                   flush=True)  # fmt: skip
     if sweep_loops:
-        rows = sweep(sweep_loops, a.seeds, clips)
+        rows = sweep(sweep_loops, a.seeds, clips, denoiser)
         print("\n| loop | varied | value | continues | reflects | jumps | at the line's end | continues, share |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in rows:

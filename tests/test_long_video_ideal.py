@@ -4,9 +4,11 @@ perfect model too."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
-from examples.ideal_long_video import main, plot_sweep, seam_kinds, shares, sweep, world
+from examples.ideal_long_video import learned_denoiser, main, plot_sweep, seam_kinds, shares, sweep, world
 from examples.learn_long_video import SWEEP
 from inference.long_video import LongVideoConfig
 
@@ -42,7 +44,34 @@ def test_figure6_with_a_perfect_model_more_prompt_frames_and_more_guidance_hold_
 def test_the_sweep_refuses_unknown_loops_and_a_plot_without_a_sweep(capsys):
     with pytest.raises(ValueError, match="unknown loop 'spiral'"):
         sweep(["spiral"], 1)
-    for argv, message in ((["--sweep", "spiral"], "unknown loop 'spiral'"), (["--plot", "x.png"], "--sweep")):
+    for argv, message in ((["--sweep", "spiral"], "unknown loop 'spiral'"), (["--plot", "x.png"], "--sweep"),
+                          (["--learned", "0"], "--learned must be >= 1")):  # fmt: skip
         with pytest.raises(SystemExit):
             main(["--seeds", "1", *argv])
         assert message in capsys.readouterr().err
+
+
+def test_the_two_way_world_mirrors_every_clip():
+    one, two = world(), world(both_ways=True)
+    assert two.shape == (2 * one.shape[0], one.shape[1])
+    assert torch.equal(two[len(one):].reshape(-1, 16, 40), one.reshape(-1, 16, 40).flip(-1))
+
+
+def test_seams_are_counted_along_the_way_the_first_clip_went(clips):
+    left = world(both_ways=True)[len(clips):]  # only the mirrored clips: every video moves left
+    kinds = seam_kinds(LongVideoConfig.for_schedule("paper", reuse="shifted"), 4, left)
+    assert kinds["continues"] >= 8 and kinds["reflects"] == kinds["jumps"] == 0, kinds
+
+
+def test_a_learned_denoiser_trains_and_drives_the_loop(clips):
+    from inference.sampler import make_scheduler
+    from training.model.loading import V_PREDICTION
+    from training.model.sampling_defaults import sd_scheduler_config
+
+    alphas = make_scheduler(sd_scheduler_config(V_PREDICTION, True)).alphas_cumprod
+    denoise, losses = learned_denoiser(clips, alphas, steps=120)
+    assert np.mean(losses[-20:]) < 0.8 * np.mean(losses[:20])
+    z = torch.randn(2, 1, 16, 1, 40)
+    assert denoise(z, torch.tensor([500]), None).shape == z.shape
+    kinds = seam_kinds(LongVideoConfig.for_schedule("paper", reuse="shifted"), 2, clips, denoiser=denoise)
+    assert sum(kinds.values()) == 2 * 3  # every seam of two 4-clip videos counted once
