@@ -108,12 +108,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--latent", type=int, default=16, help="latent side in pixels (default 16: 64 px through 4x)")
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
+    for name in ("batch", "frames", "latent"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(a, name)}")
     if a.config is None:
         from examples.learn_video import SMALL_UNET
 
         config = dict(SMALL_UNET)
     else:
-        config = json.loads(a.config.read_text())
+        try:
+            config = json.loads(a.config.read_text())
+        except (OSError, ValueError) as e:
+            ap.error(f"--config {a.config}: not a readable JSON UNet config ({e})")
     rows = [measure(config, a.batch, a.frames, a.latent)]
     emit(rows[-1])
     write_results(a.json, rows, config=str(a.config or "examples.learn_video.SMALL_UNET"))

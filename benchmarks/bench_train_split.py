@@ -108,14 +108,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         cfg["data"]["num_workers"] = a.workers
     dm = datamodule(cfg, a.shards)
     batch = dm.batch_size
+    rows: list[dict[str, Any]] = []
     it = iter(dm.train_dataloader())
-    first = next(it)
-    t0 = time.perf_counter()
-    for _ in range(a.loader_batches):
-        next(it)
-    rows = [{"part": "loader", "samples_per_s": round(a.loader_batches * batch / (time.perf_counter() - t0), 1),
-             "workers": dm.num_workers, "batch": batch}]  # fmt: skip
-    emit(rows[-1])
+    first = next(it)  # the step's fixed batch
+    if "loader" in parts:
+        t0 = time.perf_counter()
+        for _ in range(a.loader_batches):
+            next(it)
+        rows.append({"part": "loader", "samples_per_s": round(a.loader_batches * batch / (time.perf_counter() - t0), 1),
+                     "workers": dm.num_workers, "batch": batch})  # fmt: skip
+        emit(rows[-1])
     del it
     step = None
     if "step" in parts:
@@ -130,8 +132,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         rows.append({"part": "loop", "ms": round(1000 * loop, 1), "samples_per_s": round(batch / loop, 1),
                      "of_step": None if step is None else round(step / loop, 3), "fast": a.fast})  # fmt: skip
         emit(rows[-1])
-    if "loader" not in parts:
-        rows = rows[1:]
     write_results(a.json, rows, config=a.config)
     return rows
 

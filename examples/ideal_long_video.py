@@ -33,6 +33,9 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import get_timestep_embedding
+from torch import nn
 
 WIDTH, N = 40, 16
 XS = np.arange(WIDTH, dtype=np.float64)
@@ -66,20 +69,12 @@ def ideal_denoiser(clips: torch.Tensor, alphas: torch.Tensor):
     return denoise
 
 
-def time_embedding(t: torch.Tensor, dim: int = 64) -> torch.Tensor:
-    """Sinusoidal features of integer timesteps ``[B] -> [B, dim]``."""
-    freqs = torch.exp(-np.log(10_000.0) * torch.arange(dim // 2) / (dim // 2))
-    angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], -1)
-
-
-class LineDenoiser(torch.nn.Module):
+class LineDenoiser(nn.Module):
     """A small v-prediction network for the line world: residual dilated convolutions over (frame, position), whose
     receptive field spans the whole clip, each scaled and shifted by the timestep."""
 
     def __init__(self, channels: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 1)):
         super().__init__()
-        nn = torch.nn
         self.inp = nn.Conv2d(1, channels, 3, padding=1)
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
         self.norms = nn.ModuleList(nn.GroupNorm(8, channels) for _ in dilations)
@@ -89,10 +84,11 @@ class LineDenoiser(torch.nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``z [B, N, WIDTH]``, ``t [B]`` -> the predicted v."""
         h = self.inp(z[:, None])
-        mods = self.film(time_embedding(t))[:, :, None, None].chunk(2 * len(self.convs), 1)
+        mods = self.film(get_timestep_embedding(t, 64, downscale_freq_shift=0))[:, :, None, None]
+        mods = mods.chunk(2 * len(self.convs), 1)
         for k, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = h + conv(torch.nn.functional.silu(norm(h) * (1 + mods[2 * k]) + mods[2 * k + 1]))
-        return self.out(torch.nn.functional.silu(h))[:, 0]
+            h = h + conv(F.silu(norm(h) * (1 + mods[2 * k]) + mods[2 * k + 1]))
+        return self.out(F.silu(h))[:, 0]
 
 
 def learned_denoiser(clips: torch.Tensor, alphas: torch.Tensor, steps: int, batch: int = 64, seed: int = 0):
@@ -109,7 +105,7 @@ def learned_denoiser(clips: torch.Tensor, alphas: torch.Tensor, steps: int, batc
         a2 = alphas[t][:, None, None]
         noise = torch.randn_like(x0)
         v = a2.sqrt() * noise - (1 - a2).sqrt() * x0
-        loss = torch.nn.functional.mse_loss(net(a2.sqrt() * x0 + (1 - a2).sqrt() * noise, t), v)
+        loss = F.mse_loss(net(a2.sqrt() * x0 + (1 - a2).sqrt() * noise, t), v)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -266,26 +266,34 @@ def remeasure(folder: Path, workers: int = 1) -> dict:
     path = folder / "report.json"
     if not path.is_file():
         raise ReportError(f"{path}: no long-video report to measure again")
-    result = json.loads(path.read_text())
-    entries = result["long_videos"]
-    jobs = []
-    for e in entries:
-        video = folder / e["file"]
-        if not video.is_file():
-            raise ReportError(f"{video}: a video the report lists is missing")
-        jobs.append((video.read_bytes(), *parse_prompt(e["prompt"]), e["seams"]))
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            measured = list(pool.map(measure_saved, jobs))
-    else:
-        measured = [measure_saved(job) for job in jobs]
-    for e, figures in zip(entries, measured, strict=True):
-        e.update(figures)
-    points = [(x["loop"], x["param"], x["value"]) for x in result["sweep"]]
+    try:
+        result = json.loads(path.read_text())
+        entries = result["long_videos"]
+        jobs = [(e["file"], *parse_prompt(e["prompt"]), e["seams"]) for e in entries]
+        points = [(x["loop"], x["param"], x["value"]) for x in result["sweep"]]
+        prompts = result["settings"]["prompts"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ReportError(f"{path}: not a long-video report ({type(e).__name__}: {e})") from None
+    for name, *_ in jobs:
+        if not (folder / name).is_file():
+            raise ReportError(f"{folder / name}: a video the report lists is missing")
+    jobs = [((folder / name).read_bytes(), *rest) for name, *rest in jobs]
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    futures = [pool.submit(measure_saved, job) for job in jobs] if pool else []
+    # Nothing is written until every video is measured: a video that does not decode leaves the report as it was.
+    for k, e in enumerate(entries):
+        try:
+            e.update(futures[k].result() if pool else measure_saved(jobs[k]))
+        except Exception as err:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+            raise ReportError(f"{folder / e['file']}: cannot be measured ({type(err).__name__}: {err})") from None
+    if pool:
+        pool.shutdown()
     groups, result["summary"], result["sweep"] = summaries(entries, points)
     if result["sweep"]:
         plot_figure6(result["sweep"], folder / "figure6.png")
-    plot_tracks(groups, folder / "long_video_tracks.png", result["settings"]["prompts"])
+    plot_tracks(groups, folder / "long_video_tracks.png", prompts)
     path.write_text(json.dumps(result, indent=1))
     return result
 

@@ -203,10 +203,10 @@ def long_video_figures(
     bounds = [0, *[s + 1 for s in seams], f]
     clip_colours = [_majority(m["frame_colours"][a:b]) for a, b in itertools.pairwise(bounds)]
     clip_shapes = [_majority(m["frame_shapes"][a:b]) for a, b in itertools.pairwise(bounds)]
-    no_jump = max(most(-along), most(across), most(along)) <= JUMP
-    # Rounded as `most` rounds, so that no_jump holds exactly when this list is empty. NaN (object missing): no jump.
+    # Rounded as `most` rounds, so a jump is what the figures above call one. NaN (object missing): no jump.
     steps = np.round(np.maximum(np.abs(d @ e), np.abs(d @ side)) / median, 2)
     jump_steps = np.nonzero(steps > JUMP)[0]
+    no_jump = jump_steps.size == 0
     continues = all(
         a is not None and (a > CONTINUES or (edge and a >= -CONTINUES)) for a, edge in zip(after, at_edge, strict=True)
     )

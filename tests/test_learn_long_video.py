@@ -145,9 +145,19 @@ def test_remeasure_rewrites_an_old_reports_figures_from_its_videos(tiny_base, tm
     again = json.loads((out / "report.json").read_text())
     assert again["long_videos"] == made["long_videos"] and again["summary"] == made["summary"]
     assert again["sweep"] == made["sweep"]
-    (out / made["long_videos"][0]["file"]).unlink()
+    first = out / made["long_videos"][0]["file"]
+    first.write_bytes(b"not an mp4")
+    before = (out / "report.json").read_text()
+    assert llv.main(["--remeasure", str(out)]) == 2
+    assert f"{first}: cannot be measured" in capsys.readouterr().err
+    assert (out / "report.json").read_text() == before  # nothing rewritten
+    first.unlink()
     assert llv.main(["--remeasure", str(out)]) == 2
     assert "a video the report lists is missing" in capsys.readouterr().err
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "report.json").write_text("{not json")
+    assert llv.main(["--remeasure", str(tmp_path / "broken")]) == 2
+    assert "not a long-video report" in capsys.readouterr().err
     assert llv.main(["--remeasure", str(tmp_path / "none")]) == 2
     assert "no long-video report" in capsys.readouterr().err
     with pytest.raises(SystemExit):
